@@ -1,0 +1,5 @@
+import sys
+
+from lvmae.cli import main
+
+sys.exit(main())

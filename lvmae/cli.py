@@ -1,0 +1,46 @@
+"""`lvmae`: one command line, one subcommand per stage.
+
+Subcommand modules are imported only when used, so `lvmae --help` stays fast (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lvmae import __version__
+
+# name -> (module with build_parser()/main(argv), one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("lvmae.commands.config", "show the effective config, list every key"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<16}{summary}" for name, (_, summary) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="lvmae",
+        description="Long-video representation learning: extract segment features with frozen models, "
+                    "pretrain a masked-embedding autoencoder, retrieve and inspect.",
+        epilog=f"commands:\n{listing}\n\n`lvmae COMMAND --help` for a command's options; every command "
+               "takes --config FILE and --set KEY=VALUE.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lvmae {__version__}")
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="what to run (listed below)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def command_module(name: str):
+    return importlib.import_module(COMMANDS[name][0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return int(command_module(args.command).main(args.args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

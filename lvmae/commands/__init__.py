@@ -1,0 +1,1 @@
+"""One module per `lvmae` subcommand; each has `build_parser()` and `main(argv=None) -> int`."""
