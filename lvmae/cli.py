@@ -14,6 +14,8 @@ from lvmae import __version__
 # name -> (module with build_parser()/main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("lvmae.commands.config", "show the effective config, list every key"),
+    "toyworld": ("lvmae.commands.toyworld", "generate the procedural demo corpus; fit/evaluate the stand-in encoder"),
+    "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 
 

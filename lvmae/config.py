@@ -184,7 +184,7 @@ class ToyworldConfig:
     """Where the generated corpus goes (videos/, truth.parquet, captions.txt)."""
     videos: int = 24
     """Number of videos to generate."""
-    minutes: tuple[float, float] = (2.0, 64.0)
+    minutes: tuple[float, float] = (1.0, 64.0)
     """Range of video lengths in minutes."""
     seed: int = 0
     """Random seed: the same seed gives the same frames and truth."""
