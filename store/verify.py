@@ -126,6 +126,8 @@ def _orphans(location: Location, committed: set[str]) -> list[str]:
     for name in location.listdir():
         if name.endswith(".partial"):
             orphans.append(f"{name} (zarr temp file of an interrupted write)")
+        elif name not in ("zarr.json", SHARDS_DIR, MANIFEST_DIR):
+            orphans.append(f"{name} (not part of a store)")
     for name in location.listdir(SHARDS_DIR):
         if name.endswith(".partial"):
             orphans.append(f"{SHARDS_DIR}/{name} (zarr temp file of an interrupted write)")

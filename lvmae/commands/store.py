@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lvmae.commands.options import add_config_options, config_from_args, fail
 from lvmae.progress import Summary, configure_logging
+
+if TYPE_CHECKING:
+    from store import Store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def store_facts(store: Any) -> dict[str, Any]:
+def store_facts(store: Store) -> dict[str, Any]:
     """What `info` shows, as JSON-able data."""
     import pyarrow.compute as pc
 
@@ -62,7 +65,7 @@ def _model(model: dict[str, Any] | None) -> str:
     return f"{model['name']} (sha256 {sha[:12] + '…' if len(sha) > 12 else sha}{rest})"
 
 
-def _info(store: Any, as_json: bool) -> int:
+def _info(store: Store, as_json: bool) -> int:
     facts = store_facts(store)
     if as_json:
         print(json.dumps(facts))
@@ -83,7 +86,7 @@ def _info(store: Any, as_json: bool) -> int:
     return 0
 
 
-def _verify(store: Any, parser: argparse.ArgumentParser) -> int:
+def _verify(store: Store, parser: argparse.ArgumentParser) -> int:
     report = store.verify()
     summary = Summary(f"verify {report.uri}: {'ok' if report.ok else 'PROBLEMS'}")
     summary.add("shards checked", report.shards).add("videos", report.videos).add("segments", report.segments)

@@ -398,3 +398,13 @@ def test_verify_names_a_shard_whose_manifest_disagrees_with_its_arrays(tmp_path)
     assert not report.ok
     assert report.problems == [f"shard 000001: {name} has 40 rows; the manifest's ok videos have 41 segments"
                                for name in ("emb", "codes", "scores", "importance", "span")]
+
+
+def test_verify_lists_foreign_files_as_orphans_without_failing(tmp_path):
+    store = Store.create(tmp_path / "s", identity())
+    (tmp_path / "s" / "notes.txt").write_text("")
+    (tmp_path / "s" / "shards" / "000007").mkdir(parents=True)
+    report = store.verify()
+    assert report.ok
+    assert report.orphans == ["notes.txt (not part of a store)",
+                              "shards/000007/ (no manifest: an uncommitted shard; re-running shard 000007 replaces it)"]
