@@ -138,7 +138,10 @@ class Location:
     def parse(cls, uri: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> "Location":
         uri = str(uri)
         options = dict(storage_options or {})
-        fs, root = fsspec.core.url_to_fs(uri, **options)
+        try:
+            fs, root = fsspec.core.url_to_fs(uri, **options)
+        except (ImportError, ValueError) as exc:  # an unknown protocol, or its fsspec package is missing
+            raise StoreError(f"cannot open store {uri}: {exc}") from None
         return cls(uri=uri, fs=fs, root=root.rstrip("/") or "/", storage_options=options)
 
     @property

@@ -361,6 +361,11 @@ def test_open_refuses_a_missing_place_or_something_else(tmp_path):
         Store.create(tmp_path / "other", identity())
 
 
+def test_an_unknown_protocol_is_a_clear_error():
+    with pytest.raises(StoreError, match="cannot open store nosuchprotocol://x: .*nosuchprotocol"):
+        Store.open("nosuchprotocol://x")
+
+
 def test_create_refuses_a_folder_holding_other_files(tmp_path):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "holiday.mp4").write_bytes(b"")
