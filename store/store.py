@@ -193,21 +193,27 @@ class Store:
         self._index = None
         self._dims = None
 
+    def _committed_shapes(self, exclude: str | None = None) -> tuple[str, dict[str, tuple[int, ...]]] | None:
+        """The first committed shard that has arrays (a shard of failed videos only has none) and the
+        per-segment shape of each of its arrays; None while no shard has segments."""
+        for shard_id in sorted(self.committed_shards() - {exclude}):
+            try:
+                return shard_id, {name: self.shard_array(shard_id, name).shape[1:] for name in self._names}
+            except StoreError:
+                continue
+        return None
+
     def _check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]]) -> None:
         """Refuse a shard whose per-segment shapes differ from the committed shards'."""
-        for other in sorted(self.committed_shards() - {shard_id}):
-            for name, shape in shapes.items():
-                try:
-                    stored = self.shard_array(other, name).shape[1:]
-                except StoreError:
-                    break  # a shard of failed videos only has no arrays; ask the next one
-                if stored != shape:
-                    what = "embedding width D" if name == "emb" else "(t, h, w) token grid" if name in (
-                        "codes", "scores") else "per-segment shape"
-                    raise StoreError(f"shard {shard_id}: {name} has {what} {shape} but committed shard {other} "
-                                     f"has {stored}; one store holds one shape")
-            else:
-                return
+        found = self._committed_shapes(exclude=shard_id)
+        if found is None:
+            return
+        other, stored = found
+        for name, shape in shapes.items():
+            if stored[name] != shape:
+                letters = ", ".join(map(str, ARRAYS[name].trailing))
+                raise StoreError(f"shard {shard_id}: {name} rows have shape ({letters}) = {shape} but committed "
+                                 f"shard {other}'s have {stored[name]}; all shards of a store share them")
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -317,16 +323,11 @@ class Store:
     def dims(self) -> Dims:
         """D and the token grid, from the first committed shard that has segments."""
         if self._dims is None:
-            for shard_id in sorted(self.committed_shards()):
-                try:
-                    emb = self.shard_array(shard_id, "emb").shape[1]
-                except StoreError:
-                    continue  # failed videos only
-                grid = self.shard_array(shard_id, "codes").shape[1:] if self.identity.has_tokenizer else None
-                self._dims = Dims(emb=emb, token_grid=grid)
-                break
-            else:
+            found = self._committed_shapes()
+            if found is None:
                 return Dims(emb=None, token_grid=None)
+            shapes = found[1]
+            self._dims = Dims(emb=shapes["emb"][0], token_grid=shapes.get("codes"))
         return self._dims
 
     def verify(self) -> VerifyReport:

@@ -301,10 +301,15 @@ def test_another_schema_version_is_refused(tmp_path):
 def test_shapes_must_agree_within_and_across_shards(tmp_path):
     store = Store.create(tmp_path / "s", identity())
     write_shard(store, "000001", {"v": (3, 0)})
-    with pytest.raises(StoreError, match=r"shard 000002: emb has embedding width D \(16,\) but committed shard "
-                                         r"000001 has \(8,\)"):
+    with pytest.raises(StoreError, match=r"shard 000002: emb rows have shape \(D\) = \(16,\) but committed "
+                                         r"shard 000001's have \(8,\)"):
         with store.shard_writer("000002") as w:
             w.add_video(video_id="w", uri="w", duration=2, fps=8, **video(3, 1, d=16))
+    other_grid = {"codes": np.zeros((3, 2, 3, 4), np.int16), "scores": np.zeros((3, 2, 3, 4))}
+    with pytest.raises(StoreError, match=r"codes rows have shape \(t, h, w\) = \(2, 3, 4\) but committed "
+                                         r"shard 000001's have \(2, 3, 3\)"):
+        with store.shard_writer("000002") as w:
+            w.add_video(video_id="w", uri="w", duration=2, fps=8, **{**video(3, 1), **other_grid})
     with pytest.raises(StoreError, match=r"video 'y': emb has shape \(3, 16\); expected \(n, D\) = \(3, 8\)"):
         with store.shard_writer("000003") as w:
             w.add_video(video_id="x", uri="x", duration=2, fps=8, **video(3, 1))
