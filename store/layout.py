@@ -160,12 +160,16 @@ class Location:
         return zarr.storage.FsspecStore.from_url(self.uri, storage_options=self.storage_options,
                                                  read_only=read_only)
 
-    def listdir(self, *parts: str) -> list[str]:
-        """Names directly under a folder of the store; empty when the folder does not exist."""
+    def entries(self, *parts: str) -> dict[str, dict[str, Any]]:
+        """What is directly under a folder of the store, by name, with the filesystem's info on each
+        (size, modification stamp, ...); empty when the folder does not exist."""
         path = self.path(*parts)
-        self.fs.invalidate_cache(path)
+        self.fs.invalidate_cache(path)  # object-store listings are cached; a commit may have happened since
         try:
-            entries = self.fs.ls(path, detail=False)
+            infos = self.fs.ls(path, detail=True)
         except FileNotFoundError:
-            return []
-        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+            return {}
+        return {info["name"].rstrip("/").rsplit("/", 1)[-1]: info for info in infos}
+
+    def listdir(self, *parts: str) -> list[str]:
+        return sorted(self.entries(*parts))

@@ -45,18 +45,10 @@ def build_table(shard_id: str, rows: list[dict[str, Any]], extras: list[dict[str
 def committed(location: Location) -> dict[str, tuple]:
     """Committed shard ids, each with its manifest file's signature (size and modification stamp as the
     filesystem reports them), which changes when a shard is overwritten."""
-    folder = location.path(MANIFEST_DIR)
-    location.fs.invalidate_cache(folder)
-    try:
-        entries = location.fs.ls(folder, detail=True)
-    except FileNotFoundError:
-        return {}
-    out = {}
-    for info in entries:
-        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-        if name.endswith(".parquet") and not name.startswith("."):
-            out[name[:-len(".parquet")]] = tuple(info.get(key) for key in ("size", "mtime", "created", "ETag"))
-    return out
+    suffix = ".parquet"
+    return {name[:-len(suffix)]: tuple(info.get(key) for key in ("size", "mtime", "created", "ETag"))
+            for name, info in location.entries(MANIFEST_DIR).items()
+            if name.endswith(suffix) and not name.startswith(".")}
 
 
 def committed_shard_ids(location: Location) -> set[str]:
