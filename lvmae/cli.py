@@ -14,6 +14,7 @@ from lvmae import __version__
 # name -> (module with build_parser()/main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("lvmae.commands.config", "show the effective config, list every key"),
+    "store": ("lvmae.commands.store", "summarise or verify a feature store"),
     "toyworld": ("lvmae.commands.toyworld", "generate the procedural demo corpus; fit/evaluate the stand-in encoder"),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }

@@ -1,0 +1,33 @@
+"""The feature store: zarr v3 shards of per-segment arrays plus a parquet manifest per shard.
+
+The contract between extraction (writes shards), pretraining (reads long windows of sequences) and
+retrieval (streams every embedding). Layout and encoding: `store.layout`; identity: `store.identity`.
+
+    ident = StoreIdentity(encoder={"name": ..., "weights_sha256": ...},
+                          tokenizer={"name": ..., "weights_sha256": ..., "levels": [...]} or None,
+                          segment={"seconds": 2.0, ...})
+    store = Store.create(uri, ident)             # local path or fsspec URI; refuses another identity
+    with store.shard_writer("000003") as w:      # one writer per shard; leaving the block commits
+        w.add_video(video_id=..., uri=..., duration=..., fps=..., emb=..., codes=..., scores=...,
+                    importance=..., span=..., extra={"label": ...})
+        w.add_failed(video_id=..., uri=..., error="...")
+
+    store = Store.open(uri)
+    store.videos()                               # pyarrow table of every committed manifest row
+    store.sequence(video_id, start, stop)        # Sequence: emb (T, D), codes, scores, importance, span
+    store.iter_embeddings(batch_size)            # EmbeddingBatch stream over every ok segment
+    store.verify()                               # VerifyReport: problems per shard, orphans
+
+Rules: a shard exists for readers once its manifest exists; the manifest is written last (temp file
++ rename), after all of the shard's arrays; all shards share one identity and one set of per-segment
+shapes.
+"""
+
+from store.identity import StoreIdentity
+from store.layout import SCHEMA_VERSION, StoreError
+from store.store import Dims, EmbeddingBatch, Sequence, Store
+from store.verify import VerifyReport
+from store.writer import ShardWriter
+
+__all__ = ["SCHEMA_VERSION", "Dims", "EmbeddingBatch", "Sequence", "ShardWriter", "Store", "StoreError",
+           "StoreIdentity", "VerifyReport"]

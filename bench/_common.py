@@ -1,0 +1,41 @@
+"""What every benchmark shares: `python -m bench.NAME [--quick] [--out FILE]`, progress and context
+lines on stdout, and one JSON object of figures as the last line of stdout.
+
+The underscore keeps this module out of `make bench`, which runs every `bench/[a-z]*.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """`--quick` (the small run `make bench` does, well under a minute) and `--out FILE`."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run that finishes well under a minute (what `make bench` runs)")
+    parser.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
+    return parser.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured; every result carries it, because rates mean little without it."""
+    return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
+
+
+def emit(result: dict[str, Any], out: str | os.PathLike | None = None) -> None:
+    """Print `result` as the last line of stdout, and write it to `out` when given."""
+    line = json.dumps(result)
+    print(line, flush=True)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(line + "\n")

@@ -1,0 +1,167 @@
+"""Writing one shard: collect videos, then commit data first and the manifest last.
+
+Shape letters as in `store.layout`: `n` segments of a video, `D` embedding width, `(t, h, w)` token grid.
+
+A writer holds its shard in memory until the `with` block ends (about 4 KiB a segment at D=512 with a
+3×16×16 token grid), because zarr writes a sharded array efficiently only whole: writing part of a
+zarr shard is a read-modify-write of its file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from store import manifest
+from store.layout import ARRAYS, StoreError, array_encoding, array_names, check_shard_id, shard_path
+
+if TYPE_CHECKING:
+    from store.store import Store
+
+
+def _array(value: Any, name: str, video_id: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    """`value` as a fresh array of `name`'s stored dtype, checked against `shape` (None: any size)."""
+    arr = np.asarray(value)
+    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+        letters = ", ".join(str(size) for size in ("n", *ARRAYS[name].trailing))
+        raise StoreError(f"video {video_id!r}: {name} has shape {arr.shape}; expected ({letters}) = "
+                         f"({', '.join('?' if size is None else str(size) for size in shape)})")
+    dtype = ARRAYS[name].dtype
+    if dtype.kind == "i":
+        if arr.dtype.kind not in "iu":
+            raise StoreError(f"video {video_id!r}: {name} must be integers; got {arr.dtype}")
+        info = np.iinfo(dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise StoreError(f"video {video_id!r}: {name} has values in [{arr.min()}, {arr.max()}], outside "
+                             f"{dtype}'s [{info.min}, {info.max}]")
+    # A copy in the stored dtype: the caller may reuse its buffers before the commit. Overflow to inf in
+    # a float16 cast is reported just below, as an error naming the video, not as a numpy warning.
+    with np.errstate(over="ignore"):
+        out = np.array(arr, dtype=dtype)
+    if dtype.kind == "f" and not np.isfinite(out).all():
+        raise StoreError(f"video {video_id!r}: {name} has values that are not finite as {dtype} "
+                         "(NaN, inf, or too large)")
+    return out
+
+
+class ShardWriter:
+    """The only writer of one shard. Use as a context manager (from `Store.shard_writer`): leaving the
+    block normally commits, leaving it by an exception commits nothing."""
+
+    def __init__(self, store: "Store", shard_id: str, *, overwrite: bool = False):
+        self.store = store
+        self.shard_id = check_shard_id(shard_id)
+        self.overwrite = overwrite
+        self.committed = False
+        self._names = array_names(store.identity.has_tokenizer)
+        self._parts: dict[str, list[np.ndarray]] = {name: [] for name in self._names}
+        self._rows: list[dict[str, Any]] = []
+        self._extras: list[dict[str, Any]] = []
+        self._n = 0
+        self._dims: dict[str, tuple[int, ...]] = {}  # per-segment shape of each array, fixed by the first video
+
+    @property
+    def n_segments(self) -> int:
+        return self._n
+
+    @property
+    def n_videos(self) -> int:
+        return len(self._rows)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            self.store._writer_closed(self.shard_id)
+        return False
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _check_video(self, video_id: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        if self.committed:
+            raise StoreError(f"shard {self.shard_id}: already committed; open a new writer to add videos")
+        if not isinstance(video_id, str) or not video_id:
+            raise StoreError(f"shard {self.shard_id}: video_id must be a non-empty string; got {video_id!r}")
+        if any(row["video_id"] == video_id for row in self._rows):
+            raise StoreError(f"shard {self.shard_id}: video {video_id!r} was already added to this shard")
+        extra = dict(extra or {})
+        clash = sorted(set(extra) & set(manifest.COLUMNS.names))
+        if clash:
+            raise StoreError(f"video {video_id!r}: extra columns {clash} clash with the manifest's own columns")
+        return extra
+
+    def add_video(self, *, video_id: str, uri: str, duration: float, fps: float, emb: Any,
+                  codes: Any = None, scores: Any = None, importance: Any, span: Any,
+                  extra: Mapping[str, Any] | None = None) -> None:
+        """Add the segments of one video in time order: `emb (n, D)`, `codes`/`scores (n, t, h, w)` (exactly
+        when the store has a tokenizer), `importance (n,)`, `span (n, 2)` seconds; `extra` scalars become
+        manifest columns. A video without segments is a failure: record it with `add_failed`."""
+        extra = self._check_video(video_id, extra)
+        emb_arr = np.asarray(emb)
+        n = emb_arr.shape[0] if emb_arr.ndim == 2 else None
+        if not n:
+            raise StoreError(f"video {video_id!r}: emb must be (n, D) with n >= 1 segments; got shape "
+                             f"{emb_arr.shape} (a video without segments is recorded with add_failed)")
+        given = {"emb": emb_arr, "codes": codes, "scores": scores, "importance": importance, "span": span}
+        tokenizer = self.store.identity.has_tokenizer
+        for name in ("codes", "scores"):
+            if (given[name] is None) == tokenizer:
+                raise StoreError(f"video {video_id!r}: {name} "
+                                 + ("is required: the store's identity has a tokenizer" if tokenizer
+                                    else "given, but the store's identity has no tokenizer"))
+        arrays = {}
+        for name in self._names:
+            trailing = self._dims.get(name, ARRAYS[name].template)
+            arrays[name] = arr = _array(given[name], name, video_id, (n, *trailing))
+            self._dims.setdefault(name, arr.shape[1:])
+        if arrays.get("codes") is not None and arrays["codes"].shape != arrays["scores"].shape:
+            raise StoreError(f"video {video_id!r}: codes {arrays['codes'].shape} and scores "
+                             f"{arrays['scores'].shape} must have the same (n, t, h, w) shape")
+        for name, arr in arrays.items():
+            self._parts[name].append(arr)
+        self._rows.append({"video_id": video_id, "uri": str(uri), "duration": float(duration), "fps": float(fps),
+                           "n_segments": n, "shard_id": self.shard_id, "row_start": self._n, "status": "ok",
+                           "error": None})
+        self._extras.append(extra)
+        self._n += n
+
+    def add_failed(self, *, video_id: str, uri: str, error: str, extra: Mapping[str, Any] | None = None) -> None:
+        """Record a video that produced no segments, with the reason."""
+        extra = self._check_video(video_id, extra)
+        self._rows.append({"video_id": video_id, "uri": str(uri), "duration": None, "fps": None,
+                           "n_segments": 0, "shard_id": self.shard_id, "row_start": self._n,
+                           "status": "failed", "error": str(error)})
+        self._extras.append(extra)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        """Data first, manifest last; every check that can refuse runs before anything is changed."""
+        store, sid = self.store, self.shard_id
+        # Re-read the root identity: another job may have created or replaced the store since this
+        # writer opened it, and a shard must never land under an identity it was not made with.
+        store._check_identity_on_storage()
+        if self._n:
+            store._check_dims(sid, {name: parts[0].shape[1:] for name, parts in self._parts.items()})
+        table = manifest.build_table(sid, self._rows, self._extras)
+        if sid in store.committed_shards():
+            if not self.overwrite:
+                raise StoreError(f"shard {sid} was committed by another writer while this one ran; "
+                                 "one writer per shard")
+            manifest.remove(store.location, sid)  # from here on the shard does not exist for readers
+        store._forget_shard(sid)
+        group = store._writable_group()
+        # overwrite=True clears whatever an earlier run that died before its manifest left here.
+        group.create_group(shard_path(sid), overwrite=True)
+        if self._n:
+            for name, parts in self._parts.items():
+                data = np.concatenate(parts)
+                group.create_array(shard_path(sid, name), data=data, **array_encoding(data.shape, data.dtype))
+                self._parts[name] = []  # frees the parts early: peak memory is one array's copy
+        manifest.write(store.location, sid, table)
+        self.committed = True
