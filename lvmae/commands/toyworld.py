@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--frames", type=int, default=1000, help="held-out frames (default 1000)")
     ev.add_argument("--seed", type=int, default=1000, help="held-out corpus seed (default 1000)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--record", action="store_true",
+                    help="also write the figures into the weights' provenance file (after a change to the evaluation)")
     add_config_options(ev)
     return parser
 
@@ -91,6 +93,7 @@ def _generate(parser, args, cfg) -> int:
 
 def summarize_corpus(corpus) -> Summary:
     s = Summary(f"toy-world corpus: {corpus.root}")
+    s.started -= corpus.seconds   # the summary's wall time is the generation's
     durations = corpus.videos.column("duration").to_pylist()
     s.add("videos", len(durations))
     s.add("video time", f"{human_seconds(sum(durations))} ({min(durations) / 60:.1f}-{max(durations) / 60:.1f} min each)")
@@ -118,30 +121,34 @@ def _fit(parser, args, cfg, argv) -> int:
     except ValueError as exc:
         return fail(parser, str(exc), 2)
     command = "lvmae toyworld fit-encoder " + shlex.join(sys.argv[2:] if argv is None else argv[1:])
+    s = Summary(f"stand-in encoder fitted: {args.out}")
     result = fit_encoder(args.out, settings, command=command)
     p = result.provenance
-    s = Summary(f"stand-in encoder fitted: {result.weights}")
     s.add("steps", p["steps_done"]).add("fit time", human_seconds(p["fit_seconds"]))
     z = p["zero_shot"]
     s.add("zero-shot top-1", f"{z['top1']:.1%} on {z['frames']} held-out frames (seed {settings.eval_seed})")
     s.add("shape / colour / background", f"{z['shape']:.1%} / {z['colour']:.1%} / {z['background']:.1%}")
+    s.add("whole caption bank", f"{p['zero_shot_whole_bank']['top1']:.1%} of {p['zero_shot_whole_bank']['frames']} frames")
     s.note(f"provenance: {result.weights.with_suffix('.provenance.json')}")
     s.print()
     return 0
 
 
 def _evaluate(parser, args, cfg) -> int:
-    from toyworld.encoder import create_model, heldout_frames, zero_shot
+    from toyworld.encoder import create_model, heldout_frames, record_evaluation, zero_shot
 
     weights = args.weights or Path(cfg.encoder.pretrained)
     if not Path(weights).is_file():
         return fail(parser, f"weights file {str(weights)!r} does not exist")
-    model, _, tokenizer = create_model(weights)
-    scores = zero_shot(model, tokenizer, heldout_frames(args.frames, args.seed))
+    s = Summary(f"zero-shot caption accuracy: {weights}")
+    if args.record:
+        scores = record_evaluation(weights, seed=args.seed, frames=args.frames)["zero_shot"]
+    else:
+        model, _, tokenizer = create_model(weights)
+        scores = zero_shot(model, tokenizer, heldout_frames(args.frames, args.seed))
     if args.json:
         print(json.dumps({"weights": str(weights), **scores}))
         return 0
-    s = Summary(f"zero-shot caption accuracy: {weights}")
     s.add("top-1", f"{scores['top1']:.1%} on {scores['frames']} held-out frames (seed {args.seed})")
     s.add("shape / colour / background", f"{scores['shape']:.1%} / {scores['colour']:.1%} / {scores['background']:.1%}")
     s.print()
