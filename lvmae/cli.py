@@ -15,6 +15,7 @@ from lvmae import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("lvmae.commands.config", "show the effective config, list every key"),
     "store": ("lvmae.commands.store", "summarise or verify a feature store"),
+    "tokenizer": ("lvmae.commands.tokenizer", "fit the MAGVIT-FSQ tokenizer and token scorer; held-out PSNR and AUC"),
     "toyworld": ("lvmae.commands.toyworld", "generate the procedural demo corpus; fit/evaluate the stand-in encoder"),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }

@@ -46,6 +46,10 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise _BadValue(key, value, allowed)
 
 
+def _is_device(device: str) -> bool:
+    return device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
+
+
 class Uri(str):
     """A store location: a local path (resolved like any path) or an fsspec URI such as memory://x."""
 
@@ -107,8 +111,7 @@ class EncoderConfig:
     """Frames per encoder forward pass."""
 
     def __post_init__(self):
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-               "device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(_is_device(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
 
 
@@ -118,9 +121,15 @@ class TokenizerConfig:
     """Fitted tokenizer checkpoint (weights plus its own architecture config)."""
     kappa: float = 0.15
     """Token budget: fraction of a clip's tokens kept by the scorer; importance = mean of the top-kappa scores."""
+    device: str = "auto"
+    """auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
+    batch_size: int = 32
+    """Clips per tokenizer forward pass."""
 
     def __post_init__(self):
         _check(0 < self.kappa <= 1, "kappa", self.kappa, "a fraction in (0, 1]")
+        _check(_is_device(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
 
 
 @dataclass

@@ -61,7 +61,7 @@ def _corpus_run(d: Demo) -> dict:
 
 
 def _encoder_key(d: Demo) -> dict:
-    from toyworld.encoder import sha256_file
+    from extract.encoder import sha256_file
 
     weights = Path(d.cfg.encoder.pretrained)
     return {"model": d.cfg.encoder.model, "weights": str(weights),

@@ -1,0 +1,142 @@
+"""The frozen image-text encoder: any open_clip model, by name plus a pretrained tag or a checkpoint file.
+
+Shape legend: `N` frames or texts, `G` segments, `F` frames per segment, `H`/`W` pixels, `D` embedding.
+
+Preprocessing is open_clip's own transform. Frames that already have the model's input size (the
+decoder resizes and crops on the worker, in FFmpeg) take a batched tensor path that does exactly
+what that transform does to them — resize and crop are the identity at that size, then ToTensor
+and Normalize — so embeddings equal `model.encode_image(preprocess(frame))`; frames of any other
+size go through the transform itself, frame by frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device; use device: cpu or auto")
+    return torch.device(device)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """auto: fp32 on CPU (bf16 matmuls are slow on most CPUs), bf16 on GPU."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    name: str                 # open_clip model name
+    pretrained: str           # the tag, or the checkpoint's file name
+    weights_sha256: str       # sha256 of the checkpoint file, or of the tag for downloadable weights
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "pretrained": self.pretrained, "weights_sha256": self.weights_sha256}
+
+
+class ImageTextEncoder:
+    """A frozen open_clip model: frames -> L2-normalised embeddings, texts -> L2-normalised embeddings."""
+
+    def __init__(self, model: str, pretrained: str | Path | None, *, device: str = "auto",
+                 precision: str = "auto", batch_size: int = 256):
+        import open_clip
+
+        from toyworld.encoder import register_model_configs
+
+        register_model_configs()   # lvmae's own configs (the toy world's stand-in) join open_clip's list
+        if model not in open_clip.list_models():
+            raise ValueError(f"encoder.model: {model!r} is not an open_clip model name "
+                             f"(e.g. ViT-B-32, toyclip; see open_clip.list_models())")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.batch_size = batch_size
+        pretrained = str(pretrained) if pretrained else None
+        is_file = pretrained is not None and Path(pretrained).is_file()
+        if pretrained and not is_file and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
+            raise FileNotFoundError(f"encoder.pretrained: checkpoint file {pretrained!r} does not exist")
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
+        self.model = self.model.to(self.device).eval().requires_grad_(False)
+        self.tokenizer = open_clip.get_tokenizer(model)
+        if is_file:
+            ident = EncoderIdentity(model, Path(pretrained).name, sha256_file(pretrained))
+        else:
+            tag = pretrained or "random-init"
+            ident = EncoderIdentity(model, tag, hashlib.sha256(f"open_clip:{model}:{tag}".encode()).hexdigest())
+        self.identity = ident
+        size = self.model.visual.image_size
+        self.image_size = int(size if isinstance(size, int) else size[0])
+        self.dim = int(self.model.text_projection.shape[1] if getattr(self.model, "text_projection", None) is not None
+                       else self.encode_text(["x"]).shape[1])
+        normalize = next(t for t in self.preprocess.transforms if type(t).__name__ == "Normalize")
+        self._mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_config(cls, cfg) -> "ImageTextEncoder":
+        """From an `EncoderConfig` (lvmae.config)."""
+        return cls(cfg.model, cfg.pretrained, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size)
+
+    # ---- images --------------------------------------------------------------------------------
+
+    def _pixels(self, frames: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, S, S) normalised float32, as open_clip's transform gives."""
+        if frames.shape[1:3] == (self.image_size, self.image_size):
+            x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255)
+            return (x - self._mean) / self._std
+        from PIL import Image
+
+        return torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
+        out = []
+        for start in range(0, len(frames), self.batch_size):
+            x = self._pixels(frames[start:start + self.batch_size]).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                emb = self.model.encode_image(x)
+            out.append(F.normalize(emb.float(), dim=-1).cpu())
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return torch.cat(out).numpy()
+
+    def encode_segments(self, frames: np.ndarray) -> np.ndarray:
+        """(G, F, H, W, 3) uint8 -> (G, D): the mean of each segment's normalised frame embeddings,
+        normalised again."""
+        G, Fr = frames.shape[:2]
+        emb = self.encode_frames(frames.reshape(G * Fr, *frames.shape[2:])).reshape(G, Fr, -1)
+        mean = emb.mean(axis=1)
+        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+
+    # ---- text ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, D) float32, L2-normalised."""
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                emb = self.model.encode_text(tokens)
+            out.append(F.normalize(emb.float(), dim=-1).cpu())
+        return torch.cat(out).numpy()
