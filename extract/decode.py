@@ -90,20 +90,17 @@ def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
     return rgb[top:top + side, left:left + side]
 
 
-def iter_frames(path: str | Path, *, short_side: int | None = None,
-                crop: bool = False) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (time in seconds, upright RGB frame) for every decoded frame, in presentation order.
-
-    With `short_side`, FFmpeg resizes (cheaper than numpy) so the upright short side has that
-    length; with `crop` as well, the centre square is returned.
-    """
+def iter_av_frames(path: str | Path) -> Iterator[tuple[float, "av.VideoFrame", int, float]]:
+    """Yield (time s, decoded frame, rotation, frame duration s) in presentation order, unconverted:
+    callers convert only the frames they keep (`to_rgb`), which is most of decoding's cost saved."""
     container = _open(path)
+    last_pts = None
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"   # frame + slice threads: ~10 % faster here on h264
         start = stream.start_time or 0
-        size = None
-        last_pts = None
+        rate = stream.average_rate or stream.guessed_rate
+        default_duration = 1.0 / float(rate) if rate else 0.0
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
@@ -111,18 +108,102 @@ def iter_frames(path: str | Path, *, short_side: int | None = None,
             if last_pts is not None and frame.pts <= last_pts:
                 continue
             last_pts = frame.pts
-            rotation = _rotation(frame)
-            if size is None:
-                size = _target_size(frame.width, frame.height, rotation, short_side)
-            rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-            rgb = _upright(rgb, rotation)
-            if crop and short_side is not None:
-                rgb = center_crop(rgb, short_side)
-            yield float((frame.pts - start) * stream.time_base), rgb
+            duration = float(frame.duration * stream.time_base) if frame.duration else default_duration
+            yield float((frame.pts - start) * stream.time_base), frame, _rotation(frame), duration
     except av.FFmpegError as exc:
-        raise VideoError(f"{path}: decoding failed after {last_pts} ({exc})") from exc
+        where = f"after {float((last_pts - start) * stream.time_base):.2f} s" if last_pts is not None else "at the start"
+        raise VideoError(f"{path}: decoding failed {where} ({exc})") from exc
     finally:
         container.close()
+
+
+def to_rgb(frame: "av.VideoFrame", rotation: int, short_side: int | None = None, *, crop: bool = True) -> np.ndarray:
+    """An upright RGB array of `frame`; with `short_side`, resized in FFmpeg so the upright short side
+    has that length, then (with `crop`) cut to the centre square."""
+    width, height = _target_size(frame.width, frame.height, rotation, short_side)
+    rgb = _upright(frame.to_ndarray(format="rgb24", width=width, height=height), rotation)
+    if crop and short_side is not None:
+        rgb = center_crop(rgb, short_side)
+    return rgb
+
+
+def iter_frames(path: str | Path, *, short_side: int | None = None,
+                crop: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time in seconds, upright RGB frame) for every decoded frame, in presentation order.
+
+    With `short_side`, FFmpeg resizes (cheaper than numpy) so the upright short side has that
+    length; with `crop` as well, the centre square is returned.
+    """
+    for t, frame, rotation, _ in iter_av_frames(path):
+        yield t, to_rgb(frame, rotation, short_side, crop=crop)
+
+
+class FrameSampler:
+    """Fills requested (time -> frame) slots of several channels in one pass over a video's frames.
+
+    Channel c asks for frames at `times` (n, k), non-decreasing in reading order, each converted at
+    its own `side` (short side, centre-cropped; None keeps the decoded size). A frame is converted
+    at most once per side, and only if it is on screen at some requested time. `run()` yields how
+    many leading rows are filled in every channel as frames arrive; `take` hands rows over and frees
+    them, so memory holds only rows not yet taken. Rows still open when the stream ends are filled
+    with the last frame once `run()` is exhausted (not yielded: callers decide what a tail means).
+    """
+
+    def __init__(self, path: str | Path, channels: Sequence[tuple[np.ndarray, int | None]]):
+        self.path = path
+        self.channels = [(np.asarray(times, dtype=np.float64), side) for times, side in channels]
+        for times, _ in self.channels:
+            if times.size and np.any(np.diff(times.reshape(-1)) < 0):
+                raise ValueError("requested times must be non-decreasing")
+        self.out = [[None] * times.size for times, _ in self.channels]
+        self.stamps = [np.full(times.shape, np.nan) for times, _ in self.channels]
+        self.end_time = 0.0          # last frame's time + its duration, once run() has finished
+        self.frames = 0              # frames decoded
+
+    def run(self) -> Iterator[int]:
+        flat = [times.reshape(-1) for times, _ in self.channels]
+        pos = [0] * len(flat)
+        rows_done = 0
+        previous, prev_cache = None, {}                            # last frame and its conversions by side
+        last_duration = 0.0
+        for t, frame, rotation, duration in iter_av_frames(self.path):
+            self.frames += 1
+            current, cur_cache = (t, frame, rotation), {}
+            # Times before this frame show the previous one (or this first frame, for times before it).
+            shown, cache = (previous, prev_cache) if previous is not None else (current, cur_cache)
+            for c, times in enumerate(flat):
+                while pos[c] < len(times) and times[pos[c]] < t:
+                    self._fill(c, pos[c], shown, cache)
+                    pos[c] += 1
+            previous, prev_cache = current, cur_cache
+            last_duration = duration
+            rows = min(p // max(1, times.shape[1]) for p, (times, _) in zip(pos, self.channels))
+            if rows > rows_done:
+                rows_done = rows
+                yield rows_done
+        if previous is None:
+            raise VideoError(f"{self.path}: no decodable video frame")
+        for c, times in enumerate(flat):
+            while pos[c] < len(times):
+                self._fill(c, pos[c], previous, prev_cache)
+                pos[c] += 1
+        self.end_time = previous[0] + last_duration
+
+    def _fill(self, c: int, slot: int, shown, cache: dict) -> None:
+        t, frame, rotation = shown
+        side = self.channels[c][1]
+        if side not in cache:
+            cache[side] = to_rgb(frame, rotation, side)
+        self.out[c][slot] = cache[side]
+        self.stamps[c].flat[slot] = t
+
+    def take(self, c: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [a, b) of channel c: frames (b - a, k, H, W, 3) uint8 and their timestamps (b - a, k)."""
+        k = self.channels[c][0].shape[1]
+        slots = self.out[c][a * k:b * k]
+        frames = np.stack(slots).reshape(b - a, k, *slots[0].shape) if slots else np.zeros((0, k, 0, 0, 3), np.uint8)
+        self.out[c][a * k:b * k] = [None] * ((b - a) * k)
+        return frames, self.stamps[c][a:b]
 
 
 def frames_at(path: str | Path, times: Sequence[float], *, short_side: int | None = None,
@@ -133,29 +214,12 @@ def frames_at(path: str | Path, times: Sequence[float], *, short_side: int | Non
     gets the first frame; a time after the last gets the last. Raises VideoError when the file has
     no decodable frame.
     """
-    times = np.asarray(times, dtype=np.float64)
-    if times.size and np.any(np.diff(times) < 0):
-        raise ValueError("times must be non-decreasing")
-    out: list[np.ndarray] = []
-    stamps: list[float] = []
-    previous: tuple[float, np.ndarray] | None = None
-    i = 0
-    for t, rgb in iter_frames(path, short_side=short_side, crop=crop):
-        # Every requested time before this frame's timestamp shows the previous frame.
-        while i < len(times) and times[i] < t:
-            shown = previous if previous is not None else (t, rgb)
-            stamps.append(shown[0])
-            out.append(shown[1])
-            i += 1
-        previous = (t, rgb)
-        if i == len(times):
-            break
-    if previous is None:
-        raise VideoError(f"{path}: no decodable video frame")
-    while i < len(times):
-        stamps.append(previous[0])
-        out.append(previous[1])
-        i += 1
-    if not out:
-        return np.zeros((0,) + previous[1].shape, np.uint8), np.zeros(0)
-    return np.stack(out), np.array(stamps)
+    times = np.asarray(times, dtype=np.float64).reshape(-1, 1)
+    side = short_side if crop else None
+    if short_side is not None and not crop:
+        raise ValueError("frames_at resizes with a centre crop only (crop=True); use iter_frames otherwise")
+    sampler = FrameSampler(path, [(times, side)])
+    for _ in sampler.run():
+        pass
+    frames, stamps = sampler.take(0, 0, len(times))
+    return frames[:, 0], stamps[:, 0]

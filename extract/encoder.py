@@ -53,6 +53,14 @@ class EncoderIdentity:
     def to_dict(self) -> dict:
         return {"name": self.name, "pretrained": self.pretrained, "weights_sha256": self.weights_sha256}
 
+    @staticmethod
+    def of(model: str, pretrained: str | Path | None) -> "EncoderIdentity":
+        """Identity of `model` with a checkpoint file (hashed) or a pretrained tag (the tag hashed)."""
+        if pretrained and Path(pretrained).is_file():
+            return EncoderIdentity(model, Path(pretrained).name, sha256_file(pretrained))
+        tag = str(pretrained) if pretrained else "random-init"
+        return EncoderIdentity(model, tag, hashlib.sha256(f"open_clip:{model}:{tag}".encode()).hexdigest())
+
 
 class ImageTextEncoder:
     """A frozen open_clip model: frames -> L2-normalised embeddings, texts -> L2-normalised embeddings."""
@@ -77,12 +85,7 @@ class ImageTextEncoder:
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
         self.model = self.model.to(self.device).eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(model)
-        if is_file:
-            ident = EncoderIdentity(model, Path(pretrained).name, sha256_file(pretrained))
-        else:
-            tag = pretrained or "random-init"
-            ident = EncoderIdentity(model, tag, hashlib.sha256(f"open_clip:{model}:{tag}".encode()).hexdigest())
-        self.identity = ident
+        self.identity = EncoderIdentity.of(model, pretrained)
         size = self.model.visual.image_size
         self.image_size = int(size if isinstance(size, int) else size[0])
         self.dim = int(self.model.text_projection.shape[1] if getattr(self.model, "text_projection", None) is not None

@@ -14,6 +14,7 @@ from lvmae import __version__
 # name -> (module with build_parser()/main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("lvmae.commands.config", "show the effective config, list every key"),
+    "extract": ("lvmae.commands.extract", "decode videos, run the frozen encoder and tokenizer, write store shards"),
     "store": ("lvmae.commands.store", "summarise or verify a feature store"),
     "tokenizer": ("lvmae.commands.tokenizer", "fit the MAGVIT-FSQ tokenizer and token scorer; held-out PSNR and AUC"),
     "toyworld": ("lvmae.commands.toyworld", "generate the procedural demo corpus; fit/evaluate the stand-in encoder"),

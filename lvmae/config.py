@@ -150,9 +150,32 @@ class ExtractConfig:
     """Skip shards already committed in the store."""
     strict: bool = False
     """Exit non-zero when any video fails (otherwise only when none succeeds)."""
+    runner: Literal["ray", "local"] = "ray"
+    """ray: decode tasks feed an actor pool running the models; local: one process, one video at a time."""
+    actors: int = 1
+    """Encoder actors (each runs both frozen models); one per GPU on a GPU node."""
+    actor_num_cpus: float = 1.0
+    """CPUs each encoder actor reserves (its torch threads: this, rounded up)."""
+    actor_num_gpus: float = 0.0
+    """GPUs each encoder actor reserves (0 on a CPU machine, 1 per actor on a GPU node)."""
+    decode_num_cpus: float = 1.0
+    """CPUs each decode task reserves."""
+    decode_tasks: int | None = None
+    """Most decode tasks at once (null: as many as the free CPUs allow)."""
+    encode_batch: int = 64
+    """Segments per encoder-actor batch (batches span videos)."""
+    chunk_segments: int = 32
+    """Segments a decode task hands on at a time; bounds its memory whatever the video length."""
 
     def __post_init__(self):
         _check(self.shard_videos >= 1, "shard_videos", self.shard_videos, "at least 1")
+        _check(self.actors >= 1, "actors", self.actors, "at least 1")
+        _check(self.actor_num_cpus > 0, "actor_num_cpus", self.actor_num_cpus, "a positive number of CPUs")
+        _check(self.actor_num_gpus >= 0, "actor_num_gpus", self.actor_num_gpus, "0 or more GPUs")
+        _check(self.decode_num_cpus > 0, "decode_num_cpus", self.decode_num_cpus, "a positive number of CPUs")
+        _check(self.decode_tasks is None or self.decode_tasks >= 1, "decode_tasks", self.decode_tasks, "null or at least 1")
+        _check(self.encode_batch >= 1, "encode_batch", self.encode_batch, "at least 1")
+        _check(self.chunk_segments >= 1, "chunk_segments", self.chunk_segments, "at least 1")
 
 
 @dataclass

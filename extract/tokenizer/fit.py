@@ -6,7 +6,7 @@ One step: encode a batch of clips, quantise with FSQ, decode. In half of the cli
 `drop_ratio` of tokens is dropped (replaced by the learned "dropped" embedding) before decoding,
 so the decoder also learns to fill tokens in from their context. The reconstruction error left
 over each dropped token's footprint (detached) is how much the picture needed that token; the scorer
-regresses its logarithm (standardised with running statistics, so scores are comparable across
+regresses its logarithm, standardised over the batch (which spans clips, so scores compare across
 clips). This is a direct, per-token signal: the paper's straight-through top-k gave the scorer
 almost nothing to learn from in CPU-sized runs (ROC AUC 0.54 after 10 minutes).
 
@@ -42,6 +42,7 @@ class TokenizerFitSettings:
     warmup: int = 200
     drop_ratio: float = 0.3          # fraction of tokens dropped in the dropped half of a batch
     scorer_weight: float = 0.5
+    recon_loss: str = "mse"          # mse | l1 (the scorer's target is squared error either way)
     frames: int = 9                  # clip length, 1 + 4k
     size: int = 64                   # clip side in pixels
     fps: float = 8.0                 # frames per second clips are sampled at
@@ -56,6 +57,8 @@ class TokenizerFitSettings:
             raise ValueError(f"steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2")
         if not 0 < self.drop_ratio < 1:
             raise ValueError(f"drop_ratio: {self.drop_ratio} must be in (0, 1)")
+        if self.recon_loss not in ("mse", "l1"):
+            raise ValueError(f"recon_loss: {self.recon_loss!r} must be mse or l1")
         if (self.frames - 1) % 4:
             raise ValueError(f"frames: {self.frames} must be 1 + 4k")
 
@@ -104,29 +107,15 @@ def to_input(clips: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-class ScoreTargets:
-    """Running mean/std of log token error (EMA), so the scorer's target scale is stable across steps."""
-
-    def __init__(self, momentum: float = 0.99):
-        self.momentum = momentum
-        self.mean: float | None = None
-        self.std: float | None = None
-
-    def standardise(self, log_err: torch.Tensor) -> torch.Tensor:
-        mean, std = float(log_err.mean()), float(log_err.std().clamp_min(1e-3))
-        if self.mean is None:
-            self.mean, self.std = mean, std
-        else:
-            self.mean = self.momentum * self.mean + (1 - self.momentum) * mean
-            self.std = self.momentum * self.std + (1 - self.momentum) * std
-        return (log_err - self.mean) / self.std
-
-    def state(self) -> dict:
-        return {"mean": self.mean, "std": self.std}
+def standardise(log_err: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the batch's dropped tokens. Batch statistics, not running ones:
+    the errors fall steadily as the autoencoder learns, and a lagging running mean turned the
+    targets into a drifting offset the scorer chased instead of the ranking it should learn."""
+    return (log_err - log_err.mean()) / log_err.std().clamp_min(1e-3)
 
 
 def train_step(model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitSettings,
-               targets: ScoreTargets, generator: torch.Generator) -> dict:
+               generator: torch.Generator) -> dict:
     """Losses of one step (not yet backpropagated): total, reconstruction, scorer; and PSNR."""
     B = x.shape[0]
     codes, _, logits = model.encode(x)                                   # (B, L, T', h, w), (B, T', h, w)
@@ -136,13 +125,14 @@ def train_step(model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitSet
     keep[:half] = (~drop).float()
     recon = model.decode(codes, keep)                                    # (B, 3, T, S, S)
     err = (recon - x).pow(2)
-    rec_loss = err.mean()
+    rec_loss = err.mean() if settings.recon_loss == "mse" else (recon - x).abs().mean()
     with torch.no_grad():
         # Error each dropped token left behind, over its own footprint (pixels x frames).
         token_err = token_footprint_mean(err[:half].mean(1))            # (half, T', h, w)
-        target = targets.standardise(torch.log(token_err[drop] + 1e-5))
+        target = standardise(torch.log(token_err[drop] + 1e-5))
         full_mse = err[half:].mean()
-    score_loss = F.mse_loss(logits[:half][drop], target)
+    # Huber: a few tokens with huge errors (an object's edge dropped) must not dominate the ranking.
+    score_loss = F.smooth_l1_loss(logits[:half][drop], target)
     total = rec_loss + settings.scorer_weight * score_loss
     psnr = 10 * math.log10(4.0 / max(float(full_mse), 1e-10))           # signal range [-1, 1]: peak^2 = 4
     return {"loss": total, "rec": rec_loss.item(), "score": score_loss.item(), "psnr": psnr}
@@ -179,10 +169,10 @@ def _resume_path(out: Path) -> Path:
 
 
 def _save_resume(out: Path, model, opt, step: int, rng: np.random.Generator, gen: torch.Generator,
-                 targets: ScoreTargets, settings: TokenizerFitSettings, elapsed: float) -> None:
+                 settings: TokenizerFitSettings, elapsed: float) -> None:
     blob = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
             "rng": json.dumps(rng.bit_generator.state), "torch_gen": gen.get_state(),
-            "targets": targets.state(), "settings": asdict(settings), "elapsed": elapsed}
+            "settings": asdict(settings), "elapsed": elapsed}
     tmp = _resume_path(out).with_suffix(".ckpt.tmp")
     torch.save(blob, tmp)
     os.replace(tmp, _resume_path(out))
@@ -208,7 +198,6 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
                             betas=(0.9, 0.99))
     rng = np.random.default_rng(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    targets = ScoreTargets()
     step, elapsed_before = 0, 0.0
     log_path = out.with_suffix(".log.jsonl")
     if resume and _resume_path(out).is_file():
@@ -218,7 +207,6 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
         step, elapsed_before = blob["step"], blob["elapsed"]
         rng.bit_generator.state = json.loads(blob["rng"])
         gen.set_state(blob["torch_gen"])
-        targets.mean, targets.std = blob["targets"]["mean"], blob["targets"]["std"]
     elif log_path.exists():
         log_path.unlink()
     pool = load_frames(videos, settings.fps, settings.size, progress=progress)
@@ -239,7 +227,7 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             x = to_input(sample_clips(pool, rng, settings.batch_size, settings.frames))
-            losses = train_step(model, x, settings, targets, gen)
+            losses = train_step(model, x, settings, gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             # Clip the autoencoder and the scorer apart: a noisy scorer gradient must not shrink
@@ -258,15 +246,15 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
                 log.flush()
                 pbar.set_postfix(rec=f"{mean['rec']:.4f}", psnr=f"{mean['psnr']:.1f}", score=f"{mean['score']:.3f}")
             if step % settings.checkpoint_every == 0:
-                _save_resume(out, model, opt, step, rng, gen, targets, settings,
+                _save_resume(out, model, opt, step, rng, gen, settings,
                              elapsed_before + time.perf_counter() - started)
             if settings.max_minutes and elapsed_before + time.perf_counter() - started > settings.max_minutes * 60:
                 break
     fit_seconds = elapsed_before + time.perf_counter() - started
-    _save_resume(out, model, opt, step, rng, gen, targets, settings, fit_seconds)
+    _save_resume(out, model, opt, step, rng, gen, settings, fit_seconds)
     model.eval()
     info = {**(meta or {}), "settings": asdict(settings), "steps_done": step, "fit_seconds": round(fit_seconds, 1),
-            "score_target_stats": targets.state(), "videos": len(pool),
+            "videos": len(pool),
             "clip_frames_in_memory": int(sum(len(v) for v in pool))}
     save_tokenizer(model, out, info)
     return model, info

@@ -19,6 +19,15 @@ from extract.tokenizer.fit import load_tokenizer, to_input
 from extract.tokenizer.model import importance, latent_frames
 
 
+def tokenizer_identity(checkpoint: str | Path, kappa: float, *, levels: list[int] | None = None) -> dict:
+    """What a store records about the tokenizer: file, sha256, FSQ levels and the importance budget."""
+    checkpoint = Path(checkpoint)
+    if levels is None:
+        levels = list(torch.load(checkpoint, map_location="cpu", weights_only=True)["arch"]["levels"])
+    return {"name": "magvit-fsq", "file": checkpoint.name, "weights_sha256": sha256_file(checkpoint),
+            "levels": levels, "kappa": kappa}
+
+
 @dataclass
 class TokenizerOutput:
     indices: np.ndarray      # (B, T', h, w) int16 FSQ indices (the codebook has < 2^15 entries)
@@ -36,8 +45,7 @@ class FrozenTokenizer:
         levels = list(self.model.arch.levels)
         if self.model.arch.codebook_size > np.iinfo(np.int16).max + 1:
             raise ValueError(f"{checkpoint}: codebook of {self.model.arch.codebook_size} codes does not fit int16")
-        self.identity = {"name": "magvit-fsq", "file": self.checkpoint.name,
-                         "weights_sha256": sha256_file(self.checkpoint), "levels": levels, "kappa": kappa}
+        self.identity = tokenizer_identity(self.checkpoint, kappa, levels=levels)
 
     def grid(self, frames: int, size: int) -> tuple[int, int, int]:
         """(T', h, w) for clips of `frames` frames of `size` x `size` pixels."""

@@ -170,11 +170,14 @@ class Scorer(nn.Module):
     def __init__(self, arch: TokenizerArch):
         super().__init__()
         c2 = arch.channels[2]
+        # The encoder's features grow in scale as it learns; normalising them first keeps the
+        # scorer's regression from chasing that drift (its loss blew up without it).
+        self.norm = FrameNorm(arch.groups, c2)
         self.conv = CausalConv3d(c2, arch.scorer_channels, (3, 3, 3))
         self.head = nn.Conv3d(arch.scorer_channels, 1, 1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:                 # (B, c2, T', h, w)
-        return self.head(F.silu(self.conv(feats)))[:, 0]                     # (B, T', h, w) logits
+        return self.head(F.silu(self.conv(self.norm(feats))))[:, 0]         # (B, T', h, w) logits
 
 
 class VideoTokenizer(nn.Module):

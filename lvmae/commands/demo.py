@@ -33,6 +33,10 @@ class Demo:
     def corpus_dir(self) -> Path:
         return self.out / "toyworld"
 
+    @property
+    def store_dir(self) -> Path:
+        return self.out / "store"
+
     def record(self, stage: str) -> Path:
         return self.out / "stages" / f"{stage}.json"
 
@@ -88,9 +92,66 @@ def _encoder_run(d: Demo) -> dict:
             "zero-shot top-1 (demo corpus)": f"{scores['top1']:.1%} of {scores['frames']} frames"}
 
 
+def _tokenizer_key(d: Demo) -> dict:
+    from extract.encoder import sha256_file
+
+    ckpt = Path(d.cfg.tokenizer.checkpoint)
+    return {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt) if ckpt.is_file() else None}
+
+
+def _tokenizer_run(d: Demo) -> dict:
+    from extract.tokenizer.provenance import read_provenance
+
+    ckpt = Path(d.cfg.tokenizer.checkpoint)
+    if not ckpt.is_file():
+        # The shipped weights were removed or moved: fit them again (slow; normally never happens).
+        from lvmae.commands.tokenizer import main as tokenizer_main
+
+        print(f"tokenizer weights {ckpt} not found: fitting them now (up to an hour on 2 cores)")
+        tokenizer_main(["fit", "--out", str(ckpt)] + (["--config", str(d.cfg.source)] if d.cfg.source else []))
+    prov = read_provenance(ckpt) or {}
+    held, fit = prov.get("heldout", {}), prov.get("fit", {})
+    rows = {"tokenizer weights": str(ckpt)}
+    if fit:
+        rows["fitted"] = f"{human_seconds(fit['fit_seconds'])}, {fit['steps_done']} steps"
+    if held:
+        rows["held-out PSNR / scorer AUC"] = f"{held['psnr_db']:.1f} dB / {held['scorer_motion_auc']:.3f}"
+    return rows
+
+
+def _extract_key(d: Demo) -> dict:
+    return {"corpus": _corpus_spec(d).to_json(), "encoder": _encoder_key(d)["sha256"],
+            "tokenizer": _tokenizer_key(d)["sha256"], "segment": d.cfg.to_dict()["segment"]}
+
+
+def _extract_run(d: Demo) -> dict:
+    import shutil
+
+    from extract.runner import run_extract, store_identity
+    from store import Store, StoreError
+
+    if d.store_dir.exists():
+        # The demo owns this store: one made with other models or segments is replaced, while one
+        # with the same identity (an interrupted run) is resumed.
+        try:
+            stale = Store.open(str(d.store_dir)).identity != store_identity(d.cfg)
+        except StoreError:
+            stale = True
+        if stale:
+            shutil.rmtree(d.store_dir)
+    report = run_extract(d.cfg, inputs=d.corpus_dir / "videos.parquet", store_uri=str(d.store_dir))
+    report.summary(str(d.store_dir), d.cfg.extract.runner).print()
+    if report.videos_ok == 0:
+        raise SystemExit("lvmae demo: extraction produced no video")
+    return {"store": str(d.store_dir), "videos": f"{report.videos_ok} ok, {report.videos_failed} failed",
+            "segments": report.segments, "segments/s": round(report.segments / max(report.seconds, 1e-9), 1)}
+
+
 STAGES: list[Stage] = [
     Stage("corpus", lambda d: _corpus_spec(d).to_json(), _corpus_run),
     Stage("encoder", _encoder_key, _encoder_run),
+    Stage("tokenizer", _tokenizer_key, _tokenizer_run),
+    Stage("extract", _extract_key, _extract_run),
 ]
 
 

@@ -1,0 +1,254 @@
+"""Run extraction: videos -> segments -> both frozen models -> store shards, on Ray or in one process.
+
+Ray pipeline (Ray Data, streaming): one decode task per video (CPU, `segment_batches`) feeds an
+actor pool running the models (`SegmentEncoder`, CPU or GPU); batches span videos so the models
+stay fed. Encoded rows (about 4 KB a segment) stream back to the driver, which writes each shard
+as soon as all of its videos are done: one writer per shard, committed shards survive a killed
+job, and `resume` skips them on the next run. Decode tasks that die are retried by Ray; encoder
+actors that die are restarted and their batches retried (Ray Data's defaults); rows are keyed by
+(video, segment), so a retry neither loses nor duplicates anything.
+
+The local runner does the same work in this process, one video at a time (no Ray).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from extract.inputs import InputVideo, list_inputs
+from extract.segments import SegmentSpec
+from extract.work import SegmentEncoder, ShardAssembler, VideoJob, segment_batches
+from lvmae.progress import Summary, bar, human_seconds
+
+log = logging.getLogger(__name__)
+
+
+class ResourceError(RuntimeError):
+    """The requested Ray resources cannot fit the cluster; the message names the setting."""
+
+
+@dataclass
+class ExtractReport:
+    videos_ok: int = 0
+    videos_failed: int = 0
+    segments: int = 0
+    video_seconds: float = 0.0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)   # (uri, error)
+    seconds: float = 0.0
+
+    def summary(self, store_uri: str, runner: str) -> Summary:
+        s = Summary(f"extract ({runner}): {store_uri}")
+        s.started -= self.seconds
+        s.add("videos", f"{self.videos_ok:,} ok, {self.videos_failed:,} failed")
+        s.add("segments", self.segments)
+        s.add("video time", human_seconds(self.video_seconds))
+        s.add("shards", f"{self.shards_written} written, {self.shards_skipped} already committed (skipped)")
+        if self.seconds > 0:
+            s.add("rate", f"{self.segments / self.seconds:,.1f} segments/s, "
+                          f"{self.video_seconds / 3600 / self.seconds:,.4f} video-hours/s")
+        for uri, error in self.failures:
+            s.note(f"failed: {error if uri in error else f'{uri}: {error}'}")
+        return s
+
+
+def plan_shards(videos: list[InputVideo], shard_videos: int) -> dict[str, list[InputVideo]]:
+    """Consecutive groups of `shard_videos` in input order; ids are the group's index, so the same
+    input always gives the same shards."""
+    return {f"{i // shard_videos:06d}": videos[i:i + shard_videos] for i in range(0, len(videos), shard_videos)}
+
+
+def manifest_extras(extra: dict) -> dict:
+    """Input columns carried into the manifest; one named like a manifest column (an input table's own
+    `duration`, say) is kept as `input_<name>` rather than dropped or allowed to shadow ours."""
+    from store.manifest import COLUMNS
+
+    return {(f"input_{k}" if k in COLUMNS.names else k): v for k, v in extra.items()}
+
+
+def store_identity(cfg) -> "StoreIdentity":
+    """What the store records about the models and the segment spec, computed without loading models."""
+    from extract.encoder import EncoderIdentity
+    from extract.tokenizer.frozen import tokenizer_identity
+    from store import StoreIdentity
+
+    return StoreIdentity(encoder=EncoderIdentity.of(cfg.encoder.model, cfg.encoder.pretrained).to_dict(),
+                         tokenizer=tokenizer_identity(cfg.tokenizer.checkpoint, cfg.tokenizer.kappa),
+                         segment=SegmentSpec.from_config(cfg.segment).to_dict())
+
+
+def encoder_image_size(cfg) -> int:
+    """The encoder's input side, read from its open_clip config (no weights loaded)."""
+    import open_clip
+
+    from toyworld.encoder import register_model_configs
+
+    register_model_configs()
+    vision = open_clip.get_model_config(cfg.encoder.model)["vision_cfg"]
+    size = vision.get("image_size", 224)
+    return int(size if isinstance(size, int) else size[0])
+
+
+class _Progress:
+    def __init__(self, total_videos: int, report: ExtractReport):
+        self.report = report
+        self.bar = bar(total=total_videos, desc="extract", unit="video")
+        self.started = time.perf_counter()
+
+    def finished(self, records: list[dict]) -> None:
+        for r in records:
+            if r["status"] == "ok":
+                self.report.videos_ok += 1
+                self.report.segments += r["n_segments"]
+                self.report.video_seconds += r["duration"]
+            else:
+                self.report.videos_failed += 1
+                self.report.failures.append((r["uri"], r["error"] or "failed"))
+        if records:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            self.bar.update(len(records))
+            self.bar.set_postfix(failed=self.report.videos_failed, seg=self.report.segments,
+                                 seg_s=f"{self.report.segments / elapsed:.1f}",
+                                 vh_s=f"{self.report.video_seconds / 3600 / elapsed:.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_extract(cfg, *, inputs=None, store_uri: str | None = None, runner: str | None = None,
+                resume: bool | None = None) -> ExtractReport:
+    """Extract every input video into the store; returns what happened (also for `--strict`)."""
+    from store import Store
+
+    source = inputs or cfg.extract.inputs
+    if source is None:
+        raise ValueError("extract.inputs is not set: name a directory, list file or parquet/CSV of videos")
+    videos = list_inputs(source)
+    store = Store.create(store_uri or cfg.paths.store, store_identity(cfg))
+    shards = plan_shards(videos, cfg.extract.shard_videos)
+    resume = cfg.extract.resume if resume is None else resume
+    report = ExtractReport()
+    if resume:
+        done = store.committed_shards() & set(shards)
+        report.shards_skipped = len(done)
+        shards = {sid: vids for sid, vids in shards.items() if sid not in done}
+    jobs = {sid: [(VideoJob(v.video_id, v.uri, sid), manifest_extras(v.extra)) for v in vids]
+            for sid, vids in shards.items()}
+    runner = runner or cfg.extract.runner
+    started = time.perf_counter()
+    if jobs:
+        run = _run_ray if runner == "ray" else _run_local
+        run(cfg, jobs, store, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_complete(assembler: ShardAssembler, store, report: ExtractReport) -> None:
+    for sid in assembler.complete_shards():
+        assembler.write(store, sid)
+        report.shards_written += 1
+
+
+def _run_local(cfg, jobs, store, report: ExtractReport) -> None:
+    spec = SegmentSpec.from_config(cfg.segment)
+    size = encoder_image_size(cfg)
+    models = SegmentEncoder(cfg.encoder, cfg.tokenizer)
+    assembler = ShardAssembler(jobs)
+    progress = _Progress(sum(len(v) for v in jobs.values()), report)
+    try:
+        for sid, vids in jobs.items():
+            for job, _ in vids:
+                for batch in segment_batches(job, spec, size, cfg.extract.chunk_segments):
+                    progress.finished(assembler.add(models(batch)))
+            _write_complete(assembler, store, report)
+    finally:
+        progress.close()
+
+
+# ---- Ray ---------------------------------------------------------------------------------------
+
+
+def init_ray(cfg) -> bool:
+    """Start or join Ray; returns whether this call started it (and so should shut it down).
+
+    RAY_ADDRESS (or `ray.address`) joins a running cluster; otherwise a local Ray starts with
+    `ray.num_cpus` CPUs (all of this machine's by default).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS") or cfg.ray.address
+    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus, **kwargs)
+    return True
+
+
+def check_resources(cfg, cluster: dict) -> None:
+    """Fail fast when the requested CPUs/GPUs cannot all run at once: an actor pool holding every
+    CPU starves the decode tasks and the job hangs without a word (seen on a 2-CPU machine)."""
+    ex = cfg.extract
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    actor_cpus, actor_gpus = ex.actors * ex.actor_num_cpus, ex.actors * ex.actor_num_gpus
+    if actor_gpus > gpus:
+        raise ResourceError(f"extract.actors x extract.actor_num_gpus = {ex.actors} x {ex.actor_num_gpus} GPUs "
+                            f"requested, the Ray cluster has {gpus:g}; lower extract.actor_num_gpus (0 for CPU)")
+    if actor_cpus + ex.decode_num_cpus > cpus:
+        raise ResourceError(
+            f"extract.actors x extract.actor_num_cpus = {ex.actors} x {ex.actor_num_cpus} CPUs for the encoder "
+            f"actors plus extract.decode_num_cpus = {ex.decode_num_cpus} for one decode task exceed the "
+            f"cluster's {cpus:g} CPUs: decoding would starve and the job would hang; lower extract.actors or "
+            "extract.actor_num_cpus")
+
+
+def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
+    import ray
+    import ray.data
+
+    started_here = init_ray(cfg)
+    try:
+        check_resources(cfg, ray.cluster_resources())
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False            # the driver draws one bar of its own
+        ex, spec, size = cfg.extract, SegmentSpec.from_config(cfg.segment), encoder_image_size(cfg)
+        items = [{"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
+                 for vids in jobs.values() for job, _ in vids]
+        chunk = ex.chunk_segments
+
+        def decode(rows: dict):
+            for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
+                yield from segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk)
+
+        threads = max(1, math.ceil(ex.actor_num_cpus))
+        decode_args = {"num_cpus": ex.decode_num_cpus}
+        ds = (ray.data.from_items(items, override_num_blocks=len(items))
+              # Given as a function, the decode stage's resources keep Ray Data from fusing it into
+              # the actor stage, which would decode inside the encoder actors one video at a time.
+              .map_batches(decode, batch_size=1, ray_remote_args_fn=lambda: decode_args,
+                           compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks))
+              .map_batches(SegmentEncoder, batch_size=ex.encode_batch,
+                           compute=ray.data.ActorPoolStrategy(size=ex.actors),
+                           num_cpus=ex.actor_num_cpus, num_gpus=ex.actor_num_gpus or None,
+                           fn_constructor_kwargs={"encoder_cfg": cfg.encoder, "tokenizer_cfg": cfg.tokenizer,
+                                                  "threads": threads}))
+        assembler = ShardAssembler(jobs)
+        progress = _Progress(len(items), report)
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                progress.finished(assembler.add(batch))
+                _write_complete(assembler, store, report)
+        finally:
+            progress.close()
+        if assembler.pending:
+            raise RuntimeError(f"the pipeline ended with shards incomplete: {', '.join(sorted(assembler.pending))}")
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,63 @@
+"""Fixtures for end-to-end runs: a tiny toy-world corpus, edge-case videos, a small tokenizer."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from extract.tokenizer.fit import save_tokenizer
+from extract.tokenizer.model import TokenizerArch, VideoTokenizer
+from lvmae.config import load_config
+from toyworld.encoder import SHIPPED_WEIGHTS
+from toyworld.generate import CorpusSpec, generate
+
+TINY_TOKENIZER = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """An untrained small tokenizer: extraction tests check plumbing, not token quality."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tokenizer") / "tok.pt"
+    save_tokenizer(VideoTokenizer(TINY_TOKENIZER), path, {"note": "untrained, for tests"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    return generate(CorpusSpec(videos=4, minutes=(0.2, 0.5), seed=41), root, workers=1, progress=False)
+
+
+def make_config(tmp_path, tokenizer, **overrides):
+    sets = [f"encoder.pretrained={SHIPPED_WEIGHTS}", f"tokenizer.checkpoint={tokenizer}",
+            f"paths.store={tmp_path / 'store'}", "extract.shard_videos=2", "encoder.device=cpu",
+            "tokenizer.device=cpu", "ray.num_cpus=2"]
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(None, sets, use_default_file=False)
+
+
+def write_video(path, n_frames, *, size=(64, 64), fps=8, rotation=None, pts_ms=None, seed=0):
+    rng = np.random.default_rng(seed)
+    h, w = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.height, s.width = h, w
+        s.pix_fmt = "yuv444p" if h % 2 or w % 2 else "yuv420p"   # 4:2:0 needs even sides
+        if rotation is not None:
+            s.set_display_rotation(rotation)
+        tb = Fraction(1, 1000) if pts_ms is not None else Fraction(1, fps)
+        s.codec_context.time_base = tb
+        for i in range(n_frames):
+            img = np.zeros((s.height, s.width, 3), np.uint8)
+            img[...] = rng.integers(0, 255, 3)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = pts_ms[i] if pts_ms is not None else i
+            frame.time_base = tb
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
