@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from lvmae.progress import bar
+from store.identity import sha256_file
 from toyworld.world import MOTIONS, FrameParams, Layout, all_looks, caption_bank, motion_params, render
 
 MODEL_NAME = "toyclip"
@@ -68,14 +69,6 @@ def world_fingerprint() -> str:
     h.update(str(CORPUS_VERSION).encode())
     h.update((CONFIG_DIR / f"{MODEL_NAME}.json").read_bytes())
     return h.hexdigest()[:16]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
