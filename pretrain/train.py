@@ -143,14 +143,26 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """A checkpoint or model file, loaded without unpickling arbitrary objects."""
+def load_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint or model file, loaded without unpickling arbitrary objects. `mmap` maps tensors
+    instead of reading them, for a look at a file's small fields."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise PretrainError(f"no checkpoint at {path}") from None
     except Exception as exc:  # a truncated or foreign file: say which
         raise PretrainError(f"{path} is not a readable lvmae checkpoint: {exc}") from None
+
+
+def checkpoint_step(out_dir: Path) -> int:
+    """The step a resume of `out_dir` would start at (0 without a checkpoint)."""
+    path = Path(out_dir) / CHECKPOINT
+    return int(load_state(path, mmap=True)["step"]) if path.exists() else 0
+
+
+def saved_params(path: Path) -> int:
+    """Parameters of the model in a checkpoint or model file."""
+    return sum(t.numel() for t in load_state(path, mmap=True)["model"].values())
 
 
 def _plain_config(p: PretrainConfig) -> dict[str, Any]:
