@@ -129,7 +129,7 @@ def read_batch(store: Store, windows: list[Window], *, codes: bool = False) -> B
     return Batch(emb, importance, valid, code, list(windows))
 
 
-TRAIN_STREAM, VAL_STREAM = 0, 1
+TRAIN_STREAM, VAL_STREAM, EVAL_STREAM = 0, 1, 2  # training windows, validation windows, evaluation masks
 
 
 def step_seeds(seed: int, stream: int, rank: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
