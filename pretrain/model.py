@@ -262,9 +262,14 @@ class LVMAE(nn.Module):
         codes (B, T, t, h, w) int when the code head is on."""
         vis_idx, vis_keep = gather_index(valid & ~hidden)  # (B, V)
         sel_idx, sel_keep = gather_index(selected)  # (B, S)
-        V = vis_idx.shape[1]
-
         latent = self.encode(take(emb, vis_idx), vis_keep, vis_idx)  # (B, V, W)
+        return self.decode(latent, vis_idx, vis_keep, sel_idx, sel_keep, emb, codes)
+
+    def decode(self, latent: Tensor, vis_idx: Tensor, vis_keep: Tensor, sel_idx: Tensor, sel_keep: Tensor,
+               emb: Tensor, codes: Tensor | None = None) -> Output:
+        """Decoder over the visible latents plus one mask token per selected segment, and the losses.
+        latent (B, V, W), vis_idx/vis_keep (B, V), sel_idx/sel_keep (B, S), emb (B, T, D) for the targets."""
+        V = vis_idx.shape[1]
         vis = self.bridge(latent) + sincos(vis_idx, self.cfg.decoder_width)  # (B, V, Wd)
         queries = self.mask_token + sincos(sel_idx, self.cfg.decoder_width)  # (B, S, Wd)
         y = self.decoder(torch.cat([vis, queries], 1), torch.cat([vis_keep, sel_keep], 1))  # (B, V+S, Wd)
