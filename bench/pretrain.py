@@ -20,11 +20,16 @@ What is measured, per window length, ratio and decoder mode:
 The 4096-segment ratios compare `all` with `adaptive`: decoder_speedup = decoder_step_s ratio,
 decoder_memory_ratio = decoder_saved_gib ratio.
 
+Every configuration runs the same number of steps (one warm-up, then the timed ones), because the
+resident set keeps growing for a few steps as the allocator fragments (at 4096 segments: 0.49 GiB after
+one step, 0.59 after three, 0.60 after seven), so peaks are only comparable at equal step counts.
+
 Longest window within 8 GiB, per decoder mode at ratio 0.5. GPU: windows are doubled, each trained for
 real, until one goes over. CPU: a step at 32k segments takes many minutes here, so the figure comes from
 the measured peaks: memory grows linearly with the window (attention through SDPA's flash kernel keeps
-no T×T matrix), so a line through the peaks of the two longest measured windows (16384 and 8192 in the
-full run) is solved for 8 GiB and rounded down to a multiple of 256. `max_window_method` says which.
+no T×T matrix), so a line through the peaks of the two longest measured windows (16384, a memory probe
+of the full run, and 8192) is solved for 8 GiB and rounded down to a multiple of 256.
+`max_window_method` says which.
 
 Threads: one torch thread on CPU by default (`--threads`). On this shared 2-core machine, with another
 job's load, two OpenMP threads made a 4096-segment step about 3 times slower, not faster.
@@ -230,17 +235,19 @@ def main(argv: list[str] | None = None) -> int:
         ratios[f"step_speedup_4096{suffix}"] = round(
             at(4096, ratio, "all", "step_s") / at(4096, ratio, "adaptive", "step_s"), 2)
 
-    windows, methods = {}, {}
+    windows, methods, probes = {}, {}, {}
     for mode in MODES:
         if cuda:
             windows[mode], methods[mode] = max_window_gpu(mode, threads)
             continue
         peaks = {n: at(n, 0.5, mode, "peak_mem_gib") for n in lengths}
-        if not args.quick:  # one more, longer window (one step, memory only) for the line
-            probe = run_child(16384, 0.5, mode, 0, threads, decoder=False)
+        if not args.quick:  # one longer window for the line, as many steps as the others (see note above)
+            probe = run_child(16384, 0.5, mode, reps, threads, decoder=False)
             if "failed" not in probe:
                 peaks[16384] = probe["peak_mem_gib"]
-                print(f"  T=16384 r=0.5 {mode:8s} peak {probe['peak_mem_gib']:.2f} GiB (one step)", flush=True)
+                probes[mode] = {k: v for k, v in probe.items() if k not in ("length", "ratio", "mode")}
+                print(f"  T=16384 r=0.5 {mode:8s} step {probe['step_s']:.3f} s, peak {probe['peak_mem_gib']:.2f} GiB "
+                      "(memory probe, no decoder timing)", flush=True)
         windows[mode], methods[mode] = max_window_cpu(peaks)
 
     result = {
@@ -250,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_window_all_8gib": windows["all"],
         "max_window_adaptive_8gib": windows["adaptive"],
         "max_window_method": methods,
+        "memory_probe_16384_r0.5": probes,
         "preset": PRESET, "D": D, "batch": 1, "kappa": KAPPA, "device": "cuda" if cuda else "cpu",
         "threads": None if cuda else threads, "timed_steps": reps, "quick": args.quick,
         "seconds": round(time.perf_counter() - began, 1), **machine(),

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from lvmae import cli
 from pretrain.encode import load_pretrained
@@ -18,12 +17,8 @@ TINY = ["--set", "pretrain.preset=tiny", "--set", "pretrain.max_segments=64", "-
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Small ops on two OpenMP threads crawl while another process loads this 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

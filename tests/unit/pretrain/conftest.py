@@ -1,13 +1,8 @@
-"""Pretrain tests run tiny models; one torch thread keeps them fast and steady on a shared 2-core
-machine, where two OpenMP threads competing with another process's load slow small ops ~100-fold."""
-
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread(one_torch_thread):
+    """Tiny models: see `one_torch_thread` in tests/conftest.py. Module scope so that module-scoped
+    fixtures that train (set up before function-scoped ones) run on one thread too."""
     yield
-    torch.set_num_threads(before)
