@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
@@ -95,8 +96,7 @@ def embed_sequences(source: Store, pretrained: Pretrained, out_uri: str, *, chun
     done = out.committed_shards()
     shard_ids = sorted(set(table["shard_id"].to_pylist()))
     todo = [s for s in shard_ids if s not in done]
-    todo_rows = table.filter(pc.is_in(table["shard_id"], value_set=pc.cast(todo, table["shard_id"].type))) \
-        if todo else table.slice(0, 0)
+    todo_rows = table.filter(pc.is_in(table["shard_id"], value_set=pa.array(todo, table["shard_id"].type)))
     ok = pc.equal(todo_rows["status"], "ok")
     total = int(pc.sum(pc.if_else(ok, todo_rows["n_segments"], 0)).as_py() or 0)
     counts = {"shards_written": 0, "shards_skipped": len(shard_ids) - len(todo), "videos": 0, "failed": 0,

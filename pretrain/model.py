@@ -4,7 +4,8 @@ Shape legend (every tensor below is marked with it):
     B  windows in a batch
     T  segments in a window (padded to the longest window of the batch)
     D  input embedding width (the frozen image-text encoder's)
-    W  model width (encoder or decoder, whichever the line is in)
+    W  model width: the encoder's, or the decoder's inside a transformer block
+    Wd decoder width, where both appear
     H  attention heads
     V  visible segments per window, padded to the most in the batch
     S  selected (reconstructed) segments per window, padded likewise
@@ -41,7 +42,7 @@ class ModelConfig:
     width: int = 256                  # encoder W
     depth: int = 6
     heads: int = 4
-    decoder_width: int = 128          # decoder W
+    decoder_width: int = 128          # Wd
     decoder_depth: int = 4
     decoder_heads: int = 4
     mlp_ratio: float = 4.0
@@ -53,8 +54,8 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("width", "decoder_width"):
             w, h = getattr(self, name), getattr(self, name.replace("width", "heads"))
-            if w % h or (w // h) % 2:
-                raise ValueError(f"{name} {w} must split into {h} heads of even width")
+            if w % h or w % 2:  # even: sin-cos positions are pairs of channels
+                raise ValueError(f"{name} {w} must be even and split into {h} heads")
         if self.loss not in ("mse", "cosine"):
             raise ValueError(f"loss must be mse or cosine; got {self.loss!r}")
 
@@ -110,12 +111,10 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        """x (B, N, W), keep (B, N) bool key-padding mask (True = a real token) -> (B, N, W)."""
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """x (B, N, W), mask (B, 1, 1, N) bool, True = a real key (None: no padding) -> (B, N, W)."""
         B, N, W = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)  # 3 × (B, H, N, W/H)
-        # No mask at all when nothing is padded: SDPA then may pick its fastest kernel.
-        mask = None if bool(keep.all()) else keep[:, None, None, :]  # (B, 1, 1, N): same for every head and query
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, H, N, W/H)
         return self.proj(y.transpose(1, 2).reshape(B, N, W))  # (B, N, W)
@@ -143,8 +142,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio, dropout)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x), keep)
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -155,9 +154,12 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        """x (B, N, W), keep (B, N) bool -> (B, N, W)."""
+        """x (B, N, W), keep (B, N) bool key-padding mask (True = a real token) -> (B, N, W)."""
+        # No mask at all when nothing is padded, so SDPA may pick its fastest kernel; decided once per
+        # stack, as reading keep.all() waits for the GPU.
+        mask = None if bool(keep.all()) else keep[:, None, None, :]  # (B, 1, 1, N): every head and query alike
         for block in self.blocks:
-            x = block(x, keep)
+            x = block(x, mask)
         return self.norm(x)
 
 
