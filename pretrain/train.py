@@ -199,19 +199,29 @@ def _restore(state: dict[str, Any], model: LVMAE, mcfg: ModelConfig, p: Pretrain
 # --- metrics -------------------------------------------------------------------------------------------
 
 
-def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
-    path = Path(out_dir) / METRICS
+def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) pairs; a torn last line, left by a process killed while writing it, is dropped."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    pairs = []
+    for i, line in enumerate(lines):
+        try:
+            pairs.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise
+    return pairs
+
+
+def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    return [row for _, row in _metric_lines(Path(out_dir) / METRICS)]
 
 
 def _truncate_metrics(path: Path, start: int) -> None:
     """Keep the rows of steps before `start`: a killed run may have logged steps after its last
     checkpoint, which the resumed run logs again."""
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] < start]
-        path.write_text("".join(line + "\n" for line in rows))
+    path.write_text("".join(line + "\n" for line, row in _metric_lines(path) if row["step"] < start))
 
 
 @dataclass
@@ -285,6 +295,8 @@ def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | No
         log.warning("--resume: no checkpoint in %s; starting a new run", out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp-*"):  # a save_atomic cut short by a kill
+            stale.unlink()
         if start:
             _truncate_metrics(metrics_path, start)
         else:

@@ -1,6 +1,11 @@
 """Stage 2 end to end: `lvmae pretrain` (local and Ray Train), `lvmae embed-sequences`, evaluation."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -63,6 +68,34 @@ def test_lvmae_pretrain_then_embed_sequences(store_uri, tmp_path, capsys):
     src, dst = Store.open(store_uri), Store.open(lvmae_store)
     assert sorted(src.videos()["video_id"].to_pylist()) == sorted(dst.videos()["video_id"].to_pylist())
     assert (src.sequence("video0004").span == dst.sequence("video0004").span).all()
+
+
+def _pretrain_process(store_uri, out, *extra):
+    # One OpenMP thread, as in-process tests: the same thread count gives the same float sums.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["pretrain", "--store", store_uri, "--out", str(out), *TINY, "--set", "pretrain.steps=150",
+            "--set", "pretrain.checkpoint_interval=25", *extra]
+    return subprocess.Popen([sys.executable, "-m", "lvmae", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkilled_run_resumes_to_the_same_loss_curve(store_uri, tmp_path):
+    whole = _pretrain_process(store_uri, tmp_path / "whole")
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+
+    victim = _pretrain_process(store_uri, tmp_path / "killed")
+    deadline = time.monotonic() + 300
+    while len(losses(tmp_path / "killed")) < 60:  # past two checkpoints, between two others
+        assert victim.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    logged = len(losses(tmp_path / "killed"))
+    assert 60 <= logged < 150
+
+    resumed = _pretrain_process(store_uri, tmp_path / "killed", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
 
 
 def test_bad_settings_are_errors_naming_them(store_uri, tmp_path, capsys):

@@ -120,3 +120,8 @@ def test_metrics_rows_are_json_lines(tmp_path, store_uri):
     train(config("pretrain.steps=3", "pretrain.val_fraction=0"), store_uri=store_uri, out_dir=tmp_path)
     lines = (tmp_path / METRICS).read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(line)["step"] == i for i, line in enumerate(lines))
+
+
+def test_a_torn_last_metrics_line_is_dropped(tmp_path):
+    (tmp_path / METRICS).write_text('{"step": 0, "loss": 1.0}\n{"step": 1, "loss": 0.9}\n{"step": 2, "lo')
+    assert [r["step"] for r in read_metrics(tmp_path)] == [0, 1]
