@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("lvmae.commands.store", "summarise or verify a feature store"),
     "tokenizer": ("lvmae.commands.tokenizer", "fit the MAGVIT-FSQ tokenizer and token scorer; held-out PSNR and AUC"),
     "toyworld": ("lvmae.commands.toyworld", "generate the procedural demo corpus; fit/evaluate the stand-in encoder"),
+    "pretrain": ("lvmae.commands.pretrain", "train the LV-MAE on the store's sequences (local or Ray Train, resumable)"),
+    "embed-sequences": ("lvmae.commands.embed_sequences", "write the pretrained encoder's per-segment outputs as a store"),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 

@@ -184,19 +184,82 @@ class PretrainConfig:
     """Model size preset: a name in pretrain/presets/ (tiny, small, base, large) or a YAML file."""
     max_segments: int = 4096
     """Longest training window in segments; windows are random length up to this, random start."""
+    min_segments: int = 64
+    """Shortest training window in segments; a batch's window length is drawn log-uniformly in [min_segments, max_segments]."""
     encoder_mask: Literal["random", "semantic", "adaptive"] = "random"
     """Which segments the encoder does not see."""
+    semantic_direction: Literal["dissimilar", "similar"] = "dissimilar"
+    """Semantic encoder masking hides the segments least (dissimilar) or most (similar) like the previous segment."""
     mask_ratio: float = 0.5
     """Fraction of a window's segments hidden from the encoder."""
     decoder_mask: Literal["all", "random", "adaptive"] = "adaptive"
     """Which hidden segments the decoder reconstructs: all, a random fraction, or the top-kappa by importance."""
     kappa: float = 0.15
-    """Fraction of hidden segments the decoder reconstructs under random and adaptive decoder masking."""
+    """Fraction of hidden segments the decoder reconstructs under random and adaptive decoder masks."""
+    loss: Literal["mse", "cosine"] = "mse"
+    """Reconstruction loss on the L2-normalised embeddings of the reconstructed segments."""
+    code_head: bool = False
+    """Also predict each reconstructed segment's FSQ token codes (needs a store with a tokenizer)."""
+    code_weight: float = 0.1
+    """Weight of the code-head loss added to the reconstruction loss."""
+    trainer: Literal["local", "ray"] = "local"
+    """local: one process on `device`; ray: Ray Train TorchTrainer with DDP over num_workers workers."""
+    device: str = "auto"
+    """Local trainer's device: auto (cuda when available, else cpu), cpu, cuda or cuda:N; bf16 autocast on cuda."""
+    num_workers: int = 2
+    """Ray trainer: training workers (DDP ranks); each reads its own windows."""
+    cpus_per_worker: float = 1.0
+    """Ray trainer: CPUs reserved per worker."""
+    use_gpu: bool = False
+    """Ray trainer: one GPU per worker (NCCL); false trains on CPU workers (gloo)."""
+    steps: int = 2000
+    """Optimizer steps in the whole run (warmup included)."""
+    batch_size: int = 4
+    """Windows per step per worker; the effective batch is batch_size * workers windows."""
+    lr: float = 3.0e-4
+    """Peak learning rate (AdamW), reached after warmup, then cosine decay to zero at `steps`."""
+    warmup: int = 100
+    """Linear learning-rate warmup, steps."""
+    weight_decay: float = 0.05
+    """AdamW weight decay, on weight matrices only (not biases, norms, the mask token)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    seed: int = 0
+    """Seed of the model init and of every window and mask: the same seed gives the same run."""
+    val_fraction: float = 0.1
+    """Fraction of videos held out for validation, chosen by a hash of the video id."""
+    val_interval: int = 200
+    """Validation loss every this many steps, and at the end (0: only at the end)."""
+    val_batches: int = 4
+    """Batches of held-out windows (fixed windows and masks) per validation."""
+    checkpoint_dir: Path = Path("runs/pretrain")
+    """Where checkpoint.pt (resumable state), model.pt (final weights) and metrics.jsonl go."""
+    checkpoint_interval: int = 200
+    """Save a resumable checkpoint every this many steps, and at the end."""
+    embeddings_store: Uri = Uri("runs/store-lvmae")
+    """Where `lvmae embed-sequences` writes the encoder's per-segment outputs (a store: path or fsspec URI)."""
 
     def __post_init__(self):
         _check(self.max_segments >= 2, "max_segments", self.max_segments, "at least 2")
+        _check(2 <= self.min_segments <= self.max_segments, "min_segments", self.min_segments,
+               "at least 2 and at most max_segments")
         _check(0 < self.mask_ratio < 1, "mask_ratio", self.mask_ratio, "a fraction in (0, 1)")
         _check(0 < self.kappa <= 1, "kappa", self.kappa, "a fraction in (0, 1]")
+        _check(self.code_weight >= 0, "code_weight", self.code_weight, "a weight >= 0")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               "device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(self.num_workers >= 1, "num_workers", self.num_workers, "at least 1")
+        _check(self.cpus_per_worker >= 0, "cpus_per_worker", self.cpus_per_worker, "a number of CPUs >= 0")
+        _check(self.steps >= 1, "steps", self.steps, "at least 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
+        _check(self.lr > 0, "lr", self.lr, "a positive learning rate")
+        _check(self.warmup >= 0, "warmup", self.warmup, "steps >= 0")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a norm >= 0 (0 disables clipping)")
+        _check(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction, "a fraction in [0, 1)")
+        _check(self.val_interval >= 0, "val_interval", self.val_interval, "steps >= 0")
+        _check(self.val_batches >= 1, "val_batches", self.val_batches, "at least 1")
+        _check(self.checkpoint_interval >= 1, "checkpoint_interval", self.checkpoint_interval, "at least 1 step")
 
 
 @dataclass
@@ -497,6 +560,12 @@ def _coerce(value: Any, tp: Any, key: str, base: Path, where: str) -> Any:
             return parsed
         raise bad()
     if tp is float:
+        if isinstance(parsed, str):
+            # YAML 1.1 reads 3e-4 (no dot) as a string; a float field takes it as the number it spells.
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                raise bad() from None
         if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and math.isfinite(parsed):
             return float(parsed)
         raise bad()

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from extract.encoder import sha256_file
 from lvmae.progress import bar
+from store.identity import sha256_file
 from toyworld.world import MOTIONS, FrameParams, Layout, all_looks, caption_bank, motion_params, render
 
 MODEL_NAME = "toyclip"

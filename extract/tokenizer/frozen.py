@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from extract.encoder import resolve_device, sha256_file
+from extract.encoder import resolve_device
 from extract.tokenizer.fit import load_tokenizer, to_input
 from extract.tokenizer.model import importance, latent_frames
+from store.identity import sha256_file
 
 
 def tokenizer_identity(checkpoint: str | Path, kappa: float, *, levels: list[int] | None = None) -> dict:

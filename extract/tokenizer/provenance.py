@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from extract.encoder import sha256_file
+from store.identity import sha256_file
 
 
 def provenance_path(checkpoint: str | Path) -> Path:

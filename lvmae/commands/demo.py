@@ -65,7 +65,7 @@ def _corpus_run(d: Demo) -> dict:
 
 
 def _encoder_key(d: Demo) -> dict:
-    from extract.encoder import sha256_file
+    from store.identity import sha256_file
 
     weights = Path(d.cfg.encoder.pretrained)
     return {"model": d.cfg.encoder.model, "weights": str(weights),
@@ -93,7 +93,7 @@ def _encoder_run(d: Demo) -> dict:
 
 
 def _tokenizer_key(d: Demo) -> dict:
-    from extract.encoder import sha256_file
+    from store.identity import sha256_file
 
     ckpt = Path(d.cfg.tokenizer.checkpoint)
     return {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt) if ckpt.is_file() else None}

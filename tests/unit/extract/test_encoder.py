@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from extract.encoder import ImageTextEncoder, sha256_file
+from extract.encoder import ImageTextEncoder
+from store.identity import sha256_file
 from toyworld.encoder import SHIPPED_WEIGHTS
 
 

@@ -85,6 +85,7 @@ def test_empty_file_gives_defaults(tmp_path):
     ("pretrain.mask_ratio=0.75", ("pretrain", "mask_ratio"), 0.75),
     ("pretrain.max_segments=256", ("pretrain", "max_segments"), 256),
     ("segment.seconds=5", ("segment", "seconds"), 5.0),          # int coerced to float
+    ("segment.seconds=2e0", ("segment", "seconds"), 2.0),        # YAML reads 2e0 as text; floats take it
     ("extract.strict=true", ("extract", "strict"), True),
     ("encoder.model=123", ("encoder", "model"), "123"),           # str fields keep the text
     ("encoder.model=ViT-B-32", ("encoder", "model"), "ViT-B-32"),

@@ -1,0 +1,62 @@
+"""`lvmae pretrain`: train the LV-MAE on a store's sequences, in one process or on Ray Train."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lvmae.commands.options import add_config_options, config_from_args, fail
+from lvmae.progress import Summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lvmae pretrain",
+        description="Train the masked-embedding autoencoder (LV-MAE) on windows of the store's segment sequences. "
+                    "Settings come from the config's pretrain section (`lvmae config keys`); "
+                    "pretrain.trainer=ray runs Ray Train workers with DDP. Writes checkpoint.pt (resumable), "
+                    "model.pt (final weights) and metrics.jsonl to the output folder.")
+    parser.add_argument("--store", metavar="URI", help="feature store to read (default: paths.store)")
+    parser.add_argument("--out", metavar="DIR", type=Path,
+                        help="folder for checkpoints and metrics (default: pretrain.checkpoint_dir)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in the output folder from its last checkpoint, exactly as if "
+                             "it had not stopped")
+    add_config_options(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(parser, args)
+    p = cfg.pretrain
+    store_uri = args.store or str(cfg.paths.store)
+    out = args.out or p.checkpoint_dir
+    # Imported here so that `lvmae pretrain --help` stays fast (no torch import).
+    from pretrain.presets import PresetError
+    from pretrain.train import PretrainError, train
+    from store import StoreError
+
+    try:
+        if p.trainer == "ray":
+            from pretrain.ray_runner import run
+
+            result = run(cfg, store_uri=store_uri, out_dir=out, resume=args.resume)
+        else:
+            result = train(cfg, store_uri=store_uri, out_dir=out, resume=args.resume)
+    except (PretrainError, PresetError, StoreError) as exc:
+        return fail(parser, str(exc))
+    summary = Summary(f"pretrain {result.out_dir}")
+    summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)
+    summary.add("trainer", p.trainer if p.trainer == "local" else f"ray, {p.num_workers} workers")
+    summary.add("steps", f"{result.steps:,}" + (f" (resumed at {result.resumed_from:,})" if result.resumed_from else ""))
+    summary.add("masking", f"encoder {p.encoder_mask} {p.mask_ratio:g}, decoder {p.decoder_mask}"
+                + (f" kappa {p.kappa:g}" if p.decoder_mask != "all" else ""))
+    if result.first_loss is not None:
+        summary.add("loss first step → last 10", f"{result.first_loss:.4f} → {result.last_loss:.4f}")
+    summary.add("validation loss", f"{result.val_loss:.4f}" if result.val_loss is not None else "-")
+    summary.add("segments/s", result.segments_per_s or "-")
+    summary.add("files", "checkpoint.pt, model.pt, metrics.jsonl")
+    summary.print()
+    return 0

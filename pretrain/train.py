@@ -1,0 +1,371 @@
+"""The training loop, written once for one process and for one rank of a Ray Train run.
+
+`train(cfg, env=...)` runs on whatever `RunEnv` it is given: the local runner gives the device and
+nothing else; `pretrain.ray_runner` gives the rank, a DDP wrapper, a cross-rank mean and a metrics
+reporter. Nothing here imports Ray.
+
+What makes `--resume` exact: batch k and its masks are a pure function of (seed, rank, k)
+(`pretrain.data`), and a checkpoint holds everything else that changes while training: model,
+optimizer and scheduler states, the torch RNG state (dropout), and the next step, which is also the
+data position. A run killed anywhere resumes from its last checkpoint and logs the same losses, step
+for step, as a run never interrupted.
+
+Files in the output folder: `checkpoint.pt` (resumable state, rewritten atomically), `model.pt`
+(final weights and what built them; what `encode` and `embed-sequences` load), `metrics.jsonl`
+(one row per step, plus validation rows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from lvmae.config import Config, PretrainConfig
+from lvmae.progress import bar
+from pretrain.data import VAL_STREAM, Batch, WindowSource, ok_videos, split_videos
+from pretrain.masking import decoder_mask, encoder_mask
+from pretrain.model import LVMAE, ModelConfig, Output, count_params
+from pretrain.presets import model_config
+from store import Store
+
+log = logging.getLogger("lvmae.pretrain")
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+METRICS = "metrics.jsonl"
+
+
+class PretrainError(RuntimeError):
+    """A run cannot start or continue; the message says which setting or file to change."""
+
+
+def _identity(x):
+    return x
+
+
+@dataclass
+class RunEnv:
+    """Where one training process runs. The defaults are a single local process."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+    wrap_model: Callable[[nn.Module], nn.Module] = _identity  # e.g. DDP
+    average: Callable[[Tensor], Tensor] = _identity           # mean of a tensor over ranks
+    report: Callable[[dict[str, Any]], None] | None = None    # called with every step's metrics row
+    progress: bool = True                                     # show the progress bar (main rank only)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PretrainError(f"pretrain.device is {name!r} but CUDA is not available here; use auto or cpu")
+    return device
+
+
+# --- what a run builds -------------------------------------------------------------------------------
+
+
+def build_model_config(p: PretrainConfig, store: Store) -> ModelConfig:
+    """The preset's architecture with D from the store and the objective from the config."""
+    dim_in = store.dims().emb
+    if dim_in is None:
+        raise PretrainError(f"store {store.uri} has no segments to train on")
+    levels: tuple[int, ...] = ()
+    if p.code_head:
+        tokenizer = store.identity.tokenizer
+        if not tokenizer or not tokenizer.get("levels"):
+            raise PretrainError(f"pretrain.code_head is on but store {store.uri} has no tokenizer with FSQ levels "
+                                "in its identity; set pretrain.code_head=false")
+        levels = tuple(int(level) for level in tokenizer["levels"])
+    return model_config(p.preset, dim_in=dim_in, loss=p.loss, code_levels=levels, code_weight=p.code_weight)
+
+
+def lr_factor(step: int, *, warmup: int, steps: int) -> float:
+    """Linear warmup over `warmup` steps (never 0 at step 0), then cosine decay towards 0 at `steps`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: nn.Module, p: PretrainConfig) -> torch.optim.AdamW:
+    # Decay weight matrices only: decaying biases, LayerNorm gains and the mask token only hurts (MAE).
+    decay = [prm for prm in model.parameters() if prm.ndim >= 2]
+    rest = [prm for prm in model.parameters() if prm.ndim < 2]
+    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=p.lr, betas=(0.9, 0.95))
+
+
+def make_masks(batch: Batch, p: PretrainConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(hidden, selected), both (B, T) bool, for one batch under the config's masking."""
+    hidden = encoder_mask(p.encoder_mask, emb=batch.emb, importance=batch.importance, valid=batch.valid,
+                          ratio=p.mask_ratio, generator=generator, direction=p.semantic_direction)
+    selected = decoder_mask(p.decoder_mask, hidden=hidden, importance=batch.importance, kappa=p.kappa,
+                            generator=generator)
+    return hidden, selected
+
+
+def forward(model: nn.Module, batch: Batch, hidden: Tensor, selected: Tensor, device: torch.device) -> Output:
+    # bf16 autocast on GPU only: CPU bf16 matmuls are slower than fp32 on most CPUs.
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return model(batch.emb, batch.valid, hidden.to(device), selected.to(device), batch.codes)
+
+
+# --- checkpoints --------------------------------------------------------------------------------------
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`: a reader (or a
+    resume after a kill) sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint or model file, loaded without unpickling arbitrary objects. `mmap` maps tensors
+    instead of reading them, for a look at a file's small fields."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise PretrainError(f"no checkpoint at {path}") from None
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise PretrainError(f"{path} is not a readable lvmae checkpoint: {exc}") from None
+
+
+def checkpoint_step(out_dir: Path) -> int:
+    """The step a resume of `out_dir` would start at (0 without a checkpoint)."""
+    path = Path(out_dir) / CHECKPOINT
+    return int(load_state(path, mmap=True)["step"]) if path.exists() else 0
+
+
+def saved_params(path: Path) -> int:
+    """Parameters of the model in a checkpoint or model file."""
+    return sum(t.numel() for t in load_state(path, mmap=True)["model"].values())
+
+
+def _plain_config(p: PretrainConfig) -> dict[str, Any]:
+    # Through JSON: paths and str subclasses (Uri) become plain str, which weights_only loading accepts.
+    return json.loads(json.dumps(vars(p), default=str))
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore(state: dict[str, Any], model: LVMAE, mcfg: ModelConfig, p: PretrainConfig,
+             opt: torch.optim.Optimizer, sched: LambdaLR, path: Path) -> int:
+    if state.get("model_config") != mcfg.to_dict():
+        raise PretrainError(f"{path} was trained with model {state.get('model_config')}, but this config builds "
+                            f"{mcfg.to_dict()}; resume with the same preset, store and objective, or choose "
+                            "another pretrain.checkpoint_dir")
+    changed = sorted(k for k, v in _plain_config(p).items() if state["pretrain"].get(k) != v)
+    if changed:
+        log.warning("resuming %s with changed settings %s: the run is no longer the one that was started",
+                    path, ", ".join(f"pretrain.{k}" for k in changed))
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+
+
+def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) pairs; a torn last line, left by a process killed while writing it, is dropped."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    pairs = []
+    for i, line in enumerate(lines):
+        try:
+            pairs.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise
+    return pairs
+
+
+def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    return [row for _, row in _metric_lines(Path(out_dir) / METRICS)]
+
+
+def _truncate_metrics(path: Path, start: int) -> None:
+    """Keep the rows of steps before `start`: a killed run may have logged steps after its last
+    checkpoint, which the resumed run logs again."""
+    path.write_text("".join(line + "\n" for line, row in _metric_lines(path) if row["step"] < start))
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    resumed_from: int
+    params: int
+    first_loss: float | None
+    last_loss: float | None        # mean of the last 10 logged steps
+    val_loss: float | None
+    segments_per_s: float | None   # over the steps this process ran
+    wall_s: float
+
+
+def read_result(out_dir: Path, *, resumed_from: int = 0, params: int = 0, wall_s: float = 0.0) -> TrainResult:
+    rows = read_metrics(out_dir)
+    steps = [r for r in rows if "loss" in r]
+    vals = [r for r in rows if "val_loss" in r]
+    ran = [r for r in steps if r["step"] >= resumed_from]
+    seconds = sum(r["step_s"] for r in ran)
+    return TrainResult(
+        out_dir=Path(out_dir), steps=steps[-1]["step"] + 1 if steps else 0, resumed_from=resumed_from,
+        params=params, first_loss=steps[0]["loss"] if steps else None,
+        last_loss=sum(r["loss"] for r in steps[-10:]) / len(steps[-10:]) if steps else None,
+        val_loss=vals[-1]["val_loss"] if vals else None,
+        segments_per_s=sum(r["segments"] for r in ran) / seconds if seconds else None, wall_s=wall_s)
+
+
+# --- the loop -------------------------------------------------------------------------------------------
+
+
+def validate(model: nn.Module, batches: list[tuple[Batch, Tensor, Tensor]], env: RunEnv) -> float:
+    """Mean loss over fixed held-out batches (same windows and masks at every validation)."""
+    model.eval()
+    total = torch.zeros((), device=env.device)
+    with torch.no_grad():
+        for batch, hidden, selected in batches:
+            total += forward(model, batch.to(env.device), hidden, selected, env.device).loss.float()
+    model.train()
+    return float(env.average(total / len(batches)))
+
+
+def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | None = None, resume: bool = False,
+          env: RunEnv | None = None) -> TrainResult:
+    """Train (or resume) an LV-MAE on the store's sequences; returns what the metrics say."""
+    began = time.perf_counter()
+    p = cfg.pretrain
+    env = env or RunEnv(device=resolve_device(p.device))
+    out = Path(out_dir if out_dir is not None else p.checkpoint_dir)
+    store = Store.open(store_uri or cfg.paths.store)
+    train_videos, val_videos = split_videos(ok_videos(store), p.val_fraction)
+    if not train_videos:
+        raise PretrainError(f"store {store.uri} has no videos with segments to train on")
+
+    mcfg = build_model_config(p, store)
+    torch.manual_seed(p.seed)  # the same init on every rank (DDP broadcasts rank 0's weights anyway)
+    model = LVMAE(mcfg).to(env.device)
+    opt = make_optimizer(model, p)
+    sched = LambdaLR(opt, partial(lr_factor, warmup=p.warmup, steps=p.steps))
+
+    ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
+    start = 0
+    if ckpt_path.exists() and not resume:
+        raise PretrainError(f"{out} already holds a checkpoint; pass --resume to continue it, or choose another "
+                            "output folder (--out or pretrain.checkpoint_dir)")
+    if resume and ckpt_path.exists():
+        start = _restore(load_state(ckpt_path), model, mcfg, p, opt, sched, ckpt_path)
+        log.info("resuming %s at step %d", ckpt_path, start)
+    elif resume:
+        log.warning("--resume: no checkpoint in %s; starting a new run", out)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp-*"):  # a save_atomic cut short by a kill
+            stale.unlink()
+        if start:
+            _truncate_metrics(metrics_path, start)
+        else:
+            metrics_path.unlink(missing_ok=True)
+
+    net = env.wrap_model(model)
+    source = WindowSource(store, train_videos, batch_size=p.batch_size, min_segments=p.min_segments,
+                          max_segments=p.max_segments, seed=p.seed, rank=env.rank, codes=p.code_head)
+    val_batches = []
+    if val_videos:
+        val_source = WindowSource(store, val_videos, batch_size=p.batch_size, min_segments=p.min_segments,
+                                  max_segments=p.max_segments, seed=p.seed, stream=VAL_STREAM, rank=env.rank,
+                                  codes=p.code_head)
+        val_batches = [(b, *make_masks(b, p, val_source.mask_generator(k)))
+                       for k, b in ((k, val_source.batch(k)) for k in range(p.val_batches))]
+
+    def checkpoint(next_step: int) -> None:
+        if env.is_main:
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "rng": _rng_state(), "step": next_step, "data_position": next_step,
+                         "model_config": mcfg.to_dict(), "pretrain": _plain_config(p),
+                         "store": {"uri": store.uri, "identity": store.identity.to_attrs()}}, ckpt_path)
+
+    metrics = open(metrics_path, "a") if env.is_main else None
+    progress = bar(total=p.steps, initial=start, desc="pretrain", unit="step",
+                   disable=None if env.progress and env.is_main else True)
+    model.train()
+    try:
+        for step, batch in source.iterate(start, p.steps):
+            t0 = time.perf_counter()
+            hidden, selected = make_masks(batch, p, source.mask_generator(step))
+            output = forward(net, batch.to(env.device), hidden, selected, env.device)
+            opt.zero_grad(set_to_none=True)
+            output.loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip if p.grad_clip > 0 else math.inf)
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+            losses = env.average(torch.stack([output.loss.detach().float(), output.recon.detach().float()]))
+            step_s = time.perf_counter() - t0
+            segments = batch.segments * env.world_size
+            row = {"step": step, "loss": float(losses[0]), "recon": float(losses[1]), "lr": lr,
+                   "grad_norm": float(grad_norm), "segments": segments, "window": max(w.length for w in batch.windows),
+                   "step_s": step_s}
+            if output.code is not None:
+                row["code"] = float(env.average(output.code.detach().float()))
+            if metrics:
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+            progress.update(1)
+            progress.set_postfix(loss=f"{row['loss']:.4f}", seg_s=f"{segments / step_s:,.0f}")
+            next_step = step + 1
+            last = next_step == p.steps
+            if val_batches and ((p.val_interval and next_step % p.val_interval == 0) or last):
+                val_loss = validate(net, val_batches, env)
+                row["val_loss"] = val_loss
+                if metrics:
+                    metrics.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
+                    metrics.flush()
+            if next_step % p.checkpoint_interval == 0 or last:
+                checkpoint(next_step)
+            if env.report:
+                env.report(row)
+        if env.is_main:
+            save_atomic({"model": model.state_dict(), "model_config": mcfg.to_dict(), "pretrain": _plain_config(p),
+                         "step": p.steps, "store": {"uri": store.uri, "identity": store.identity.to_attrs()}},
+                        out / MODEL)
+    finally:
+        progress.close()
+        if metrics:
+            metrics.close()
+    return read_result(out, resumed_from=start, params=count_params(model), wall_s=time.perf_counter() - began)

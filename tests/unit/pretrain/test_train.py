@@ -1,0 +1,127 @@
+import json
+import math
+
+import pytest
+import torch
+
+from lvmae.config import load_config
+from pretrain.synthetic import write_procedure_store
+from pretrain.train import (CHECKPOINT, METRICS, MODEL, PretrainError, RunEnv, load_state, lr_factor, read_metrics,
+                            save_atomic, train)
+
+
+def config(*overrides):
+    base = ["pretrain.preset=tiny", "pretrain.steps=30", "pretrain.batch_size=2", "pretrain.max_segments=64",
+            "pretrain.min_segments=8", "pretrain.warmup=5", "pretrain.lr=0.002", "pretrain.val_interval=10",
+            "pretrain.val_batches=2", "pretrain.checkpoint_interval=10"]
+    return load_config(None, base + list(overrides), use_default_file=False)
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory):
+    uri = str(tmp_path_factory.mktemp("train") / "store")
+    write_procedure_store(uri, videos=8, segments=(30, 200), tokenizer=True)
+    return uri
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at(step):
+    def report(row):
+        if row["step"] == step:
+            raise Killed(step)
+    return report
+
+
+def losses(out):
+    return [(r["step"], r["loss"]) for r in read_metrics(out) if "loss" in r]
+
+
+def val_losses(out):
+    return [(r["step"], r["val_loss"]) for r in read_metrics(out) if "val_loss" in r]
+
+
+@pytest.mark.parametrize("extra", [[], ["pretrain.encoder_mask=adaptive", "pretrain.decoder_mask=random",
+                                        "pretrain.code_head=true", "pretrain.checkpoint_interval=7"]],
+                         ids=["default", "adaptive-random-code"])
+def test_kill_and_resume_gives_the_same_loss_curve(tmp_path, store_uri, extra):
+    cfg = config(*extra)
+    whole = train(cfg, store_uri=store_uri, out_dir=tmp_path / "whole")
+    assert whole.steps == 30
+
+    with pytest.raises(Killed):  # dies after step 17 was logged, 7 or 3 steps past its last checkpoint
+        train(cfg, store_uri=store_uri, out_dir=tmp_path / "killed", env=RunEnv(report=kill_at(17)))
+    saved = load_state(tmp_path / "killed" / CHECKPOINT)["step"]
+    assert saved in (10, 14)
+    assert max(s for s, _ in losses(tmp_path / "killed")) == 17
+    resumed = train(cfg, store_uri=store_uri, out_dir=tmp_path / "killed", resume=True)
+    assert resumed.resumed_from == saved
+
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")  # exactly, step for step
+    assert val_losses(tmp_path / "killed") == val_losses(tmp_path / "whole")
+    a = load_state(tmp_path / "whole" / MODEL)["model"]
+    b = load_state(tmp_path / "killed" / MODEL)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_writes_metrics_checkpoint_and_model(tmp_path, store_uri):
+    result = train(config(), store_uri=store_uri, out_dir=tmp_path)
+    rows = read_metrics(tmp_path)
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(30))
+    assert {"loss", "recon", "lr", "grad_norm", "segments", "window", "step_s"} <= set(steps[0])
+    assert [r["step"] for r in rows if "val_loss" in r] == [9, 19, 29]
+    state = load_state(tmp_path / CHECKPOINT)
+    assert state["step"] == state["data_position"] == 30
+    assert {"model", "optimizer", "scheduler", "rng", "model_config", "pretrain", "store"} <= set(state)
+    assert result.params > 0 and result.segments_per_s > 0 and result.val_loss is not None
+    assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
+
+
+def test_an_existing_run_needs_resume_and_a_matching_model(tmp_path, store_uri):
+    train(config("pretrain.steps=10"), store_uri=store_uri, out_dir=tmp_path)
+    with pytest.raises(PretrainError, match="--resume"):
+        train(config("pretrain.steps=10"), store_uri=store_uri, out_dir=tmp_path)
+    with pytest.raises(PretrainError, match="preset"):
+        train(config("pretrain.steps=10", "pretrain.preset=small"), store_uri=store_uri, out_dir=tmp_path, resume=True)
+    # Resuming a finished run trains nothing more.
+    assert train(config("pretrain.steps=10"), store_uri=store_uri, out_dir=tmp_path, resume=True).steps == 10
+
+
+def test_code_head_needs_a_tokenizer(tmp_path):
+    uri = str(tmp_path / "plain")
+    write_procedure_store(uri, videos=3, tokenizer=False)
+    with pytest.raises(PretrainError, match="pretrain.code_head"):
+        train(config("pretrain.code_head=true"), store_uri=uri, out_dir=tmp_path / "out")
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    f = [lr_factor(s, warmup=10, steps=110) for s in range(110)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert f[60] == pytest.approx(0.5) and f[-1] < 0.001
+    assert lr_factor(0, warmup=0, steps=5) == 1.0 and math.isfinite(lr_factor(7, warmup=0, steps=5))
+
+
+def test_save_atomic_replaces_whole_files(tmp_path):
+    path = tmp_path / "x.pt"
+    save_atomic({"a": torch.ones(3)}, path)
+    save_atomic({"a": torch.zeros(3)}, path)
+    assert torch.equal(load_state(path)["a"], torch.zeros(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PretrainError, match="bad.pt"):
+        load_state(tmp_path / "bad.pt")
+
+
+def test_metrics_rows_are_json_lines(tmp_path, store_uri):
+    train(config("pretrain.steps=3", "pretrain.val_fraction=0"), store_uri=store_uri, out_dir=tmp_path)
+    lines = (tmp_path / METRICS).read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["step"] == i for i, line in enumerate(lines))
+
+
+def test_a_torn_last_metrics_line_is_dropped(tmp_path):
+    (tmp_path / METRICS).write_text('{"step": 0, "loss": 1.0}\n{"step": 1, "loss": 0.9}\n{"step": 2, "lo')
+    assert [r["step"] for r in read_metrics(tmp_path)] == [0, 1]
