@@ -17,7 +17,6 @@ from pathlib import Path
 
 from bench._common import emit, machine, parse_args
 from extract.runner import encoder_image_size, run_extract
-from extract.segments import SegmentSpec
 from extract.work import SegmentEncoder, VideoJob, segment_batches
 from lvmae.config import load_config
 from toyworld.generate import CorpusSpec, generate
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
             ["extract.actor_num_cpus=1.5", "extract.decode_num_cpus=0.5"]
         cfg = load_config(None, sets + ["extract.shard_videos=2", f"paths.store={tmp / 'store'}"],
                           use_default_file=False)
-        seg = SegmentSpec.from_config(cfg.segment)
+        seg = cfg.segment
         size = encoder_image_size(cfg)
         rows = corpus.videos.to_pylist()
         jobs = [VideoJob(r["id"], str(tmp / "corpus" / r["uri"]), "0") for r in rows]

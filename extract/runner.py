@@ -13,6 +13,7 @@ The local runner does the same work in this process, one video at a time (no Ray
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -20,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 from extract.inputs import InputVideo, list_inputs
-from extract.segments import SegmentSpec
 from extract.work import SegmentEncoder, ShardAssembler, VideoJob, segment_batches
 from lvmae.progress import Summary, bar, human_seconds
 
@@ -79,7 +79,7 @@ def store_identity(cfg) -> "StoreIdentity":
 
     return StoreIdentity(encoder=EncoderIdentity.of(cfg.encoder.model, cfg.encoder.pretrained).to_dict(),
                          tokenizer=tokenizer_identity(cfg.tokenizer.checkpoint, cfg.tokenizer.kappa),
-                         segment=SegmentSpec.from_config(cfg.segment).to_dict())
+                         segment=dataclasses.asdict(cfg.segment))
 
 
 def encoder_image_size(cfg) -> int:
@@ -155,7 +155,7 @@ def _write_complete(assembler: ShardAssembler, store, report: ExtractReport) -> 
 
 
 def _run_local(cfg, jobs, store, report: ExtractReport) -> None:
-    spec = SegmentSpec.from_config(cfg.segment)
+    spec = cfg.segment
     size = encoder_image_size(cfg)
     models = SegmentEncoder(cfg.encoder, cfg.tokenizer)
     assembler = ShardAssembler(jobs)
@@ -218,7 +218,7 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
         check_resources(cfg, ray.cluster_resources())
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False            # the driver draws one bar of its own
-        ex, spec, size = cfg.extract, SegmentSpec.from_config(cfg.segment), encoder_image_size(cfg)
+        ex, spec, size = cfg.extract, cfg.segment, encoder_image_size(cfg)
         items = [{"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
                  for vids in jobs.values() for job, _ in vids]
         chunk = ex.chunk_segments
@@ -228,11 +228,11 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
                 yield from segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk)
 
         threads = max(1, math.ceil(ex.actor_num_cpus))
-        decode_args = {"num_cpus": ex.decode_num_cpus}
         ds = (ray.data.from_items(items, override_num_blocks=len(items))
-              # Given as a function, the decode stage's resources keep Ray Data from fusing it into
-              # the actor stage, which would decode inside the encoder actors one video at a time.
-              .map_batches(decode, batch_size=1, ray_remote_args_fn=lambda: decode_args,
+              # Decode tasks are retried when their worker dies (Ray's default, said explicitly). The
+              # differing remote args also keep Ray Data from fusing this stage into the actor stage,
+              # which would decode inside the encoder actors, one video at a time.
+              .map_batches(decode, batch_size=1, num_cpus=ex.decode_num_cpus, max_retries=3,
                            compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks))
               .map_batches(SegmentEncoder, batch_size=ex.encode_batch,
                            compute=ray.data.ActorPoolStrategy(size=ex.actors),

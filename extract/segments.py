@@ -34,28 +34,11 @@ from typing import Iterator
 import numpy as np
 
 from extract.decode import FrameSampler, VideoError, probe
+from lvmae.config import SegmentConfig
 
 
 class TruncatedVideo(VideoError):
     """The stream ended well before the duration its container declares."""
-
-
-@dataclass(frozen=True)
-class SegmentSpec:
-    seconds: float = 2.0
-    min_fraction: float = 0.5
-    clip_frames: int = 8
-    tok_frames: int = 9
-    tok_fps: float = 8.0
-    tok_size: int = 64
-
-    @staticmethod
-    def from_config(seg) -> "SegmentSpec":
-        return SegmentSpec(seg.seconds, seg.min_fraction, seg.clip_frames, seg.tok_frames, seg.tok_fps, seg.tok_size)
-
-    def to_dict(self) -> dict:
-        return {"seconds": self.seconds, "min_fraction": self.min_fraction, "clip_frames": self.clip_frames,
-                "tok_frames": self.tok_frames, "tok_fps": self.tok_fps, "tok_size": self.tok_size}
 
 
 def segment_spans(duration: float, seconds: float, min_fraction: float) -> np.ndarray:
@@ -102,7 +85,7 @@ class VideoSummary:
     n_segments: int
 
 
-def iter_segments(path: str | Path, spec: SegmentSpec, image_size: int, *, chunk: int = 32,
+def iter_segments(path: str | Path, spec: SegmentConfig, image_size: int, *, chunk: int = 32,
                   summary: list | None = None) -> Iterator[SegmentChunk]:
     """Yield a video's segments in chunks of up to `chunk`, decoding it once; appends a
     `VideoSummary` to `summary` at the end. Raises VideoError (or TruncatedVideo) on bad input."""
@@ -145,7 +128,7 @@ def iter_segments(path: str | Path, spec: SegmentSpec, image_size: int, *, chunk
         summary.append(VideoSummary(end, sampler.frames / end if end > 0 else 0.0, len(true_spans)))
 
 
-def _sampler(path, spans: np.ndarray, spec: SegmentSpec, image_size: int) -> FrameSampler:
+def _sampler(path, spans: np.ndarray, spec: SegmentConfig, image_size: int) -> FrameSampler:
     return FrameSampler(path, [(clip_times(spans, spec.clip_frames), image_size),
                                (tok_times(spans, spec.tok_frames, spec.tok_fps), spec.tok_size)])
 

@@ -21,7 +21,8 @@ from typing import Iterator
 import numpy as np
 
 from extract.decode import VideoError
-from extract.segments import SegmentSpec, VideoSummary, iter_segments
+from extract.segments import VideoSummary, iter_segments
+from lvmae.config import SegmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _rows(n: int, job: VideoJob, *, end: bool, status: str = "", error: str = ""
             "fps": np.full(n, fps), "n_segments": np.full(n, n_segments, dtype=np.int64)}
 
 
-def segment_batches(job: VideoJob, spec: SegmentSpec, image_size: int, chunk: int = 32) -> Iterator[dict]:
+def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: int = 32) -> Iterator[dict]:
     """Yield the video's segments in batches of up to `chunk`, then one end row. Never raises."""
     summary: list[VideoSummary] = []
     clip_shape = (spec.clip_frames, image_size, image_size, 3)

@@ -300,6 +300,11 @@ class ToyworldConfig:
 class DemoConfig:
     out: Path = Path("runs/demo")
     """Where `lvmae demo` puts every stage's outputs; finished stages are skipped on a re-run."""
+    pretrain_steps: int = 600
+    """Pretraining steps the demo runs (pretrain.steps is for real runs); the rest of pretrain applies."""
+
+    def __post_init__(self):
+        _check(self.pretrain_steps >= 1, "pretrain_steps", self.pretrain_steps, "at least 1")
 
 
 @dataclass

@@ -35,7 +35,7 @@ from lvmae.progress import bar
 
 @dataclass
 class TokenizerFitSettings:
-    steps: int = 6000
+    steps: int = 5000
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -147,11 +147,48 @@ def _extract_run(d: Demo) -> dict:
             "segments": report.segments, "segments/s": round(report.segments / max(report.seconds, 1e-9), 1)}
 
 
+def _pretrain_config(d: Demo):
+    import dataclasses
+
+    return dataclasses.replace(d.cfg, pretrain=dataclasses.replace(d.cfg.pretrain, steps=d.cfg.demo.pretrain_steps,
+                                                                   checkpoint_dir=d.out / "pretrain"))
+
+
+def _pretrain_key(d: Demo) -> dict:
+    return {"store": _extract_key(d), "pretrain": _pretrain_config(d).to_dict()["pretrain"]}
+
+
+def _pretrain_run(d: Demo) -> dict:
+    import shutil
+
+    from pretrain.encode import load_pretrained
+    from pretrain.evaluate import reconstruction_mse
+    from pretrain.train import train
+    from store import Store
+
+    cfg = _pretrain_config(d)
+    out = cfg.pretrain.checkpoint_dir
+    # An interrupted run with the same settings and store is resumed; anything else there is replaced.
+    stamp = out / "demo-key.json"
+    key = json.dumps(_pretrain_key(d), sort_keys=True, default=str)
+    if out.exists() and not (stamp.is_file() and stamp.read_text() == key):
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    result = train(cfg, store_uri=str(d.store_dir), out_dir=out, resume=(out / "checkpoint.pt").exists())
+    ev = reconstruction_mse(load_pretrained(out / "model.pt"), Store.open(str(d.store_dir)), split="val")
+    return {"checkpoint": str(out / "model.pt"), "steps": result.steps,
+            "loss first → last": f"{result.first_loss:.4f} → {result.last_loss:.4f}",
+            "held-out masked-segment MSE": f"model {ev.model_mse:.5f} vs copy-nearest {ev.copy_nearest_mse:.5f} "
+                                           f"({ev.hidden_segments} segments of {ev.videos} videos)"}
+
+
 STAGES: list[Stage] = [
     Stage("corpus", lambda d: _corpus_spec(d).to_json(), _corpus_run),
     Stage("encoder", _encoder_key, _encoder_run),
     Stage("tokenizer", _tokenizer_key, _tokenizer_run),
     Stage("extract", _extract_key, _extract_run),
+    Stage("pretrain", _pretrain_key, _pretrain_run),
 ]
 
 

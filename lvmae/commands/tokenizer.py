@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "held-out toy-world clips and write the figures into its provenance.")
     fit.add_argument("--out", type=Path, required=True, help="checkpoint to write (resume state and loss log go beside it)")
     fit.add_argument("--videos", help="directory, list file or parquet/CSV of videos (default: a generated toy-world corpus)")
-    fit.add_argument("--steps", type=int, help="optimizer steps (default 6000)")
+    fit.add_argument("--steps", type=int, help="optimizer steps (default 5000)")
     fit.add_argument("--batch-size", type=int, help="clips per step (default 8)")
     fit.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     fit.add_argument("--seed", type=int, help="random seed (default 0)")

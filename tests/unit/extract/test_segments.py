@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from extract.decode import VideoError
-from extract.segments import SegmentSpec, TruncatedVideo, clip_times, iter_segments, segment_spans, tok_times
+from extract.segments import TruncatedVideo, clip_times, iter_segments, segment_spans, tok_times
+from lvmae.config import SegmentConfig
 from toyworld.generate import CorpusSpec, generate, render_frames, video_plan
 
 
@@ -34,7 +35,7 @@ def video(tmp_path_factory):
 
 def test_frames_match_their_timestamps_and_the_renderer(video):
     spec, path = video
-    seg = SegmentSpec(seconds=2.0, clip_frames=8, tok_frames=9, tok_fps=8.0, tok_size=32)
+    seg = SegmentConfig(seconds=2.0, clip_frames=8, tok_frames=9, tok_fps=8.0, tok_size=32)
     summary = []
     chunks = list(iter_segments(path, seg, image_size=64, chunk=4, summary=summary))
     assert summary[0].n_segments == 15 and summary[0].duration == pytest.approx(30.0)
@@ -56,7 +57,7 @@ def test_frames_match_their_timestamps_and_the_renderer(video):
 
 def test_memory_is_one_chunk_not_the_video(video):
     spec, path = video
-    seg = SegmentSpec()
+    seg = SegmentConfig()
     gen = iter_segments(path, seg, image_size=64, chunk=2)
     first = next(gen)
     assert len(first.spans) == 2
@@ -69,8 +70,8 @@ def test_truncated_and_short_and_broken_videos(video, tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoError):
-        list(iter_segments(cut, SegmentSpec(), image_size=64))
+        list(iter_segments(cut, SegmentConfig(), image_size=64))
     tiny = generate(CorpusSpec(videos=1, minutes=(0.01, 0.01), seed=3, size=64), tmp_path / "tiny", workers=1,
                     progress=False)
     with pytest.raises(VideoError, match="shorter than half a segment"):
-        list(iter_segments(tmp_path / "tiny" / tiny.videos.column("uri")[0].as_py(), SegmentSpec(), image_size=64))
+        list(iter_segments(tmp_path / "tiny" / tiny.videos.column("uri")[0].as_py(), SegmentConfig(), image_size=64))

@@ -4,7 +4,7 @@ import pytest
 from extract.inputs import InputVideo
 from extract.runner import manifest_extras, plan_shards
 from extract.work import ShardAssembler, VideoJob, segment_batches
-from extract.segments import SegmentSpec
+from lvmae.config import SegmentConfig
 
 
 def encoded(job, segs, *, end=None):
@@ -64,7 +64,7 @@ def test_assembler_dedupes_retried_rows_and_waits_for_every_video(tmp_path):
 def test_segment_batches_turn_a_bad_file_into_one_failed_row(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
-    batches = list(segment_batches(VideoJob("x", str(bad), "000000"), SegmentSpec(), 64))
+    batches = list(segment_batches(VideoJob("x", str(bad), "000000"), SegmentConfig(), 64))
     assert len(batches) == 1 and batches[0]["end"].tolist() == [True]
     assert batches[0]["status"][0] == "failed" and "bad.mp4" in batches[0]["error"][0]
     assert batches[0]["clip"].shape == (1, 8, 64, 64, 3)
