@@ -62,6 +62,7 @@ class Summary:
     rows: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    timed: bool = True            # end with the wall time since `started` (off for reports of state)
 
     def add(self, label: str, value: Any) -> "Summary":
         if isinstance(value, float):
@@ -77,7 +78,7 @@ class Summary:
 
     def render(self, *, max_notes: int = 12) -> str:
         elapsed = time.perf_counter() - self.started
-        rows = self.rows + [("wall time", human_seconds(elapsed))]
+        rows = self.rows + ([("wall time", human_seconds(elapsed))] if self.timed else [])
         width = max(len(label) for label, _ in rows)
         rule = "─" * max(40, min(78, len(self.title) + 4))
         out = [rule, f"  {self.title}", rule]

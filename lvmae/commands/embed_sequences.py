@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     from pretrain.train import PretrainError, resolve_device
     from store import Store, StoreError
 
+    summary = Summary(f"embed-sequences {out_uri}")
     try:
         device = resolve_device(args.device or cfg.pretrain.device)
         pretrained = load_pretrained(checkpoint, device)
         counts = embed_sequences(Store.open(source_uri), pretrained, out_uri, chunk=args.chunk)
     except (PretrainError, StoreError) as exc:
         return fail(parser, str(exc))
-    summary = Summary(f"embed-sequences {counts['store']}")
     summary.add("source store", source_uri).add("encoder", f"{checkpoint} (sha256 {pretrained.sha256[:12]}…)")
     summary.add("output width W", counts["width"]).add("chunk, segments", counts["chunk"])
     summary.add("shards written", counts["shards_written"]).add("shards already there", counts["shards_skipped"])

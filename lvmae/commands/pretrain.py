@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except (PretrainError, PresetError, StoreError) as exc:
         return fail(parser, str(exc))
     summary = Summary(f"pretrain {result.out_dir}")
+    summary.started -= result.wall_s   # the wall time shown is the run's
     summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)
     summary.add("trainer", p.trainer if p.trainer == "local" else f"ray, {p.num_workers} workers")
     summary.add("steps", f"{result.steps:,}" + (f" (resumed at {result.resumed_from:,})" if result.resumed_from else ""))

@@ -71,7 +71,7 @@ def _info(store: Store, as_json: bool) -> int:
         print(json.dumps(facts))
         return 0
     identity = facts["identity"]
-    summary = Summary(f"store {facts['store']}")
+    summary = Summary(f"store {facts['store']}", timed=False)
     summary.add("committed shards", facts["shards"])
     summary.add("videos ok", facts["videos_ok"]).add("videos failed", facts["videos_failed"])
     summary.add("segments", facts["segments"]).add("hours of video", round(facts["hours"], 2))

@@ -90,3 +90,22 @@ def test_heldout_check_runs(fitted):
     assert held.clips.shape == (12, 9, 64, 64, 3) and held.masks.shape == (12, 9, 64, 64)
     figures = evaluate(model, held)
     assert 5 < figures["psnr_db"] < 60 and 0 <= figures["scorer_motion_auc"] <= 1
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[3] / "toyworld" / "weights" / "tokenizer.pt"
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped tokenizer not fitted yet")
+def test_shipped_tokenizer_meets_its_targets_and_matches_its_provenance():
+    from extract.tokenizer.provenance import read_provenance
+    from store.identity import sha256_file
+
+    prov = read_provenance(SHIPPED)
+    assert prov["sha256"] == sha256_file(SHIPPED)
+    assert prov["fit"]["fit_seconds"] <= 3600
+    assert prov["heldout"]["psnr_db"] >= 25 and prov["heldout"]["scorer_motion_auc"] >= 0.85
+    assert prov["heldout"]["clips"] >= 256
+    assert SHIPPED.stat().st_size < 8 * 2 ** 20
+    # A fresh check on clips of yet another seed, small enough for the unit tests.
+    figures = evaluate(load_tokenizer(SHIPPED), heldout_clips(48, seed=6123, videos=4))
+    assert figures["psnr_db"] >= 25 and figures["scorer_motion_auc"] >= 0.85
