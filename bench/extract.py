@@ -31,7 +31,7 @@ def device_name() -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(__doc__.split("\n\n")[0], argv)
     spec = CorpusSpec(videos=4, minutes=(0.5, 0.5), seed=77) if args.quick else \
-        CorpusSpec(videos=8, minutes=(3.0, 3.0), seed=77)
+        CorpusSpec(videos=8, minutes=(8.0, 8.0), seed=77)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = generate(spec, tmp / "corpus", progress=False)
