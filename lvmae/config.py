@@ -216,7 +216,7 @@ class PretrainConfig:
     """Optimizer steps in the whole run (warmup included)."""
     batch_size: int = 4
     """Windows per step per worker; the effective batch is batch_size * workers windows."""
-    lr: float = 3.0e-4
+    lr: float = 1.0e-3
     """Peak learning rate (AdamW), reached after warmup, then cosine decay to zero at `steps`."""
     warmup: int = 100
     """Linear learning-rate warmup, steps."""
@@ -300,7 +300,7 @@ class ToyworldConfig:
 class DemoConfig:
     out: Path = Path("runs/demo")
     """Where `lvmae demo` puts every stage's outputs; finished stages are skipped on a re-run."""
-    pretrain_steps: int = 600
+    pretrain_steps: int = 1000
     """Pretraining steps the demo runs (pretrain.steps is for real runs); the rest of pretrain applies."""
 
     def __post_init__(self):

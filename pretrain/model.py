@@ -14,7 +14,10 @@ Shape legend (every tensor below is marked with it):
 The encoder runs over the visible segments only and the decoder over the visible segments plus one mask
 token per selected segment, so with mask ratio r and decoder fraction kappa their token counts are
 (1-r)T and (1-r)T + r*kappa*T, never T. Positions are sin-cos of the segment's index in its window,
-computed on the fly, so windows longer than any seen in training get positions all the same. Tokens are
+computed on the fly, so windows longer than any seen in training get positions all the same; with
+`rotary` (the default) every attention also rotates queries and keys by position (RoPE), so a score
+depends on the distance between two segments and "look at my neighbours" is easy to learn (with the
+sin-cos sums alone, reading a hidden segment off its neighbours took far more steps on toy-world runs). Tokens are
 gathered out of time order; attention has no causal mask, so only the positions tell order, and padded
 tokens are excluded by key-padding masks given to `scaled_dot_product_attention`.
 
@@ -50,12 +53,13 @@ class ModelConfig:
     loss: Literal["mse", "cosine"] = "mse"
     code_levels: tuple[int, ...] = field(default_factory=tuple)  # FSQ levels; empty = no code head
     code_weight: float = 0.1          # weight of the code loss against the reconstruction loss
+    rotary: bool = True               # also rotate queries and keys by position (RoPE) in every attention
 
     def __post_init__(self):
         for name in ("width", "decoder_width"):
             w, h = getattr(self, name), getattr(self, name.replace("width", "heads"))
-            if w % h or w % 2:  # even: sin-cos positions are pairs of channels
-                raise ValueError(f"{name} {w} must be even and split into {h} heads")
+            if w % h or w % 2 or (w // h) % 2:  # even: sin-cos and rotary positions are pairs of channels
+                raise ValueError(f"{name} {w} must be even and split into {h} heads of even width")
         if self.loss not in ("mse", "cosine"):
             raise ValueError(f"loss must be mse or cosine; got {self.loss!r}")
 
@@ -64,7 +68,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{**d, "code_levels": tuple(d.get("code_levels", ()))})
+        # Checkpoints from before `rotary` existed were trained without it.
+        return cls(**{"rotary": False, **d, "code_levels": tuple(d.get("code_levels", ()))})
 
 
 # --- positions and gathers ------------------------------------------------------------------------
@@ -75,10 +80,31 @@ def sincos(index: Tensor, width: int) -> Tensor:
 
     index (B, N) int -> (B, N, width) float32.
     """
+    angle = sincos_angles(index, width)  # (B, N, W/2)
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)  # (B, N, W)
+
+
+def sincos_angles(index: Tensor, width: int) -> Tensor:
+    """index * 10000^(-2i/width) for i < width/2: (B, N) int -> (B, N, width/2) float32."""
     half = width // 2
     freq = torch.exp(torch.arange(half, device=index.device, dtype=torch.float32) * (-math.log(10000.0) / half))
-    angle = index.to(torch.float32)[..., None] * freq  # (B, N, W/2)
-    return torch.cat([angle.sin(), angle.cos()], dim=-1)  # (B, N, W)
+    return index.to(torch.float32)[..., None] * freq
+
+
+def rotary_angles(index: Tensor, head_width: int) -> tuple[Tensor, Tensor]:
+    """cos and sin of the rotary angles of segment indices (RoPE): channel pair i of a head turns by
+    index * 10000^(-2i/head_width), so a query-key product depends on their distance in segments.
+
+    index (B, N) int -> cos, sin (B, 1, N, head_width/2), broadcast over heads.
+    """
+    angle = sincos_angles(index, head_width)[:, None]  # (B, 1, N, Wh/2)
+    return angle.cos(), angle.sin()
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x (B, H, N, Wh) rotated pairwise (channel i with i + Wh/2) by the angles -> (B, H, N, Wh)."""
+    a, b = x.chunk(2, dim=-1)  # 2 × (B, H, N, Wh/2)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).to(x.dtype)
 
 
 def gather_index(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,10 +137,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        """x (B, N, W), mask (B, 1, 1, N) bool, True = a real key (None: no padding) -> (B, N, W)."""
+    def forward(self, x: Tensor, mask: Tensor | None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """x (B, N, W), mask (B, 1, 1, N) bool, True = a real key (None: no padding), rope: cos and sin
+        (B, 1, N, W/H/2) to rotate queries and keys by (None: no rotation) -> (B, N, W)."""
         B, N, W = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)  # 3 × (B, H, N, W/H)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, H, N, W/H)
         return self.proj(y.transpose(1, 2).reshape(B, N, W))  # (B, N, W)
@@ -142,24 +171,27 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio, dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.norm1(x), mask)
+    def forward(self, x: Tensor, mask: Tensor | None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), mask, rope)
         return x + self.mlp(self.norm2(x))
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, dropout: float, rotary: bool = False):
         super().__init__()
+        self.head_width, self.rotary = width // heads, rotary
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        """x (B, N, W), keep (B, N) bool key-padding mask (True = a real token) -> (B, N, W)."""
+    def forward(self, x: Tensor, keep: Tensor, index: Tensor) -> Tensor:
+        """x (B, N, W), keep (B, N) bool key-padding mask (True = a real token), index (B, N) the
+        tokens' segment positions (for rotary attention) -> (B, N, W)."""
         # No mask at all when nothing is padded, so SDPA may pick its fastest kernel; decided once per
         # stack, as reading keep.all() waits for the GPU.
         mask = None if bool(keep.all()) else keep[:, None, None, :]  # (B, 1, 1, N): every head and query alike
+        rope = rotary_angles(index, self.head_width) if self.rotary else None  # 2 × (B, 1, N, W/H/2)
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, rope)
         return self.norm(x)
 
 
@@ -227,10 +259,11 @@ class LVMAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Linear(cfg.dim_in, cfg.width)  # D -> W; the reference ties W to D, we don't
-        self.encoder = Transformer(cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout)
+        self.encoder = Transformer(cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.rotary)
         self.bridge = nn.Linear(cfg.width, cfg.decoder_width)
         self.mask_token = nn.Parameter(torch.zeros(cfg.decoder_width))
-        self.decoder = Transformer(cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout)
+        self.decoder = Transformer(cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout,
+                                   cfg.rotary)
         self.head = nn.Linear(cfg.decoder_width, cfg.dim_in)
         self.code_head = nn.Linear(cfg.decoder_width, sum(cfg.code_levels)) if cfg.code_levels else None
         self.apply(self._init)
@@ -243,14 +276,19 @@ class LVMAE(nn.Module):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def absolute(self, index: Tensor, width: int) -> Tensor | float:
+        """Absolute positions added to the tokens: sin-cos without rotary attention, none with it (the
+        rotation alone tells relative positions, so nothing depends on where the window starts)."""
+        return 0.0 if self.cfg.rotary else sincos(index, width)
+
     def encode(self, emb: Tensor, keep: Tensor, index: Tensor) -> Tensor:
         """Encoder over the given segments. emb (B, N, D), keep (B, N) bool, index (B, N) positions
         -> (B, N, W)."""
         # Unit embeddings have entries of about 1/sqrt(D): scaled to about 1, like the sin-cos positions,
         # so that positions do not drown the content (unscaled, learning to read a hidden segment off its
         # neighbours took several times more steps in our runs).
-        x = self.embed(F.normalize(emb, dim=-1) * math.sqrt(self.cfg.dim_in)) + sincos(index, self.cfg.width)  # (B, N, W)
-        return self.encoder(x, keep)
+        x = self.embed(F.normalize(emb, dim=-1) * math.sqrt(self.cfg.dim_in)) + self.absolute(index, self.cfg.width)  # (B, N, W)
+        return self.encoder(x, keep, index)
 
     def features(self, emb: Tensor, valid: Tensor) -> Tensor:
         """Per-segment encoder outputs with nothing hidden (what downstream stages use).
@@ -272,9 +310,10 @@ class LVMAE(nn.Module):
         """Decoder over the visible latents plus one mask token per selected segment, and the losses.
         latent (B, V, W), vis_idx/vis_keep (B, V), sel_idx/sel_keep (B, S), emb (B, T, D) for the targets."""
         V = vis_idx.shape[1]
-        vis = self.bridge(latent) + sincos(vis_idx, self.cfg.decoder_width)  # (B, V, Wd)
-        queries = self.mask_token + sincos(sel_idx, self.cfg.decoder_width)  # (B, S, Wd)
-        y = self.decoder(torch.cat([vis, queries], 1), torch.cat([vis_keep, sel_keep], 1))  # (B, V+S, Wd)
+        vis = self.bridge(latent) + self.absolute(vis_idx, self.cfg.decoder_width)  # (B, V, Wd)
+        queries = self.mask_token.expand(*sel_idx.shape, -1) + self.absolute(sel_idx, self.cfg.decoder_width)  # (B, S, Wd)
+        y = self.decoder(torch.cat([vis, queries], 1), torch.cat([vis_keep, sel_keep], 1),
+                         torch.cat([vis_idx, sel_idx], 1))  # (B, V+S, Wd)
         y = y[:, V:]  # (B, S, Wd): only the mask tokens are read out
 
         pred = self.head(y)  # (B, S, D)

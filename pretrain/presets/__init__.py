@@ -1,7 +1,7 @@
 """Model size presets: one small YAML file each in this folder, named by its stem.
 
 A preset sets the architecture fields of `pretrain.model.ModelConfig` (widths, depths, heads, MLP
-ratio); the data fix D and the FSQ levels, the config fixes the loss. `pretrain.preset` names one of
+ratio, rotary attention); the data fix D and the FSQ levels, the config fixes the loss. `pretrain.preset` names one of
 these files or gives the path of another YAML file of the same form.
 """
 
@@ -14,7 +14,7 @@ import yaml
 
 PRESET_DIR = Path(__file__).parent
 ARCHITECTURE_KEYS = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads",
-                     "mlp_ratio", "dropout")
+                     "mlp_ratio", "dropout", "rotary")
 
 
 class PresetError(ValueError):

@@ -7,7 +7,7 @@ from lvmae.config import load_config
 from pretrain.encode import chunk_bounds, embed_sequences, encode, load_pretrained
 from pretrain.evaluate import main as evaluate_main
 from pretrain.evaluate import nearest_visible, reconstruction_mse
-from pretrain.masking import random_mask
+from pretrain.masking import decoder_adaptive, random_mask
 from pretrain.synthetic import write_procedure_store
 from pretrain.train import MODEL, train
 from store import Store
@@ -92,8 +92,8 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     uri, model_path = run
     pre = load_pretrained(model_path)
     store = Store.open(uri)
-    result = reconstruction_mse(pre, store, split="all", ratio=0.5)
-    assert result.videos == 6 and result.split == "all"
+    result = reconstruction_mse(pre, store, split="all", ratio=0.5, decoder="all")
+    assert result.videos == 6 and result.split == "all" and result.decoder == "all"
     assert 0 < result.model_mse < 10 and 0 < result.copy_nearest_mse < 1
     # The copy baseline, recomputed by hand for the whole store.
     from pretrain.data import EVAL_STREAM, ok_videos, step_seeds, tile_windows, read_batch
@@ -110,8 +110,20 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
             n += 1
     assert n == result.hidden_segments
     assert result.copy_nearest_mse == pytest.approx(total / n, rel=1e-6)
-    val = reconstruction_mse(pre, store)  # the two videos training held out
+    val = reconstruction_mse(pre, store, decoder="all")  # the two videos training held out
     assert val.videos == 2 and val.hidden_segments < result.hidden_segments
+    # By default the checkpoint's own decoder mask (adaptive, kappa 0.15) picks what is reconstructed.
+    own = reconstruction_mse(pre, store, split="all", ratio=0.5)
+    assert own.decoder == pre.pretrain["decoder_mask"] == "adaptive"
+    expected = 0
+    for k in range(0, len(windows), 8):
+        batch = read_batch(store, windows[k:k + 8])
+        generator = step_seeds(0, EVAL_STREAM, 0, k)[1]
+        hidden = random_mask(batch.valid, 0.5, generator=generator)
+        expected += int(decoder_adaptive(hidden, batch.importance, 0.15).sum())
+    assert own.hidden_segments == expected < result.hidden_segments
+    with pytest.raises(ValueError, match="nosuch"):
+        reconstruction_mse(pre, store, decoder="nosuch")
 
 
 def test_evaluate_command_prints_both_mses(run, capsys):

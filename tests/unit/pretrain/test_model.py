@@ -106,6 +106,32 @@ def test_positions_extend_past_any_trained_length():
     assert out.shape == (1, 5000, 32) and torch.isfinite(out).all()
 
 
+def test_rotary_attention_sees_only_relative_positions():
+    """With rotary attention (the default) nothing is absolute: shifting every index by the same amount
+    leaves the outputs alone, and a token's output still depends on its neighbours' distances. Without
+    it, the sin-cos sums make outputs depend on where the window starts."""
+    g = torch.Generator().manual_seed(0)
+    emb, keep = torch.randn(2, 30, 16, generator=g), torch.ones(2, 30, dtype=torch.bool)
+    index = torch.arange(30).expand(2, 30)
+    rotary = tiny()
+    assert rotary.cfg.rotary
+    with torch.no_grad():
+        base = rotary.encode(emb, keep, index)
+        assert torch.allclose(base, rotary.encode(emb, keep, index + 1000), atol=1e-4)
+        spread = index * 2  # the same tokens, twice as far apart
+        assert not torch.allclose(base, rotary.encode(emb, keep, spread), atol=1e-3)
+        absolute = tiny(rotary=False)
+        assert not absolute.cfg.rotary
+        assert not torch.allclose(absolute.encode(emb, keep, index), absolute.encode(emb, keep, index + 1000), atol=1e-3)
+
+
+def test_checkpoints_from_before_rotary_load_without_it():
+    cfg = model_config("tiny", dim_in=16)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "rotary"}
+    assert ModelConfig.from_dict(old).rotary is False
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
 def test_gather_index_time_order_and_padding():
     mask = torch.tensor([[True, False, True, True], [False, True, False, False]])
     idx, keep = gather_index(mask)
