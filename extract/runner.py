@@ -94,6 +94,14 @@ def encoder_image_size(cfg) -> int:
     return int(size if isinstance(size, int) else size[0])
 
 
+def decode_task_memory(cfg, image_size: int) -> int:
+    """Bytes a decode task holds at its peak: two chunks of RGB frames for both models (the one being
+    filled and the one handed on) plus 128 MiB for the decoder and the interpreter's share."""
+    spec = cfg.segment
+    per_segment = 3 * (spec.clip_frames * image_size ** 2 + spec.tok_frames * spec.tok_size ** 2)
+    return int(2 * cfg.extract.chunk_segments * per_segment + (128 << 20))
+
+
 class _Progress:
     def __init__(self, total_videos: int, report: ExtractReport):
         self.report = report
@@ -229,10 +237,11 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
 
         threads = max(1, math.ceil(ex.actor_num_cpus))
         ds = (ray.data.from_items(items, override_num_blocks=len(items))
-              # Decode tasks are retried when their worker dies (Ray's default, said explicitly). The
-              # differing remote args also keep Ray Data from fusing this stage into the actor stage,
-              # which would decode inside the encoder actors, one video at a time.
-              .map_batches(decode, batch_size=1, num_cpus=ex.decode_num_cpus, max_retries=3,
+              # Decode tasks reserve the memory they hold, so Ray never packs more onto a node than fit
+              # (a dead decode worker is retried: Ray's default for tasks). Differing remote args also
+              # keep Ray Data from fusing this stage into the actor stage, which would decode inside
+              # the encoder actors, one video at a time.
+              .map_batches(decode, batch_size=1, num_cpus=ex.decode_num_cpus, memory=decode_task_memory(cfg, size),
                            compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks))
               .map_batches(SegmentEncoder, batch_size=ex.encode_batch,
                            compute=ray.data.ActorPoolStrategy(size=ex.actors),
