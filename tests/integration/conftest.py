@@ -1,8 +1,5 @@
 """Fixtures for end-to-end runs: a tiny toy-world corpus, edge-case videos, a small tokenizer."""
 
-from fractions import Fraction
-
-import av
 import numpy as np
 import pytest
 import torch
@@ -10,6 +7,7 @@ import torch
 from extract.tokenizer.fit import save_tokenizer
 from extract.tokenizer.model import TokenizerArch, VideoTokenizer
 from lvmae.config import load_config
+from tests.videos import write_frames
 from toyworld.encoder import SHIPPED_WEIGHTS
 from toyworld.generate import CorpusSpec, generate
 
@@ -40,24 +38,9 @@ def make_config(tmp_path, tokenizer, **overrides):
 
 
 def write_video(path, n_frames, *, size=(64, 64), fps=8, rotation=None, pts_ms=None, seed=0):
+    """n_frames flat frames of random colours."""
     rng = np.random.default_rng(seed)
-    h, w = size
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.height, s.width = h, w
-        s.pix_fmt = "yuv444p" if h % 2 or w % 2 else "yuv420p"   # 4:2:0 needs even sides
-        if rotation is not None:
-            s.set_display_rotation(rotation)
-        tb = Fraction(1, 1000) if pts_ms is not None else Fraction(1, fps)
-        s.codec_context.time_base = tb
-        for i in range(n_frames):
-            img = np.zeros((s.height, s.width, 3), np.uint8)
-            img[...] = rng.integers(0, 255, 3)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = pts_ms[i] if pts_ms is not None else i
-            frame.time_base = tb
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    colours = rng.integers(0, 255, (n_frames, 1, 1, 3)).astype(np.uint8)
+    write_frames(path, np.broadcast_to(colours, (n_frames, *size, 3)).copy(), fps=fps, rotation=rotation,
+                 pts_ms=pts_ms)
     return path

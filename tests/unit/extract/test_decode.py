@@ -1,29 +1,9 @@
-from fractions import Fraction
-
 import av
 import numpy as np
 import pytest
 
 from extract.decode import VideoError, frames_at, iter_frames, probe
-
-
-def write(path, frames, fps=8, rotation=None, pts=None, codec="libx264"):
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=fps)
-        s.height, s.width = frames.shape[1:3]
-        s.pix_fmt = "yuv420p"
-        if rotation is not None:
-            s.set_display_rotation(rotation)
-        tb = Fraction(1, 1000) if pts is not None else Fraction(1, fps)
-        s.codec_context.time_base = tb
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            frame.pts = pts[i] if pts is not None else i
-            frame.time_base = tb
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+from tests.videos import write_frames as write
 
 
 def numbered(n, h=32, w=32):
@@ -52,7 +32,7 @@ def test_frames_at_picks_the_frame_on_screen(tmp_path):
 
 def test_variable_frame_rate_follows_timestamps(tmp_path):
     pts = [0, 100, 150, 600, 700, 1200]   # milliseconds, uneven gaps
-    write(tmp_path / "vfr.mp4", numbered(6), fps=30, pts=pts)
+    write(tmp_path / "vfr.mp4", numbered(6), fps=30, pts_ms=pts)
     frames, stamps = frames_at(tmp_path / "vfr.mp4", [0.05, 0.14, 0.5, 0.65, 1.0, 1.3])
     assert [frame_number(f) for f in frames] == [0, 1, 2, 3, 4, 5]
     np.testing.assert_allclose(stamps, [0, 0.1, 0.15, 0.6, 0.7, 1.2])
