@@ -55,7 +55,7 @@ def nearest_visible(visible: Tensor) -> Tensor:
 class EvalResult:
     model_mse: float
     copy_nearest_mse: float
-    hidden_segments: int
+    hidden_segments: int     # hidden segments the decoder reconstructed (all of them under `all`)
     videos: int
     windows: int
     ratio: float

@@ -13,12 +13,13 @@ Shape legend (every tensor below is marked with it):
 
 The encoder runs over the visible segments only and the decoder over the visible segments plus one mask
 token per selected segment, so with mask ratio r and decoder fraction kappa their token counts are
-(1-r)T and (1-r)T + r*kappa*T, never T. Positions are sin-cos of the segment's index in its window,
-computed on the fly, so windows longer than any seen in training get positions all the same; with
-`rotary` (the default) every attention also rotates queries and keys by position (RoPE), so a score
-depends on the distance between two segments and "look at my neighbours" is easy to learn (with the
-sin-cos sums alone, reading a hidden segment off its neighbours took far more steps on toy-world runs). Tokens are
-gathered out of time order; attention has no causal mask, so only the positions tell order, and padded
+(1-r)T and (1-r)T + r*kappa*T, never T. Positions come from the segment's index in its window,
+computed on the fly, so windows longer than any seen in training get positions all the same. With
+`rotary` (the default) every attention rotates queries and keys by position (RoPE) and nothing is added
+to the tokens: a score depends only on the distance between two segments, and "look at my neighbours"
+is easy to learn. Without it, sin-cos of the index is added to the tokens as in LV-MAE (on toy-world
+runs, reading a hidden segment off its neighbours then took far more steps). Tokens are gathered out of
+time order; attention has no causal mask, so only the positions tell order, and padded
 tokens are excluded by key-padding masks given to `scaled_dot_product_attention`.
 
 Targets are the L2-normalised embeddings of the selected segments; the loss is MSE (or 1 - cosine) on

@@ -179,8 +179,9 @@ def _pretrain_run(d: Demo) -> dict:
     ev = reconstruction_mse(load_pretrained(out / "model.pt"), Store.open(str(d.store_dir)), split="val")
     return {"checkpoint": str(out / "model.pt"), "steps": result.steps,
             "loss first → last": f"{result.first_loss:.4f} → {result.last_loss:.4f}",
-            f"held-out MSE ({ev.decoder} decoder)": f"model {ev.model_mse:.5f} vs copy-nearest {ev.copy_nearest_mse:.5f} "
-                                           f"({ev.hidden_segments} segments of {ev.videos} videos)"}
+            f"held-out MSE ({ev.decoder} decoder)": (f"model {ev.model_mse:.5f} vs copy-nearest "
+                                                     f"{ev.copy_nearest_mse:.5f} ({ev.hidden_segments} segments "
+                                                     f"of {ev.videos} videos)")}
 
 
 STAGES: list[Stage] = [
