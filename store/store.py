@@ -22,6 +22,7 @@ import zarr
 from zarr.errors import ArrayNotFoundError, BaseZarrError, ContainsGroupError
 
 from store import manifest
+from store.direct import ReaderCache, RowReader
 from store.identity import StoreIdentity, mismatch_error
 from store.layout import (ARRAYS, MANIFEST_DIR, ROOT_ATTR, SHARDS_DIR, Location, StoreError, array_names,
                           check_shard_id, shard_path)
@@ -79,6 +80,7 @@ class Store:
         self._read_store = location.zarr_store(read_only=True)
         self._write_group: zarr.Group | None = None
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
+        self._readers = ReaderCache()  # direct row readers (store.direct), by (shard id, array name)
         self._manifests: dict[str, tuple[Any, pa.Table]] = {}  # shard id -> (file signature, table)
         self._index: dict[str, list[_Entry]] | None = None
         self._dims: Dims | None = None
@@ -189,6 +191,7 @@ class Store:
         """Drop what is cached about a shard that is being rewritten."""
         for name in self._names:
             self._arrays.pop((shard_id, name), None)
+        self._readers.drop(lambda key: key[0] != shard_id)
         self._manifests.pop(shard_id, None)
         self._index = None
         self._dims = None
@@ -236,6 +239,18 @@ class Store:
                                  f"{'missing' if missing else f'unreadable: {exc}'}") from None
         return self._arrays[key]
 
+    def read_rows(self, shard_id: str, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of one array of a committed shard. Read directly from its files
+        (`store.direct`) when they have the encoding this store writes, else through zarr."""
+        reader = self._readers.get((shard_id, name), lambda: RowReader.open(
+            self.location, shard_path(shard_id, name), f"shard {shard_id}: {name}"))
+        if reader is None:
+            return self.shard_array(shard_id, name)[start:stop]
+        if stop > reader.shape[0]:
+            raise StoreError(f"shard {shard_id}: rows [{start}, {stop}) of {name} asked for, but it has "
+                             f"{reader.shape[0]} rows (the manifest and the array disagree; run `lvmae store verify`)")
+        return reader.read(start, stop)
+
     def videos(self) -> pa.Table:
         """Every committed manifest row (ok and failed videos): video_id, uri, duration, fps, n_segments,
         shard_id, row_start, status, error, then the extra columns writers added."""
@@ -245,6 +260,8 @@ class Store:
         for shard_id, signature in listing.items():
             cached = self._manifests.get(shard_id)
             if cached is None or cached[0] != signature:
+                if cached is not None:  # the shard was rewritten since: its files are new ones
+                    self._forget_shard(shard_id)
                 self._manifests[shard_id] = (signature, manifest.read(self.location, shard_id))
         return manifest.concat(self._manifests[shard_id][1] for shard_id in sorted(listing))
 
@@ -288,8 +305,8 @@ class Store:
         stop = n if stop is None else int(stop)
         if not 0 <= start <= stop <= n:
             raise StoreError(f"video {video_id!r}: window [{start}, {stop}) is outside its {n} segments")
-        rows = slice(entry.row_start + start, entry.row_start + stop)
-        return Sequence(**{name: self.shard_array(entry.shard_id, name)[rows] if name in names else None
+        a, b = entry.row_start + start, entry.row_start + stop
+        return Sequence(**{name: self.read_rows(entry.shard_id, name, a, b) if name in names else None
                            for name in ARRAYS})
 
     def iter_embeddings(self, batch_size: int = 65536) -> Iterator[EmbeddingBatch]:
@@ -312,13 +329,12 @@ class Store:
             video_ids = np.asarray([ok["video_id"][i] for i in videos])
             starts = np.asarray([ok["row_start"][i] for i in videos])
             total = sum(ok["n_segments"][i] for i in videos)  # ok videos fill rows [0, total) in order
-            emb, span = self.shard_array(shard_id, "emb"), self.shard_array(shard_id, "span")
             for a in range(0, total, batch_size):
                 b = min(a + batch_size, total)
                 rows = np.arange(a, b)
                 owner = np.searchsorted(starts, rows, side="right") - 1  # the video each row belongs to
-                yield EmbeddingBatch(emb=emb[a:b], video_id=video_ids[owner], row=rows - starts[owner],
-                                     span=span[a:b])
+                yield EmbeddingBatch(emb=self.read_rows(shard_id, "emb", a, b), video_id=video_ids[owner],
+                                     row=rows - starts[owner], span=self.read_rows(shard_id, "span", a, b))
 
     def dims(self) -> Dims:
         """D and the token grid, from the first committed shard that has segments."""

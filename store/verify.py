@@ -112,12 +112,18 @@ def _check_array(store: "Store", shard_id: str, name: str, total: int,
     row_bytes = int(np.prod(per_segment, dtype=np.int64)) * spec.dtype.itemsize
     step = max(1, READ_BLOCK_BYTES // row_bytes // array.chunks[0]) * array.chunks[0]
     for start in range(0, total, step):
+        stop = min(start + step, total)
         try:
-            array[start:start + step]
+            block = array[start:stop]
+            # Readers go through store.direct, not zarr: both must give the same bytes.
+            same = store.read_rows(shard_id, name, start, stop).tobytes() == block.tobytes()
         # Any failure here (a checksum mismatch, a truncated file, a codec error) is what verify exists
         # to report, whatever its type.
         except Exception as exc:  # noqa: BLE001
-            return [f"{name} rows [{start}, {min(start + step, total)}) are unreadable: {exc}"]
+            return [f"{name} rows [{start}, {stop}) are unreadable: {exc}"]
+        if not same:
+            return [f"{name} rows [{start}, {stop}) read differently through zarr and through the store's "
+                    "direct reader (store.direct)"]
     return []
 
 

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from lvmae import cli
-from store import SCHEMA_VERSION, Store, StoreError, StoreIdentity, layout
+from store import SCHEMA_VERSION, Store, StoreError, StoreIdentity, direct, layout
 
 D = 8
 GRID = (2, 3, 3)
@@ -134,21 +134,88 @@ def test_a_window_reads_only_the_chunks_it_needs(tmp_path, small_chunks, monkeyp
     store = Store.create(tmp_path / "s", identity(tokenizer=False))
     write_shard(store, "000001", {"long": (4096, 1)})  # 16 chunks of 256 rows per array
     read = []
-
-    class CountingStore(zarr.storage.WrapperStore):
-        async def get(self, key, prototype, byte_range=None):
-            buffer = await super().get(key, prototype, byte_range)
-            if buffer is not None and "/c/" in key:
-                read.append(len(buffer))
-            return buffer
-
-    zarr_store = layout.Location.zarr_store
-    monkeypatch.setattr(layout.Location, "zarr_store", lambda self, **kw: CountingStore(zarr_store(self, **kw)))
+    fetch = direct._Shard.fetch
+    monkeypatch.setattr(direct._Shard, "fetch", lambda self, a, b: read.append(b - a) or fetch(self, a, b))
     reader = Store.open(tmp_path / "s")
     reader.sequence("long", 300, 310, arrays=["emb"])
     emb_file = (tmp_path / "s" / "shards" / "000001" / "emb" / "c" / "0" / "0").stat().st_size
     # The shard index, then one chunk of 256 rows: far less than the file's 16 chunks.
-    assert sum(read) < emb_file / 8
+    assert len(read) == 2 and 0 < sum(read) < emb_file / 8
+
+
+# --- direct reads (store.direct) ------------------------------------------------------------------
+
+def still_video(n, seed):
+    """A video whose tokens barely change (they compress) and whose codes are all zero (zarr's fill value,
+    so those chunks are never written) in rows 256-767."""
+    arrays = video(n, seed)
+    rng = np.random.default_rng(seed)
+    for i in range(1, n):
+        keep = rng.random(GRID) > 0.05
+        arrays["codes"][i] = np.where(keep, arrays["codes"][i - 1], arrays["codes"][i])
+    arrays["codes"][256:768] = 0
+    return arrays
+
+
+def test_direct_reads_equal_zarr_reads_at_every_chunk_edge(uri, small_chunks):
+    store = Store.create(uri, identity())
+    with store.shard_writer("000001") as w:
+        for video_id, n, seed in [("a", 300, 1), ("still", 1000, 2)]:
+            w.add_video(video_id=video_id, uri=video_id, duration=2.0 * n, fps=8.0, **still_video(n, seed))
+    reader = Store.open(uri)
+    for name in layout.ARRAYS:  # every array is read directly, none falls back to zarr
+        assert direct.RowReader.open(reader.location, layout.shard_path("000001", name), name) is not None
+    windows = [(0, 1300), (0, 0), (255, 257), (256, 768), (300, 301), (511, 1030), (1299, 1300), (17, 1283)]
+    for start, stop in windows:
+        for name in layout.ARRAYS:
+            want = reader.shard_array("000001", name)[start:stop]  # zarr
+            got = reader.read_rows("000001", name, start, stop)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    assert not reader.sequence("still").codes[256:768].any()
+    index = reader._readers.get(("000001", "codes"), lambda: None)._shard(0).index
+    assert (index == direct._MISSING).all(axis=1).any()  # shard rows 768-1023 are all zero: never written
+    with pytest.raises(StoreError, match="rows \\[1200, 1301\\) of emb asked for, but it has 1300 rows"):
+        reader.read_rows("000001", "emb", 1200, 1301)
+
+
+def _flip_byte(path, at):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupted_chunk_fails_the_read_naming_shard_array_and_chunk(tmp_path, small_chunks):
+    store = Store.create(tmp_path / "s", identity())
+    write_shard(store, "000002", {"v": (1000, 2)})
+    _flip_byte(tmp_path / "s" / "shards" / "000002" / "emb" / "c" / "0" / "0", 100)  # in the first chunk
+    reader = Store.open(tmp_path / "s")
+    assert reader.sequence("v", 256, 1000).emb.shape == (744, D)  # other chunks still read
+    with pytest.raises(StoreError, match="shard 000002: emb: chunk 0 \\(rows 0-255\\) of .*000002/emb/c/0/0 "
+                                         "fails its crc32c checksum \\(corrupted\\)"):
+        reader.sequence("v", 10, 20)
+
+
+def test_a_truncated_shard_file_is_a_clear_error(tmp_path, small_chunks):
+    store = Store.create(tmp_path / "s", identity())
+    write_shard(store, "000002", {"v": (1000, 2)})
+    path = tmp_path / "s" / "shards" / "000002" / "span" / "c" / "0" / "0"
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(StoreError, match="shard 000002: span: zarr shard file .* is 10 bytes, shorter than"):
+        Store.open(tmp_path / "s").sequence("v")
+
+
+def test_arrays_in_another_encoding_are_read_through_zarr(tmp_path):
+    store = Store.create(tmp_path / "s", identity(tokenizer=False))
+    write_shard(store, "000001", {"v": (40, 1)})
+    # Rewrite emb unsharded, in chunks of 7 rows, zstd: not the encoding store.direct reads.
+    emb = np.asarray(store.shard_array("000001", "emb")[:])
+    group = zarr.open_group(str(tmp_path / "s"), mode="r+")
+    group.create_array(layout.shard_path("000001", "emb"), data=emb, chunks=(7, D), overwrite=True,
+                       compressors=[zarr.codecs.ZstdCodec(level=1)])
+    reader = Store.open(tmp_path / "s")
+    assert direct.RowReader.open(reader.location, layout.shard_path("000001", "emb"), "emb") is None
+    np.testing.assert_array_equal(reader.sequence("v", 3, 30).emb, emb[3:30])
 
 
 def test_iter_embeddings_covers_every_ok_segment_exactly_once(tmp_path, small_chunks):
@@ -418,3 +485,14 @@ def test_verify_lists_foreign_files_as_orphans_without_failing(tmp_path):
     assert report.ok
     assert report.orphans == ["notes.txt (not part of a store)",
                               "shards/000007/ (no manifest: an uncommitted shard; re-running shard 000007 replaces it)"]
+
+
+def test_verify_fails_where_the_direct_reader_and_zarr_disagree(tmp_path, monkeypatch):
+    store = Store.create(tmp_path / "s", identity())
+    write_shard(store, "000001", {"v": (40, 1)})
+    read = direct.RowReader.read
+    monkeypatch.setattr(direct.RowReader, "read", lambda self, a, b: read(self, a, b) * 0
+                        if self.label.endswith("scores") else read(self, a, b))
+    report = Store.open(tmp_path / "s").verify()
+    assert report.problems == ["shard 000001: scores rows [0, 40) read differently through zarr and through the "
+                               "store's direct reader (store.direct)"]
