@@ -67,13 +67,14 @@ def heldout_clips(n: int = 256, seed: int = 5000, frames: int = 9, size: int = 6
 @torch.no_grad()
 def evaluate(model: VideoTokenizer, held: HeldOutClips, *, kappa: float = 0.15, batch: int = 32) -> dict:
     model.eval()
+    device = next(model.parameters()).device
     sq_err, scores = [], []
     for start in range(0, len(held.clips), batch):
-        x = to_input(held.clips[start:start + batch])
+        x = to_input(held.clips[start:start + batch]).to(device)
         codes, _, logits = model.encode(x)
         recon = model.decode(codes).clamp(-1, 1)
-        sq_err.append((recon - x).pow(2).mean(dim=(1, 2, 3, 4)))
-        scores.append(torch.sigmoid(logits))
+        sq_err.append((recon - x).pow(2).mean(dim=(1, 2, 3, 4)).float().cpu())
+        scores.append(torch.sigmoid(logits.float()).cpu())
     mse = torch.cat(sq_err)                                               # (N,) per clip, range [-1, 1]
     scores = torch.cat(scores)                                            # (N, T', h, w)
     masks = torch.from_numpy(held.masks).float()                          # (N, T, S, S)
