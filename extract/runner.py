@@ -94,13 +94,18 @@ def encoder_image_size(cfg) -> int:
     return int(size if isinstance(size, int) else size[0])
 
 
-def decode_task_memory(cfg, image_size: int) -> int:
-    """Bytes a decode task holds at its peak: two chunks of RGB frames for both models (the one being
-    filled and the one handed on) plus 192 MiB for the decoder and the interpreter's share (a 16-CPU GPU
-    node saw 174 MiB peaks where this gave 141 MiB)."""
+def decode_chunk_bytes(cfg, image_size: int) -> int:
+    """Bytes of RGB frames for both models in one chunk of `extract.chunk_segments` segments."""
     spec = cfg.segment
     per_segment = 3 * (spec.clip_frames * image_size ** 2 + spec.tok_frames * spec.tok_size ** 2)
-    return int(2 * cfg.extract.chunk_segments * per_segment + (192 << 20))
+    return int(cfg.extract.chunk_segments * per_segment)
+
+
+def decode_task_memory(cfg, image_size: int) -> int:
+    """Bytes a decode task holds at its peak: two chunks of frames (the one being filled and the one
+    handed on) plus 192 MiB for the decoder and the interpreter's share (a 16-CPU GPU node saw 174 MiB
+    peaks where this gave 141 MiB)."""
+    return 2 * decode_chunk_bytes(cfg, image_size) + (192 << 20)
 
 
 class _Progress:
@@ -225,8 +230,13 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
     started_here = init_ray(cfg)
     try:
         check_resources(cfg, ray.cluster_resources())
-        ctx = ray.data.DataContext.get_current()
+        ctx = ray.data.DataContext.get_current()    # this process's; restored below
+        saved = ctx.enable_progress_bars, ctx.target_max_block_size
         ctx.enable_progress_bars = False            # the driver draws one bar of its own
+        # A decode task yields a chunk of segments at a time, but Ray Data packs a task's output into
+        # blocks of up to 128 MiB (a whole toy-world video), so the encoder waited for a video to be
+        # decoded to its end. Blocks of one chunk let encoding start on a video's first chunk.
+        ctx.target_max_block_size = decode_chunk_bytes(cfg, encoder_image_size(cfg))
         ex, spec, size = cfg.extract, cfg.segment, encoder_image_size(cfg)
         items = [{"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
                  for vids in jobs.values() for job, _ in vids]
@@ -257,6 +267,7 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
                 _write_complete(assembler, store, report)
         finally:
             progress.close()
+            ctx.enable_progress_bars, ctx.target_max_block_size = saved
         if assembler.pending:
             raise RuntimeError(f"the pipeline ended with shards incomplete: {', '.join(sorted(assembler.pending))}")
     finally:
