@@ -4,15 +4,23 @@
 
 (a) `pipeline`: `lvmae extract` on Ray (decode tasks feeding an encoder actor); (b) `decode`: decoding
 and segmenting only; (c) `encode`: both frozen models on pre-decoded segments only; (d) `naive`: one
-process, decode a video then encode it, one video at a time (the local runner). All four in this
-process, side by side, on one generated toy-world corpus with the shipped encoder and tokenizer.
-Rates are segments per second; video-seconds per second is segments/s times the segment length.
+process, decode a video then encode it, one video at a time (the local runner). All four side by side
+on one generated toy-world corpus with the shipped encoder and tokenizer. Rates are segments per
+second; video-seconds per second is segments/s times the segment length.
+
+Start-up costs are counted alike: the pipeline's time includes its encoder actor's start (a new
+process that imports torch and open_clip and loads both models), so (d) runs as its own fresh process
+too, timed from its start to its exit (`naive_segments_per_s`). The same loop run inside this process,
+where those imports are already done, is `naive_in_process_segments_per_s`, with its own ratio.
 Starting a local Ray instance is timed apart (`ray_startup_s`; on a cluster it is already running) and
 `pipeline_with_startup_segments_per_s` adds it back.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +29,7 @@ from bench._common import emit, machine, parse_args
 from extract.runner import encoder_image_size, init_ray, run_extract
 from extract.work import SegmentEncoder, VideoJob, segment_batches
 from lvmae.config import load_config
+from store import Store
 from toyworld.generate import CorpusSpec, generate
 
 
@@ -30,7 +39,25 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def naive_child(sets: list[str], inputs: str, store: str) -> None:
+    """(d) in a fresh process: what `lvmae extract --runner local` costs, start-up included."""
+    cfg = load_config(None, sets, use_default_file=False)
+    run_extract(cfg, inputs=Path(inputs), store_uri=store, runner="local")
+
+
+def naive_fresh_process(sets: list[str], inputs: Path, store: Path) -> float:
+    """Seconds from starting `naive_child` in a new interpreter to its exit."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bench.extract", "--naive-child", json.dumps([sets, str(inputs), str(store)])],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--naive-child"]:
+        naive_child(*json.loads(argv[1]))
+        return {}
     args = parse_args(__doc__.split("\n\n")[0], argv)
     spec = CorpusSpec(videos=4, minutes=(0.5, 0.5), seed=77) if args.quick else \
         CorpusSpec(videos=8, minutes=(8.0, 8.0), seed=77)
@@ -64,10 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"encode only: {encode_s:.1f} s", flush=True)
         del batches
 
+        naive_s = naive_fresh_process(sets + ["extract.shard_videos=2"], inputs, tmp / "naive")
+        naive_segments = sum(Store.open(tmp / "naive").videos().column("n_segments").to_pylist())
+        print(f"naive loop, own process: {naive_s:.1f} s", flush=True)
         started = time.perf_counter()
-        naive = run_extract(cfg, inputs=inputs, store_uri=str(tmp / "naive"), runner="local")
-        naive_s = time.perf_counter() - started
-        print(f"naive loop: {naive_s:.1f} s", flush=True)
+        naive = run_extract(cfg, inputs=inputs, store_uri=str(tmp / "naive-in-process"), runner="local")
+        naive_in_process_s = time.perf_counter() - started
+        print(f"naive loop, in this process: {naive_in_process_s:.1f} s", flush=True)
 
         # Ray's own start-up (a local cluster here; already running on a real cluster) is timed apart;
         # the pipeline's time includes everything of the job itself, actor start and model loading too.
@@ -83,20 +113,26 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             ray.shutdown()
         print(f"ray pipeline: {pipe_s:.1f} s (+ {ray_startup_s:.1f} s to start a local Ray)", flush=True)
-        assert naive.segments == pipe.segments == n_segments, (naive.segments, pipe.segments, n_segments)
+        assert naive_segments == naive.segments == pipe.segments == n_segments, \
+            (naive_segments, naive.segments, pipe.segments, n_segments)
 
     rates = {"pipeline": n_segments / pipe_s, "decode": n_segments / decode_s,
-             "encode": n_segments / encode_s, "naive": n_segments / naive_s}
+             "encode": n_segments / encode_s, "naive": n_segments / naive_s,
+             "naive_in_process": n_segments / naive_in_process_s,
+             "pipeline_with_startup": n_segments / (pipe_s + ray_startup_s)}
     result = {
         "pipeline_segments_per_s": round(rates["pipeline"], 2),
         "decode_segments_per_s": round(rates["decode"], 2),
         "encode_segments_per_s": round(rates["encode"], 2),
         "naive_segments_per_s": round(rates["naive"], 2),
         "ratio_vs_naive": round(rates["pipeline"] / rates["naive"], 3),
+        "naive_in_process_segments_per_s": round(rates["naive_in_process"], 2),
+        "ratio_vs_naive_in_process": round(rates["pipeline"] / rates["naive_in_process"], 3),
+        "ratio_with_ray_startup_vs_naive": round(rates["pipeline_with_startup"] / rates["naive"], 3),
         "ratio_vs_slowest_stage": round(rates["pipeline"] / min(rates["decode"], rates["encode"]), 3),
         "device": device_name(),
         "ray_startup_s": round(ray_startup_s, 2),
-        "pipeline_with_startup_segments_per_s": round(n_segments / (pipe_s + ray_startup_s), 2),
+        "pipeline_with_startup_segments_per_s": round(rates["pipeline_with_startup"], 2),
         "pipeline_video_s_per_s": round(rates["pipeline"] * seg.seconds, 1),
         "naive_video_s_per_s": round(rates["naive"] * seg.seconds, 1),
         "segments": n_segments, "videos": len(rows), "video_seconds": corpus.video_seconds,
