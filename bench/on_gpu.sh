@@ -23,7 +23,7 @@ step() {  # step NAME SECONDS COMMAND...
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$py" -c "import torch, ray, av, open_clip, zarr; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__)"
-step extract 200 "$py" -m bench.extract --out "$out/extract.json"
+step extract 300 "$py" -m bench.extract --out "$out/extract.json"
 step gpu-tests 120 "$py" -m pytest -q -p no:cacheprovider -m gpu tests/integration/test_gpu.py
 step encoders 60 "$py" -m bench.encoders --quick --out "$out/encoders.json"
 step pretrain 300 "$py" -m bench.pretrain --quick --out "$out/pretrain.json"
