@@ -1,7 +1,8 @@
 """The feature store: zarr v3 shards of per-segment arrays plus a parquet manifest per shard.
 
 The contract between extraction (writes shards), pretraining (reads long windows of sequences) and
-retrieval (streams every embedding). Layout and encoding: `store.layout`; identity: `store.identity`.
+retrieval (streams every embedding). Layout and encoding: `store.layout`; identity: `store.identity`;
+reads go straight to the shard files through `store.direct` (zarr writes them and `verify` checks both).
 
     ident = StoreIdentity(encoder={"name": ..., "weights_sha256": ...},
                           tokenizer={"name": ..., "weights_sha256": ..., "levels": [...]} or None,
