@@ -230,14 +230,14 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
     started_here = init_ray(cfg)
     try:
         check_resources(cfg, ray.cluster_resources())
+        ex, spec, size = cfg.extract, cfg.segment, encoder_image_size(cfg)
         ctx = ray.data.DataContext.get_current()    # this process's; restored below
         saved = ctx.enable_progress_bars, ctx.target_max_block_size
         ctx.enable_progress_bars = False            # the driver draws one bar of its own
         # A decode task yields a chunk of segments at a time, but Ray Data packs a task's output into
         # blocks of up to 128 MiB (a whole toy-world video), so the encoder waited for a video to be
         # decoded to its end. Blocks of one chunk let encoding start on a video's first chunk.
-        ctx.target_max_block_size = decode_chunk_bytes(cfg, encoder_image_size(cfg))
-        ex, spec, size = cfg.extract, cfg.segment, encoder_image_size(cfg)
+        ctx.target_max_block_size = decode_chunk_bytes(cfg, size)
         items = [{"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
                  for vids in jobs.values() for job, _ in vids]
         chunk = ex.chunk_segments

@@ -177,7 +177,6 @@ class RowReader:
         self.encoding = encoding
         self.label = label
         self.shape = encoding.shape
-        self.dtype = encoding.dtype
         self._row_bytes = int(np.prod(encoding.shape[1:], dtype=np.int64)) * encoding.dtype.itemsize
         self._shards: dict[int, _Shard] = {}
 
