@@ -8,9 +8,11 @@ enough to read directly: each array of a store shard is one zarr shard, its inne
 segment axis only, and an inner chunk is `bytes` (little endian) → blosc → crc32c. So a window
 [start, stop) touches a run of consecutive chunks; each one's (offset, length) comes from the shard
 index at the end of the file, its crc32c is checked, and blosc decompresses it straight into the rows
-of the output it covers (the chunks at the two ends through a scratch buffer). Local files are
-memory-mapped, so a chunk is read from the page cache without a copy; other fsspec filesystems fetch
-the byte range of the chunks a window needs.
+of the output it covers (the chunks at the two ends through a scratch buffer); a chunk blosc stored
+uncompressed is copied row by row, only the rows wanted. Local files are memory-mapped, so a chunk is
+read from the page cache without a copy, and its crc32c is checked the first time this reader reads
+it (the store never rewrites a file in place); other fsspec filesystems fetch the byte range of each
+chunk, checked on every read.
 
 `RowReader.open` returns None for any encoding other than that (other codecs, chunks that split a
 trailing axis, a zarr shard index at the start, ...): `Store` then reads through zarr, which handles
