@@ -79,11 +79,11 @@ def write_store(uri: str, n_shards: int, videos_per_shard: int, segments: int,
 def write_memmaps(folder: Path, n_shards: int, videos_per_shard: int,
                   data: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """The same arrays as `.npy` files, one per array per shard, opened read-only as memmaps."""
+    folder.mkdir(parents=True, exist_ok=True)
     maps = {}
     for s in range(n_shards):
         maps[f"{s:06d}"] = {}
         for name, arr in data.items():
-            folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{s:06d}-{name}.npy"
             out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype,
                                             shape=(len(arr) * videos_per_shard, *arr.shape[1:]))

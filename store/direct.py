@@ -53,6 +53,10 @@ class _Encoding:
     crc: bool              # inner chunks end in a crc32c
     index_crc: bool
 
+    @property
+    def chunks_per_shard(self) -> int:
+        return self.shard_rows // self.chunk_rows
+
 
 def _named(codec: Any) -> tuple[str, dict]:
     if not isinstance(codec, dict):
@@ -123,7 +127,7 @@ class _Shard:
         enc = reader.encoding
         key = enc.separator.join(["c", str(number)] + ["0"] * (len(enc.shape) - 1))
         self.path = reader.location.path(reader.path, key)
-        self.n_chunks = enc.shard_rows // enc.chunk_rows
+        self.n_chunks = enc.chunks_per_shard
         self._map: mmap.mmap | None = None
         self.size = 0
         self.index: np.ndarray | None = None   # (n_chunks, 2) uint64 offset, length; None: no file
@@ -234,8 +238,7 @@ class RowReader:
         """Rows [lo, hi) of inner chunk `chunk` (numbered over the whole array, rows counted within it)
         into `dest`; False when the chunk was never written (it holds the fill value)."""
         enc = self.encoding
-        per_shard = enc.shard_rows // enc.chunk_rows
-        shard, at = self._shard(chunk // per_shard), chunk % per_shard
+        shard, at = self._shard(chunk // enc.chunks_per_shard), chunk % enc.chunks_per_shard
         if shard.index is None:
             return False
         offset, length = shard.index[at]

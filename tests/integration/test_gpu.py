@@ -17,6 +17,7 @@ from lvmae.config import load_config
 from pretrain.synthetic import write_procedure_store
 from pretrain.train import read_metrics
 from store import Store
+from tests.integration.test_pretrain import TINY
 from toyworld.encoder import SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.gpu
@@ -55,10 +56,8 @@ def test_pretrain_on_cuda_learns(tmp_path):
     uri = str(tmp_path / "store")
     write_procedure_store(uri, videos=6, segments=(40, 200), tokenizer=True)
     out = tmp_path / "run"
-    args = ["pretrain", "--store", uri, "--out", str(out), "--set", "pretrain.device=cuda",
-            "--set", "pretrain.preset=tiny", "--set", "pretrain.max_segments=64", "--set", "pretrain.min_segments=16",
-            "--set", "pretrain.batch_size=4", "--set", "pretrain.warmup=10", "--set", "pretrain.lr=0.003",
-            "--set", "pretrain.steps=60", "--set", "pretrain.val_interval=20", "--set", "pretrain.code_head=true"]
+    args = ["pretrain", "--store", uri, "--out", str(out), *TINY, "--set", "pretrain.device=cuda",
+            "--set", "pretrain.steps=60", "--set", "pretrain.code_head=true"]
     assert cli.main(args) == 0
     curve = [r["loss"] for r in read_metrics(out) if "loss" in r]
     assert len(curve) == 60 and np.isfinite(curve).all() and sum(curve[-10:]) < 0.5 * sum(curve[:10])
