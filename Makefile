@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The stamp records a finished install of this pyproject.toml; an unchanged one is not redone.
 STAMP  := $(VENV)/.lvmae-installed
 
-.PHONY: install test test-all demo bench clean-venv
+.PHONY: install lint format test test-all demo bench clean-venv
 
 install: $(STAMP)
 
@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# ruff (lint and format check) over the tree, mypy over the typed floors (foundation, store, pretrain).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu"

@@ -18,9 +18,10 @@ import numpy as np
 from bench._common import emit, machine, parse_args
 from extract.encoder import ImageTextEncoder
 from extract.tokenizer import FrozenTokenizer
-from extract.tokenizer.evaluate import evaluate, heldout_clips
-from extract.tokenizer.provenance import read_provenance
-from lvmae.config import load_config
+from extract.tokenizer.evaluate import evaluate
+from foundation.provenance import read_provenance
+from foundation.schema import load_config
+from toyworld.heldout import heldout_clips
 
 
 def rate(fn, items: int, seconds: float) -> float:

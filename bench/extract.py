@@ -26,9 +26,12 @@ import time
 from pathlib import Path
 
 from bench._common import emit, machine, parse_args
-from extract.runner import encoder_image_size, init_ray, run_extract
-from extract.work import SegmentEncoder, VideoJob, segment_batches
-from lvmae.config import load_config
+from extract.encoder import encoder_image_size
+from extract.runner import run_extract
+from extract.work import FrozenModels, VideoJob, segment_batches
+from foundation.runtime import init_ray
+from foundation.schema import Config, load_config
+from lvmae.commands.extract import models_of
 from store import Store
 from toyworld.generate import CorpusSpec, generate
 
@@ -39,10 +42,13 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def extract(cfg: Config, inputs: Path, store: str, runner: str):
+    return run_extract(cfg.extract, models_of(cfg), cfg.ray, inputs=inputs, store_uri=store, runner=runner)
+
+
 def naive_child(sets: list[str], inputs: str, store: str) -> None:
     """(d) in a fresh process: what `lvmae extract --runner local` costs, start-up included."""
-    cfg = load_config(None, sets, use_default_file=False)
-    run_extract(cfg, inputs=Path(inputs), store_uri=store, runner="local")
+    extract(load_config(None, sets, use_default_file=False), Path(inputs), store, "local")
 
 
 def naive_fresh_process(sets: list[str], inputs: Path, store: Path) -> float:
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_config(None, sets + ["extract.shard_videos=2", f"paths.store={tmp / 'store'}"],
                           use_default_file=False)
         seg = cfg.segment
-        size = encoder_image_size(cfg)
+        size = encoder_image_size(cfg.encoder)
         rows = corpus.videos.to_pylist()
         jobs = [VideoJob(r["id"], str(tmp / "corpus" / r["uri"]), "0") for r in rows]
 
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         n_segments = int(sum((~b["end"]).sum() for b in batches))
         print(f"decode only: {n_segments} segments in {decode_s:.1f} s", flush=True)
 
-        models = SegmentEncoder(cfg.encoder, cfg.tokenizer)
+        models = FrozenModels(cfg.encoder, cfg.tokenizer)
         started = time.perf_counter()
         for b in batches:
             models(b)
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         naive_segments = sum(Store.open(tmp / "naive").videos().column("n_segments").to_pylist())
         print(f"naive loop, own process: {naive_s:.1f} s", flush=True)
         started = time.perf_counter()
-        naive = run_extract(cfg, inputs=inputs, store_uri=str(tmp / "naive-in-process"), runner="local")
+        naive = extract(cfg, inputs, str(tmp / "naive-in-process"), "local")
         naive_in_process_s = time.perf_counter() - started
         print(f"naive loop, in this process: {naive_in_process_s:.1f} s", flush=True)
 
@@ -104,11 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
         import ray
 
         started = time.perf_counter()
-        init_ray(cfg)
+        init_ray(cfg.ray)
         ray_startup_s = time.perf_counter() - started
         try:
             started = time.perf_counter()
-            pipe = run_extract(cfg, inputs=inputs, store_uri=str(tmp / "ray"), runner="ray")
+            pipe = extract(cfg, inputs, str(tmp / "ray"), "ray")
             pipe_s = time.perf_counter() - started
         finally:
             ray.shutdown()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import emit, machine, parse_args
-from lvmae.progress import bar
+from foundation.progress import bar
 from store import Store, StoreIdentity
 from store.layout import array_encoding, array_names
 

@@ -15,9 +15,10 @@ import tempfile
 import time
 
 from bench._common import emit, machine, parse_args
-from toyworld.encoder import (SHIPPED_WEIGHTS, FitSettings, create_model, fit_encoder, heldout_frames,
-                              read_provenance, zero_shot)
-from toyworld.generate import CorpusSpec, generate
+from foundation.provenance import read_provenance
+from foundation.schema import CorpusSpec, EncoderFitConfig
+from toyworld.encoder import SHIPPED_WEIGHTS, create_model, fit_encoder, heldout_frames, zero_shot
+from toyworld.generate import generate
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     weights, fit_source = SHIPPED_WEIGHTS, "shipped provenance"
     if args.refit:
         with tempfile.TemporaryDirectory() as tmp:
-            result = fit_encoder(f"{tmp}/toyclip.pt", FitSettings(eval_frames=300 if args.quick else 1000))
+            result = fit_encoder(f"{tmp}/toyclip.pt", EncoderFitConfig(eval_frames=300 if args.quick else 1000))
             fit_seconds, top1 = result.provenance["fit_seconds"], result.provenance["zero_shot"]["top1"]
             fit_source = "this run"
     else:

@@ -12,30 +12,54 @@ size go through the transform itself, frame by frame.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from store.identity import sha256_file
+from foundation.files import sha256_file
+from foundation.loader import ConfigError
+from foundation.runtime import autocast, compute_dtype, resolve_device
+from foundation.schema import EncoderConfig
+
+_registered: set[str] = set()
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device; use device: cpu or auto")
-    return torch.device(device)
+def register_model_configs(folders: Iterable[str | os.PathLike]) -> None:
+    """Make the open_clip model configs (JSON) in `folders` model names open_clip knows, once each.
+    Folders that do not exist are skipped: a model missing because of one is reported by name."""
+    import open_clip
+
+    for folder in map(str, folders):
+        if folder not in _registered and Path(folder).is_dir():
+            open_clip.add_model_config(folder)
+            _registered.add(folder)
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """auto: fp32 on CPU (bf16 matmuls are slow on most CPUs), bf16 on GPU."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+def check_model_name(model: str, folders: Iterable[str | os.PathLike]) -> None:
+    """Register `folders`, then refuse a `model` open_clip does not know, naming the folders searched."""
+    import open_clip
+
+    folders = [Path(f) for f in folders]
+    register_model_configs(folders)
+    if model not in open_clip.list_models():
+        searched = ", ".join(f"{f}{'' if f.is_dir() else ' (missing)'}" for f in folders) or "none"
+        raise ConfigError(f"encoder.model: {model!r} is not an open_clip model name (e.g. ViT-B-32; see "
+                          f"open_clip.list_models()); extra model configs searched (encoder.model_configs): {searched}")
+
+
+def encoder_image_size(cfg: EncoderConfig) -> int:
+    """The encoder's input side, read from its open_clip config (no weights loaded)."""
+    import open_clip
+
+    check_model_name(cfg.model, cfg.model_configs)
+    vision = open_clip.get_model_config(cfg.model)["vision_cfg"]
+    size = vision.get("image_size", 224)
+    return int(size if isinstance(size, int) else size[0])
 
 
 @dataclass(frozen=True)
@@ -60,17 +84,12 @@ class ImageTextEncoder:
     """A frozen open_clip model: frames -> L2-normalised embeddings, texts -> L2-normalised embeddings."""
 
     def __init__(self, model: str, pretrained: str | Path | None, *, device: str = "auto",
-                 precision: str = "auto", batch_size: int = 256):
+                 precision: str = "auto", batch_size: int = 256, model_configs: Iterable[str | os.PathLike] = ()):
         import open_clip
 
-        from toyworld.encoder import register_model_configs
-
-        register_model_configs()   # lvmae's own configs (the toy world's stand-in) join open_clip's list
-        if model not in open_clip.list_models():
-            raise ValueError(f"encoder.model: {model!r} is not an open_clip model name "
-                             f"(e.g. ViT-B-32, toyclip; see open_clip.list_models())")
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
+        check_model_name(model, model_configs)  # extra configs (the toy world's stand-in) join open_clip's list
+        self.device = resolve_device(device, "encoder.device")
+        self.dtype = compute_dtype(precision, self.device)
         self.batch_size = batch_size
         pretrained = str(pretrained) if pretrained else None
         is_file = pretrained is not None and Path(pretrained).is_file()
@@ -89,9 +108,9 @@ class ImageTextEncoder:
         self._std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     @classmethod
-    def from_config(cls, cfg) -> "ImageTextEncoder":
-        """From an `EncoderConfig` (lvmae.config)."""
-        return cls(cfg.model, cfg.pretrained, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size)
+    def from_config(cls, cfg: EncoderConfig) -> "ImageTextEncoder":
+        return cls(cfg.model, cfg.pretrained, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
+                   model_configs=cfg.model_configs)
 
     # ---- images --------------------------------------------------------------------------------
 
@@ -110,7 +129,7 @@ class ImageTextEncoder:
         out = []
         for start in range(0, len(frames), self.batch_size):
             x = self._pixels(frames[start:start + self.batch_size]).to(self.device)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            with autocast(self.device, self.dtype):
                 emb = self.model.encode_image(x)
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         if not out:
@@ -133,7 +152,7 @@ class ImageTextEncoder:
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            with autocast(self.device, self.dtype):
                 emb = self.model.encode_text(tokens)
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy()

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import LvmaeError
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
                               ".mts", ".flv", ".wmv", ".3gp", ".ogv"})
 LIST_EXTENSIONS = frozenset({".txt", ".lst"})
 TABLE_EXTENSIONS = frozenset({".parquet", ".csv"})
 
 
-class InputError(ValueError):
+class InputError(LvmaeError, ValueError):
     """The input list itself is unusable (missing, wrong columns, duplicate ids); names the file."""
 
 

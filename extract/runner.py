@@ -1,7 +1,7 @@
 """Run extraction: videos -> segments -> both frozen models -> store shards, on Ray or in one process.
 
 Ray pipeline (Ray Data, streaming): one decode task per video (CPU, `segment_batches`) feeds an
-actor pool running the models (`SegmentEncoder`, CPU or GPU); batches span videos so the models
+actor pool running the models (`FrozenModels`, CPU or GPU); batches span videos so the models
 stay fed. Encoded rows (about 4 KB a segment) stream back to the driver, which writes each shard
 as soon as all of its videos are done: one writer per shard, committed shards survive a killed
 job, and `resume` skips them on the next run. Decode tasks that die are retried by Ray; encoder
@@ -9,6 +9,8 @@ actors that die are restarted and their batches retried (Ray Data's defaults); r
 (video, segment), so a retry neither loses nor duplicates anything.
 
 The local runner does the same work in this process, one video at a time (no Ray).
+
+Both take the config sections they read: `extract`, `segment`, `encoder`, `tokenizer` and `ray`.
 """
 
 from __future__ import annotations
@@ -16,19 +18,28 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
-from extract.inputs import InputVideo, list_inputs
-from extract.work import SegmentEncoder, ShardAssembler, VideoJob, segment_batches
-from lvmae.progress import Summary, bar, human_seconds
+from extract.inputs import InputError, InputVideo, list_inputs
+from extract.work import FrozenModels, ShardAssembler, VideoJob, segment_batches
+from foundation.progress import Summary, bar, human_seconds
+from foundation.runtime import check_resources, init_ray
+from foundation.schema import EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
+from extract.encoder import encoder_image_size
+from store import Store, StoreIdentity
+from store.manifest import COLUMNS
 
 log = logging.getLogger(__name__)
 
 
-class ResourceError(RuntimeError):
-    """The requested Ray resources cannot fit the cluster; the message names the setting."""
+@dataclass(frozen=True)
+class Models:
+    """The config sections that say what extraction computes: the segment spec and both models."""
+
+    segment: SegmentConfig
+    encoder: EncoderConfig
+    tokenizer: TokenizerConfig
 
 
 @dataclass
@@ -66,46 +77,43 @@ def plan_shards(videos: list[InputVideo], shard_videos: int) -> dict[str, list[I
 def manifest_extras(extra: dict) -> dict:
     """Input columns carried into the manifest; one named like a manifest column (an input table's own
     `duration`, say) is kept as `input_<name>` rather than dropped or allowed to shadow ours."""
-    from store.manifest import COLUMNS
-
     return {(f"input_{k}" if k in COLUMNS.names else k): v for k, v in extra.items()}
 
 
-def store_identity(cfg) -> "StoreIdentity":
+def store_identity(models: Models) -> StoreIdentity:
     """What the store records about the models and the segment spec, computed without loading models."""
     from extract.encoder import EncoderIdentity
     from extract.tokenizer.frozen import tokenizer_identity
-    from store import StoreIdentity
 
-    return StoreIdentity(encoder=EncoderIdentity.of(cfg.encoder.model, cfg.encoder.pretrained).to_dict(),
-                         tokenizer=tokenizer_identity(cfg.tokenizer.checkpoint, cfg.tokenizer.kappa),
-                         segment=dataclasses.asdict(cfg.segment))
-
-
-def encoder_image_size(cfg) -> int:
-    """The encoder's input side, read from its open_clip config (no weights loaded)."""
-    import open_clip
-
-    from toyworld.encoder import register_model_configs
-
-    register_model_configs()
-    vision = open_clip.get_model_config(cfg.encoder.model)["vision_cfg"]
-    size = vision.get("image_size", 224)
-    return int(size if isinstance(size, int) else size[0])
+    return StoreIdentity(encoder=EncoderIdentity.of(models.encoder.model, models.encoder.pretrained).to_dict(),
+                         tokenizer=tokenizer_identity(models.tokenizer.checkpoint, models.tokenizer.kappa),
+                         segment=dataclasses.asdict(models.segment))
 
 
-def decode_chunk_bytes(cfg, image_size: int) -> int:
+def decode_chunk_bytes(ex: ExtractConfig, spec: SegmentConfig, image_size: int) -> int:
     """Bytes of RGB frames for both models in one chunk of `extract.chunk_segments` segments."""
-    spec = cfg.segment
     per_segment = 3 * (spec.clip_frames * image_size ** 2 + spec.tok_frames * spec.tok_size ** 2)
-    return int(cfg.extract.chunk_segments * per_segment)
+    return int(ex.chunk_segments * per_segment)
 
 
-def decode_task_memory(cfg, image_size: int) -> int:
+def decode_task_memory(ex: ExtractConfig, spec: SegmentConfig, image_size: int) -> int:
     """Bytes a decode task holds at its peak: two chunks of frames (the one being filled and the one
     handed on) plus 192 MiB for the decoder and the interpreter's share (a 16-CPU GPU node saw 174 MiB
     peaks where this gave 141 MiB)."""
-    return 2 * decode_chunk_bytes(cfg, image_size) + (192 << 20)
+    return 2 * decode_chunk_bytes(ex, spec, image_size) + (192 << 20)
+
+
+def pipeline_resources(ex: ExtractConfig) -> dict[str, dict[str, float]]:
+    """What the pipeline must hold at once, by Ray resource and the settings that ask for it: the
+    encoder actors and at least one decode task. An actor pool holding every CPU starves the decode
+    tasks and the job hangs without a word (seen on a 2-CPU machine)."""
+    request = {"CPU": {f"extract.actors={ex.actors} x extract.actor_num_cpus={ex.actor_num_cpus:g}":
+                       ex.actors * ex.actor_num_cpus,
+                       f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task": ex.decode_num_cpus}}
+    if ex.actor_num_gpus:
+        request["GPU"] = {f"extract.actors={ex.actors} x extract.actor_num_gpus={ex.actor_num_gpus:g}":
+                          ex.actors * ex.actor_num_gpus}
+    return request
 
 
 class _Progress:
@@ -134,18 +142,17 @@ class _Progress:
         self.bar.close()
 
 
-def run_extract(cfg, *, inputs=None, store_uri: str | None = None, runner: str | None = None,
-                resume: bool | None = None) -> ExtractReport:
-    """Extract every input video into the store; returns what happened (also for `--strict`)."""
-    from store import Store
-
-    source = inputs or cfg.extract.inputs
+def run_extract(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, *, store_uri: str, inputs=None,
+                runner: str | None = None, resume: bool | None = None) -> ExtractReport:
+    """Extract every input video (`inputs`, default `ex.inputs`) into the store at `store_uri`;
+    returns what happened (also for `--strict`)."""
+    source = inputs or ex.inputs
     if source is None:
-        raise ValueError("extract.inputs is not set: name a directory, list file or parquet/CSV of videos")
+        raise InputError("extract.inputs is not set: name a directory, list file or parquet/CSV of videos")
     videos = list_inputs(source)
-    store = Store.create(store_uri or cfg.paths.store, store_identity(cfg))
-    shards = plan_shards(videos, cfg.extract.shard_videos)
-    resume = cfg.extract.resume if resume is None else resume
+    store = Store.create(store_uri, store_identity(models))
+    shards = plan_shards(videos, ex.shard_videos)
+    resume = ex.resume if resume is None else resume
     report = ExtractReport()
     if resume:
         done = store.committed_shards() & set(shards)
@@ -153,11 +160,13 @@ def run_extract(cfg, *, inputs=None, store_uri: str | None = None, runner: str |
         shards = {sid: vids for sid, vids in shards.items() if sid not in done}
     jobs = {sid: [(VideoJob(v.video_id, v.uri, sid), manifest_extras(v.extra)) for v in vids]
             for sid, vids in shards.items()}
-    runner = runner or cfg.extract.runner
+    runner = runner or ex.runner
     started = time.perf_counter()
     if jobs:
-        run = _run_ray if runner == "ray" else _run_local
-        run(cfg, jobs, store, report)
+        if runner == "ray":
+            _run_ray(ex, models, ray_cfg, jobs, store, report)
+        else:
+            _run_local(ex, models, jobs, store, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -168,17 +177,16 @@ def _write_complete(assembler: ShardAssembler, store, report: ExtractReport) -> 
         report.shards_written += 1
 
 
-def _run_local(cfg, jobs, store, report: ExtractReport) -> None:
-    spec = cfg.segment
-    size = encoder_image_size(cfg)
-    models = SegmentEncoder(cfg.encoder, cfg.tokenizer)
+def _run_local(ex: ExtractConfig, models: Models, jobs, store, report: ExtractReport) -> None:
+    size = encoder_image_size(models.encoder)
+    frozen = FrozenModels(models.encoder, models.tokenizer)
     assembler = ShardAssembler(jobs)
     progress = _Progress(sum(len(v) for v in jobs.values()), report)
     try:
         for sid, vids in jobs.items():
             for job, _ in vids:
-                for batch in segment_batches(job, spec, size, cfg.extract.chunk_segments):
-                    progress.finished(assembler.add(models(batch)))
+                for batch in segment_batches(job, models.segment, size, ex.chunk_segments):
+                    progress.finished(assembler.add(frozen(batch)))
             _write_complete(assembler, store, report)
     finally:
         progress.close()
@@ -187,57 +195,23 @@ def _run_local(cfg, jobs, store, report: ExtractReport) -> None:
 # ---- Ray ---------------------------------------------------------------------------------------
 
 
-def init_ray(cfg) -> bool:
-    """Start or join Ray; returns whether this call started it (and so should shut it down).
-
-    RAY_ADDRESS (or `ray.address`) joins a running cluster; otherwise a local Ray starts with
-    `ray.num_cpus` CPUs (all of this machine's by default).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS") or cfg.ray.address
-    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, **kwargs)
-    return True
-
-
-def check_resources(cfg, cluster: dict) -> None:
-    """Fail fast when the requested CPUs/GPUs cannot all run at once: an actor pool holding every
-    CPU starves the decode tasks and the job hangs without a word (seen on a 2-CPU machine)."""
-    ex = cfg.extract
-    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    actor_cpus, actor_gpus = ex.actors * ex.actor_num_cpus, ex.actors * ex.actor_num_gpus
-    if actor_gpus > gpus:
-        raise ResourceError(f"extract.actors x extract.actor_num_gpus = {ex.actors} x {ex.actor_num_gpus} GPUs "
-                            f"requested, the Ray cluster has {gpus:g}; lower extract.actor_num_gpus (0 for CPU)")
-    if actor_cpus + ex.decode_num_cpus > cpus:
-        raise ResourceError(
-            f"extract.actors x extract.actor_num_cpus = {ex.actors} x {ex.actor_num_cpus} CPUs for the encoder "
-            f"actors plus extract.decode_num_cpus = {ex.decode_num_cpus} for one decode task exceed the "
-            f"cluster's {cpus:g} CPUs: decoding would starve and the job would hang; lower extract.actors or "
-            "extract.actor_num_cpus")
-
-
-def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
+def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store, report: ExtractReport) -> None:
     import ray
     import ray.data
 
-    started_here = init_ray(cfg)
+    started_here = init_ray(ray_cfg)
     try:
-        check_resources(cfg, ray.cluster_resources())
-        ex, spec, size = cfg.extract, cfg.segment, encoder_image_size(cfg)
+        check_resources(pipeline_resources(ex), ray.cluster_resources(),
+                        consequence="decoding would starve and the job would hang",
+                        remedy="lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)")
+        spec, size = models.segment, encoder_image_size(models.encoder)
         ctx = ray.data.DataContext.get_current()    # this process's; restored below
         saved = ctx.enable_progress_bars, ctx.target_max_block_size
         ctx.enable_progress_bars = False            # the driver draws one bar of its own
         # A decode task yields a chunk of segments at a time, but Ray Data packs a task's output into
         # blocks of up to 128 MiB (a whole toy-world video), so the encoder waited for a video to be
         # decoded to its end. Blocks of one chunk let encoding start on a video's first chunk.
-        ctx.target_max_block_size = decode_chunk_bytes(cfg, size)
+        ctx.target_max_block_size = decode_chunk_bytes(ex, spec, size)
         items = [{"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
                  for vids in jobs.values() for job, _ in vids]
         chunk = ex.chunk_segments
@@ -252,12 +226,12 @@ def _run_ray(cfg, jobs, store, report: ExtractReport) -> None:
               # (a dead decode worker is retried: Ray's default for tasks). Differing remote args also
               # keep Ray Data from fusing this stage into the actor stage, which would decode inside
               # the encoder actors, one video at a time.
-              .map_batches(decode, batch_size=1, num_cpus=ex.decode_num_cpus, memory=decode_task_memory(cfg, size),
+              .map_batches(decode, batch_size=1, num_cpus=ex.decode_num_cpus, memory=decode_task_memory(ex, spec, size),
                            compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks))
-              .map_batches(SegmentEncoder, batch_size=ex.encode_batch,
+              .map_batches(FrozenModels, batch_size=ex.encode_batch,
                            compute=ray.data.ActorPoolStrategy(size=ex.actors),
                            num_cpus=ex.actor_num_cpus, num_gpus=ex.actor_num_gpus or None,
-                           fn_constructor_kwargs={"encoder_cfg": cfg.encoder, "tokenizer_cfg": cfg.tokenizer,
+                           fn_constructor_kwargs={"encoder_cfg": models.encoder, "tokenizer_cfg": models.tokenizer,
                                                   "threads": threads}))
         assembler = ShardAssembler(jobs)
         progress = _Progress(len(items), report)

@@ -34,7 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from extract.decode import FrameSampler, VideoError, probe
-from lvmae.config import SegmentConfig
+from foundation.schema import SegmentConfig
 
 
 class TruncatedVideo(VideoError):

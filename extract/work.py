@@ -22,7 +22,7 @@ import numpy as np
 
 from extract.decode import VideoError
 from extract.segments import VideoSummary, iter_segments
-from lvmae.config import SegmentConfig
+from foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,15 @@ def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: 
            "clip": np.zeros((1, *clip_shape), np.uint8), "tok": np.zeros((1, *tok_shape), np.uint8)}
 
 
-class SegmentEncoder:
-    """Runs both frozen models over a batch of segments (rows of any videos); drops the frames.
+class FrozenModels:
+    """Runs both frozen models, the image-text encoder and the tokenizer, over a batch of segments
+    (rows of any videos); drops the frames.
 
     Built once per worker (a Ray actor, or the local loop) from the config's encoder and
     tokenizer sections.
     """
 
-    def __init__(self, encoder_cfg, tokenizer_cfg, *, threads: int | None = None):
+    def __init__(self, encoder_cfg: EncoderConfig, tokenizer_cfg: TokenizerConfig, *, threads: int | None = None):
         import torch
 
         from extract.encoder import ImageTextEncoder

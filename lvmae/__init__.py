@@ -1,4 +1,7 @@
-"""lvmae: long-video representations — CLI, typed config, logging and progress (no ML code here)."""
+"""lvmae: the command line (`lvmae <subcommand>`), the top floor: it imports every stage and nothing imports it.
+
+The stages are `extract/`, `store/`, `pretrain/` and `retrieval/`, on the ground floor `foundation/`.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,6 +1,7 @@
 """`lvmae`: one command line, one subcommand per stage.
 
-Subcommand modules are imported only when used, so `lvmae --help` stays fast (no torch import).
+Subcommand modules are imported only when used, so `lvmae --help` stays fast (no torch import). Each
+module defines `COMMAND` (`lvmae.commands.command.Command`): its arguments and its run function.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 from lvmae import __version__
 
-# name -> (module with build_parser()/main(argv), one-line summary)
+# name -> (module defining COMMAND, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("lvmae.commands.config", "show the effective config, list every key"),
     "extract": ("lvmae.commands.extract", "decode videos, run the frozen encoder and tokenizer, write store shards"),
@@ -40,13 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command_module(name: str):
-    return importlib.import_module(COMMANDS[name][0])
+def command(name: str):
+    """The `Command` of subcommand `name`."""
+    return importlib.import_module(COMMANDS[name][0]).COMMAND
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return int(command_module(args.command).main(args.args) or 0)
+    return command(args.command).main(args.args)
 
 
 if __name__ == "__main__":

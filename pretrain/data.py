@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
@@ -48,8 +47,7 @@ class Window:
 
 def ok_videos(store: Store) -> list[Video]:
     """The store's videos with segments, sorted by id (a failed video has none)."""
-    table = store.videos()
-    ok = table.filter(pc.equal(table["status"], "ok")).select(["video_id", "n_segments"]).to_pydict()
+    ok = store.videos(status="ok").select(["video_id", "n_segments"]).to_pydict()
     return sorted(Video(v, int(n)) for v, n in zip(ok["video_id"], ok["n_segments"]))
 
 
@@ -107,25 +105,28 @@ class Batch:
         return int(self.valid.sum())
 
     def to(self, device: torch.device) -> "Batch":
-        move = lambda x: None if x is None else x.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.emb), move(self.importance), move(self.valid), move(self.codes), self.windows)
+        def move(x: Tensor) -> Tensor:
+            return x.to(device, non_blocking=True)
+
+        return Batch(move(self.emb), move(self.importance), move(self.valid),
+                     None if self.codes is None else move(self.codes), self.windows)
 
 
 def read_batch(store: Store, windows: list[Window], *, codes: bool = False) -> Batch:
     """Read the windows and pad them into one ragged batch (padding at the end of each row)."""
     names = ("emb", "importance", "codes") if codes else ("emb", "importance")
     seqs = [store.sequence(w.video_id, w.start, w.stop, arrays=names) for w in windows]
-    B, T, D = len(windows), max(w.length for w in windows), seqs[0].emb.shape[1]
+    B, T, D = len(windows), max(w.length for w in windows), seqs[0].get("emb").shape[1]
     emb = torch.zeros(B, T, D)
     importance = torch.zeros(B, T)
     valid = torch.zeros(B, T, dtype=torch.bool)
-    code = torch.zeros(B, T, *seqs[0].codes.shape[1:], dtype=torch.int64) if codes else None
+    code = torch.zeros(B, T, *seqs[0].get("codes").shape[1:], dtype=torch.int64) if codes else None
     for i, (w, seq) in enumerate(zip(windows, seqs)):
-        emb[i, :w.length] = torch.from_numpy(seq.emb.astype(np.float32))
-        importance[i, :w.length] = torch.from_numpy(seq.importance)
+        emb[i, :w.length] = torch.from_numpy(seq.get("emb").astype(np.float32))
+        importance[i, :w.length] = torch.from_numpy(seq.get("importance"))
         valid[i, :w.length] = True
-        if codes:
-            code[i, :w.length] = torch.from_numpy(seq.codes.astype(np.int64))
+        if code is not None:
+            code[i, :w.length] = torch.from_numpy(seq.get("codes").astype(np.int64))
     return Batch(emb, importance, valid, code, list(windows))
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pretrain.data import EVAL_STREAM, ok_videos, read_batch, split_videos, step_seeds, tile_windows
-from pretrain.encode import Pretrained, load_pretrained
+from pretrain.checkpoint import Pretrained, load_pretrained
 from pretrain.masking import DECODER_MASKS, decoder_mask, random_mask
 from store import Store
 
@@ -55,7 +55,7 @@ def nearest_visible(visible: Tensor) -> Tensor:
 class EvalResult:
     model_mse: float
     copy_nearest_mse: float
-    hidden_segments: int     # hidden segments the decoder reconstructed (all of them under `all`)
+    reconstructed_segments: int  # hidden segments the decoder reconstructed (every hidden one under `all`)
     videos: int
     windows: int
     ratio: float
@@ -84,7 +84,7 @@ def reconstruction_mse(pretrained: Pretrained, store: Store, *, split: str = "va
     device = next(model.parameters()).device
     windows = tile_windows(videos, pretrained.max_segments)
     sums = torch.zeros(2, dtype=torch.float64)
-    n_hidden = 0
+    n_reconstructed = 0
     for k in range(0, len(windows), batch_windows):
         batch = read_batch(store, windows[k:k + batch_windows])
         generator = step_seeds(seed, EVAL_STREAM, 0, k)[1]
@@ -99,9 +99,9 @@ def reconstruction_mse(pretrained: Pretrained, store: Store, *, split: str = "va
         copied = unit.gather(1, source[..., None].expand(-1, -1, unit.shape[-1]))  # (B, S, D)
         for i, pred in enumerate((out.pred.float().cpu(), copied)):
             sums[i] += (pred - target).pow(2).mean(-1)[keep].sum().double()
-        n_hidden += int(keep.sum())
-    return EvalResult(model_mse=float(sums[0] / max(n_hidden, 1)), copy_nearest_mse=float(sums[1] / max(n_hidden, 1)),
-                      hidden_segments=n_hidden, videos=len(videos), windows=len(windows), ratio=ratio, split=split,
+        n_reconstructed += int(keep.sum())
+    return EvalResult(model_mse=float(sums[0] / max(n_reconstructed, 1)), copy_nearest_mse=float(sums[1] / max(n_reconstructed, 1)),
+                      reconstructed_segments=n_reconstructed, videos=len(videos), windows=len(windows), ratio=ratio, split=split,
                       decoder=kind)
 
 
@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(result)))
     else:
-        print(f"{result.split} videos: {result.videos}, windows: {result.windows}, hidden segments: "
-              f"{result.hidden_segments} reconstructed (ratio {result.ratio:g}, decoder mask {result.decoder})")
+        print(f"{result.split} videos: {result.videos}, windows: {result.windows}, hidden segments "
+              f"reconstructed: {result.reconstructed_segments} (ratio {result.ratio:g}, decoder mask {result.decoder})")
         print(f"model reconstruction MSE:   {result.model_mse:.6f}")
         print(f"copy-nearest-visible MSE:   {result.copy_nearest_mse:.6f}")
         print(f"model / copy:               {result.model_mse / result.copy_nearest_mse:.3f}")

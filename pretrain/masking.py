@@ -16,8 +16,9 @@ Conventions shared by every function here:
 - Functions are pure: randomness comes only from the `generator` passed in, so the same generator
   state gives the same mask.
 
-All of them reduce to one step, `hide_top`: give every segment a score and take the `count` highest
-per window (MAE's "sort noise" with per-window counts). The strategies differ only in the score.
+All of them reduce to one step, `select_top`: give every segment a score and take the `count` highest
+per window (MAE's "sort noise" with per-window counts); encoder masks hide what it selects, decoder
+masks reconstruct it. The strategies differ only in the score.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def counts(n: Tensor, fraction: float) -> Tensor:
     return torch.round(n.to(torch.float64) * fraction).to(torch.int64)
 
 
-def hide_top(score: Tensor, count: Tensor, allowed: Tensor) -> Tensor:
+def select_top(score: Tensor, count: Tensor, allowed: Tensor) -> Tensor:
     """Mark the `count[b]` highest-scoring allowed positions of each row.
 
     score (B, T) float, count (B,) int with count[b] <= allowed[b].sum(), allowed (B, T) bool.
@@ -69,7 +70,7 @@ def random_mask(valid: Tensor, ratio: float, *, generator: torch.Generator | Non
     valid (B, T) bool -> (B, T) bool, True = hidden.
     """
     noise = _uniform(valid.shape, generator, valid.device)
-    return hide_top(noise, _encoder_count(valid, ratio), valid)
+    return select_top(noise, _encoder_count(valid, ratio), valid)
 
 
 def consecutive_similarity(emb: Tensor, valid: Tensor) -> Tensor:
@@ -113,7 +114,7 @@ def semantic_mask(emb: Tensor, ratio: float, *, valid: Tensor | None = None, dir
     if generator is not None:
         sim = sim + 1e-6 * _uniform(sim.shape, generator, sim.device)
     score = -sim if direction == "dissimilar" else sim
-    return hide_top(score, _encoder_count(valid, ratio), valid)
+    return select_top(score, _encoder_count(valid, ratio), valid)
 
 
 def adaptive_mask(importance: Tensor, ratio: float, *, valid: Tensor | None = None,
@@ -137,7 +138,7 @@ def adaptive_mask(importance: Tensor, ratio: float, *, valid: Tensor | None = No
     z = (imp - mean) / (var.sqrt() + 1e-6)  # (B, T)
     u = _uniform(importance.shape, generator, importance.device).clamp(1e-12, 1 - 1e-12)
     gumbel = -torch.log(-torch.log(u))
-    return hide_top(z / temperature + gumbel, _encoder_count(valid, ratio), valid)
+    return select_top(z / temperature + gumbel, _encoder_count(valid, ratio), valid)
 
 
 # --- decoder masks: which hidden segments the decoder reconstructs ----------------------------------
@@ -160,7 +161,7 @@ def decoder_random(hidden: Tensor, importance: Tensor | None = None, kappa: floa
     """Reconstruct `round(kappa * n_hidden)` hidden segments chosen uniformly at random.
     hidden (B, T) bool -> (B, T) bool, True = selected; a subset of `hidden`."""
     noise = _uniform(hidden.shape, generator, hidden.device)
-    return hide_top(noise, _decoder_count(hidden, kappa), hidden)
+    return select_top(noise, _decoder_count(hidden, kappa), hidden)
 
 
 def decoder_adaptive(hidden: Tensor, importance: Tensor, kappa: float = 0.15, *,
@@ -168,7 +169,7 @@ def decoder_adaptive(hidden: Tensor, importance: Tensor, kappa: float = 0.15, *,
     """LVMAE's adaptive decoder masking: reconstruct the `round(kappa * n_hidden)` most important hidden
     segments (ties: earlier first). hidden (B, T) bool, importance (B, T) float -> (B, T) bool,
     True = selected; a subset of `hidden`. Deterministic; `generator` is ignored."""
-    return hide_top(importance.float(), _decoder_count(hidden, kappa), hidden)
+    return select_top(importance.float(), _decoder_count(hidden, kappa), hidden)
 
 
 # --- dispatch by config name --------------------------------------------------------------------------

@@ -9,60 +9,37 @@ continue on Ray and the other way round (same seed, same windows per rank for th
 
 Resources are checked before anything starts: the workers ask for `cpus_per_worker` CPUs each (plus
 one GPU with `use_gpu`), and a request the cluster can never satisfy fails at once with a message that
-names the setting, instead of waiting forever for a placement group (see API-NOTES: a 2-CPU Ray hangs
-when actors reserve every CPU). Ray Train 2's controller reserves no CPU of its own, so
+names the setting, instead of waiting forever for a placement group (a 2-CPU Ray was seen to hang when
+actors reserved every CPU). Ray Train 2's controller reserves no CPU of its own, so
 `num_workers * cpus_per_worker` is the whole request; on a 2-CPU machine two workers of one CPU fit.
+Ray is started (or joined: RAY_ADDRESS, then `ray.address`) by `foundation.runtime.init_ray`, and shut
+down afterwards only when this run started it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lvmae.config import Config, PretrainConfig, RayConfig
-from pretrain.train import MODEL, PretrainError, RunEnv, TrainResult, checkpoint_step, read_result, saved_params, train
+from foundation.runtime import check_resources, init_ray
+from foundation.schema import PretrainConfig, RayConfig
+from pretrain.checkpoint import MODEL, PretrainError, TrainResult, checkpoint_step, read_result, saved_params
+from pretrain.train import RunEnv, train
 
 log = logging.getLogger("lvmae.pretrain")
 
 
-def requested_resources(p: PretrainConfig) -> dict[str, float]:
-    """What the workers reserve in all: CPUs, and GPUs when use_gpu."""
-    request = {"CPU": p.num_workers * p.cpus_per_worker}
+def worker_resources(p: PretrainConfig) -> dict[str, dict[str, float]]:
+    """What the workers reserve in all, by Ray resource and the settings that ask for it."""
+    request = {"CPU": {f"pretrain.num_workers={p.num_workers} x pretrain.cpus_per_worker={p.cpus_per_worker:g}":
+                       p.num_workers * p.cpus_per_worker}}
     if p.use_gpu:
-        request["GPU"] = float(p.num_workers)
+        request["GPU"] = {f"pretrain.use_gpu=true with pretrain.num_workers={p.num_workers}": float(p.num_workers)}
     return request
-
-
-def check_fits(p: PretrainConfig, cluster: dict[str, float]) -> None:
-    """Raise PretrainError naming the settings when the workers cannot all be placed."""
-    request = requested_resources(p)
-    if request["CPU"] > cluster.get("CPU", 0):
-        raise PretrainError(
-            f"pretrain.num_workers={p.num_workers} x pretrain.cpus_per_worker={p.cpus_per_worker:g} asks Ray for "
-            f"{request['CPU']:g} CPUs but the cluster has {cluster.get('CPU', 0):g}; lower pretrain.num_workers or "
-            "pretrain.cpus_per_worker (fractions like 0.5 are allowed), or give Ray more CPUs (ray.num_cpus)")
-    if "GPU" in request and request["GPU"] > cluster.get("GPU", 0):
-        raise PretrainError(
-            f"pretrain.use_gpu=true with pretrain.num_workers={p.num_workers} asks Ray for {request['GPU']:g} GPUs "
-            f"but the cluster has {cluster.get('GPU', 0):g}; lower pretrain.num_workers or set pretrain.use_gpu=false")
-
-
-def init_ray(ray_cfg: RayConfig) -> None:
-    """Join `ray.address` (or RAY_ADDRESS), else start a local Ray with `ray.num_cpus` CPUs."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=ray_cfg.num_cpus, include_dashboard=False)
 
 
 def _mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
@@ -80,7 +57,7 @@ def _worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    p: PretrainConfig = config["cfg"].pretrain
+    p: PretrainConfig = config["pretrain"]
 
     def report(row: dict[str, Any]) -> None:
         # ray.train.report is a barrier through the Train controller (about a second a call on a busy
@@ -93,33 +70,38 @@ def _worker(config: dict[str, Any]) -> None:
     env = RunEnv(device=ray.train.torch.get_device(), rank=context.get_world_rank(),
                  world_size=context.get_world_size(), wrap_model=ray.train.torch.prepare_model,
                  average=_mean_over_ranks, report=report, progress=False)
-    train(config["cfg"], store_uri=config["store_uri"], out_dir=config["out_dir"], resume=config["resume"], env=env)
+    train(p, store_uri=config["store_uri"], out_dir=config["out_dir"], resume=config["resume"], env=env)
 
 
-def run(cfg: Config, *, store_uri: str, out_dir: Path, resume: bool = False) -> TrainResult:
-    """Train with Ray Train's TorchTrainer; returns what rank 0's metrics say."""
+def run(p: PretrainConfig, ray_cfg: RayConfig, *, store_uri: str, out_dir: Path, resume: bool = False) -> TrainResult:
+    """Train with Ray Train's TorchTrainer on the cluster `ray_cfg` names; returns what rank 0's
+    metrics say."""
+    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    import ray
-
     began = time.perf_counter()
-    p = cfg.pretrain
     out_dir = Path(out_dir).resolve()  # workers run in other folders
     if "://" not in store_uri:
         store_uri = str(Path(store_uri).resolve())
     start = checkpoint_step(out_dir) if resume else 0
-    init_ray(cfg.ray)
-    check_fits(p, ray.cluster_resources())
-    resources = {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
-    trainer = TorchTrainer(
-        _worker,
-        train_loop_config={"cfg": cfg, "store_uri": store_uri, "out_dir": str(out_dir), "resume": resume},
-        scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name="pretrain", storage_path=str(out_dir / "ray")),
-    )
-    log.info("Ray Train: %d workers x %s", p.num_workers, resources)
-    result = trainer.fit()
+    started_here = init_ray(ray_cfg)
+    try:
+        check_resources(worker_resources(p), ray.cluster_resources(),
+                        remedy="lower pretrain.num_workers or pretrain.cpus_per_worker (fractions like 0.5 are "
+                               "allowed), set pretrain.use_gpu=false, or give Ray more (ray.num_cpus)")
+        resources = {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
+        trainer = TorchTrainer(
+            _worker,
+            train_loop_config={"pretrain": p, "store_uri": store_uri, "out_dir": str(out_dir), "resume": resume},
+            scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources),
+            run_config=RunConfig(name="pretrain", storage_path=str(out_dir / "ray")),
+        )
+        log.info("Ray Train: %d workers x %s", p.num_workers, resources)
+        result = trainer.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
     if result.error:
         raise PretrainError(f"Ray Train run failed: {result.error}") from result.error
     return read_result(out_dir, resumed_from=start, params=saved_params(out_dir / MODEL),

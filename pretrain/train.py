@@ -10,9 +10,7 @@ optimizer and scheduler states, the torch RNG state (dropout), and the next step
 data position. A run killed anywhere resumes from its last checkpoint and logs the same losses, step
 for step, as a run never interrupted.
 
-Files in the output folder: `checkpoint.pt` (resumable state, rewritten atomically), `model.pt`
-(final weights and what built them; what `encode` and `embed-sequences` load), `metrics.jsonl`
-(one row per step, plus validation rows).
+The run's files (checkpoint, model, metrics) are `pretrain.checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,8 +28,13 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from lvmae.config import Config, PretrainConfig
-from lvmae.progress import bar
+from foundation.files import stale_temp_files
+from foundation.optim import decay_groups, warmup_cosine
+from foundation.progress import bar
+from foundation.runtime import autocast, resolve_device
+from foundation.schema import PretrainConfig
+from pretrain.checkpoint import (CHECKPOINT, METRICS, MODEL, PretrainError, TrainResult, load_state, plain_settings,
+                                 read_result, save_state, truncate_metrics)
 from pretrain.data import VAL_STREAM, Batch, WindowSource, ok_videos, split_videos
 from pretrain.masking import decoder_mask, encoder_mask
 from pretrain.model import LVMAE, ModelConfig, Output, count_params
@@ -40,14 +42,6 @@ from pretrain.presets import model_config
 from store import Store
 
 log = logging.getLogger("lvmae.pretrain")
-
-CHECKPOINT = "checkpoint.pt"
-MODEL = "model.pt"
-METRICS = "metrics.jsonl"
-
-
-class PretrainError(RuntimeError):
-    """A run cannot start or continue; the message says which setting or file to change."""
 
 
 def _identity(x):
@@ -71,15 +65,6 @@ class RunEnv:
         return self.rank == 0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PretrainError(f"pretrain.device is {name!r} but CUDA is not available here; use auto or cpu")
-    return device
-
-
 # --- what a run builds -------------------------------------------------------------------------------
 
 
@@ -98,20 +83,8 @@ def build_model_config(p: PretrainConfig, store: Store) -> ModelConfig:
     return model_config(p.preset, dim_in=dim_in, loss=p.loss, code_levels=levels, code_weight=p.code_weight)
 
 
-def lr_factor(step: int, *, warmup: int, steps: int) -> float:
-    """Linear warmup over `warmup` steps (never 0 at step 0), then cosine decay towards 0 at `steps`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def make_optimizer(model: nn.Module, p: PretrainConfig) -> torch.optim.AdamW:
-    # Decay weight matrices only: decaying biases, LayerNorm gains and the mask token only hurts (MAE).
-    decay = [prm for prm in model.parameters() if prm.ndim >= 2]
-    rest = [prm for prm in model.parameters() if prm.ndim < 2]
-    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=p.lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(decay_groups(model, p.weight_decay), lr=p.lr, betas=(0.9, 0.95))
 
 
 def make_masks(batch: Batch, p: PretrainConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -124,50 +97,11 @@ def make_masks(batch: Batch, p: PretrainConfig, generator: torch.Generator) -> t
 
 
 def forward(model: nn.Module, batch: Batch, hidden: Tensor, selected: Tensor, device: torch.device) -> Output:
-    # bf16 autocast on GPU only: CPU bf16 matmuls are slower than fp32 on most CPUs.
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device):  # bf16 on GPU; fp32 on CPU, where bf16 matmuls are slower
         return model(batch.emb, batch.valid, hidden.to(device), selected.to(device), batch.codes)
 
 
-# --- checkpoints --------------------------------------------------------------------------------------
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`: a reader (or a
-    resume after a kill) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint or model file, loaded without unpickling arbitrary objects. `mmap` maps tensors
-    instead of reading them, for a look at a file's small fields."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except FileNotFoundError:
-        raise PretrainError(f"no checkpoint at {path}") from None
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise PretrainError(f"{path} is not a readable lvmae checkpoint: {exc}") from None
-
-
-def checkpoint_step(out_dir: Path) -> int:
-    """The step a resume of `out_dir` would start at (0 without a checkpoint)."""
-    path = Path(out_dir) / CHECKPOINT
-    return int(load_state(path, mmap=True)["step"]) if path.exists() else 0
-
-
-def saved_params(path: Path) -> int:
-    """Parameters of the model in a checkpoint or model file."""
-    return sum(t.numel() for t in load_state(path, mmap=True)["model"].values())
-
-
-def _plain_config(p: PretrainConfig) -> dict[str, Any]:
-    # Through JSON: paths and str subclasses (Uri) become plain str, which weights_only loading accepts.
-    return json.loads(json.dumps(vars(p), default=str))
+# --- checkpoints ---------------------------------------------------------------------------------------
 
 
 def _rng_state() -> dict[str, Any]:
@@ -183,7 +117,7 @@ def _restore(state: dict[str, Any], model: LVMAE, mcfg: ModelConfig, p: Pretrain
         raise PretrainError(f"{path} was trained with model {state.get('model_config')}, but this config builds "
                             f"{mcfg.to_dict()}; resume with the same preset, store and objective, or choose "
                             "another pretrain.checkpoint_dir")
-    changed = sorted(k for k, v in _plain_config(p).items() if state["pretrain"].get(k) != v)
+    changed = sorted(k for k, v in plain_settings(p).items() if state["pretrain"].get(k) != v)
     if changed:
         log.warning("resuming %s with changed settings %s: the run is no longer the one that was started",
                     path, ", ".join(f"pretrain.{k}" for k in changed))
@@ -194,61 +128,6 @@ def _restore(state: dict[str, Any], model: LVMAE, mcfg: ModelConfig, p: Pretrain
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return int(state["step"])
-
-
-# --- metrics -------------------------------------------------------------------------------------------
-
-
-def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(line, row) pairs; a torn last line, left by a process killed while writing it, is dropped."""
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    pairs = []
-    for i, line in enumerate(lines):
-        try:
-            pairs.append((line, json.loads(line)))
-        except json.JSONDecodeError:
-            if i != len(lines) - 1:
-                raise
-    return pairs
-
-
-def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
-    return [row for _, row in _metric_lines(Path(out_dir) / METRICS)]
-
-
-def _truncate_metrics(path: Path, start: int) -> None:
-    """Keep the rows of steps before `start`: a killed run may have logged steps after its last
-    checkpoint, which the resumed run logs again."""
-    path.write_text("".join(line + "\n" for line, row in _metric_lines(path) if row["step"] < start))
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    steps: int
-    resumed_from: int
-    params: int
-    first_loss: float | None
-    last_loss: float | None        # mean of the last 10 logged steps
-    val_loss: float | None
-    segments_per_s: float | None   # over the steps this process ran
-    wall_s: float
-
-
-def read_result(out_dir: Path, *, resumed_from: int = 0, params: int = 0, wall_s: float = 0.0) -> TrainResult:
-    rows = read_metrics(out_dir)
-    steps = [r for r in rows if "loss" in r]
-    vals = [r for r in rows if "val_loss" in r]
-    ran = [r for r in steps if r["step"] >= resumed_from]
-    seconds = sum(r["step_s"] for r in ran)
-    return TrainResult(
-        out_dir=Path(out_dir), steps=steps[-1]["step"] + 1 if steps else 0, resumed_from=resumed_from,
-        params=params, first_loss=steps[0]["loss"] if steps else None,
-        last_loss=sum(r["loss"] for r in steps[-10:]) / len(steps[-10:]) if steps else None,
-        val_loss=vals[-1]["val_loss"] if vals else None,
-        segments_per_s=sum(r["segments"] for r in ran) / seconds if seconds else None, wall_s=wall_s)
 
 
 # --- the loop -------------------------------------------------------------------------------------------
@@ -265,14 +144,14 @@ def validate(model: nn.Module, batches: list[tuple[Batch, Tensor, Tensor]], env:
     return float(env.average(total / len(batches)))
 
 
-def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | None = None, resume: bool = False,
+def train(p: PretrainConfig, *, store_uri: str, out_dir: str | Path | None = None, resume: bool = False,
           env: RunEnv | None = None) -> TrainResult:
-    """Train (or resume) an LV-MAE on the store's sequences; returns what the metrics say."""
+    """Train (or resume) an LV-MAE on the sequences of the store at `store_uri`; returns what the
+    metrics say. `out_dir` defaults to `p.checkpoint_dir`."""
     began = time.perf_counter()
-    p = cfg.pretrain
-    env = env or RunEnv(device=resolve_device(p.device))
+    env = env or RunEnv(device=resolve_device(p.device, "pretrain.device"))
     out = Path(out_dir if out_dir is not None else p.checkpoint_dir)
-    store = Store.open(store_uri or cfg.paths.store)
+    store = Store.open(store_uri)
     train_videos, val_videos = split_videos(ok_videos(store), p.val_fraction)
     if not train_videos:
         raise PretrainError(f"store {store.uri} has no videos with segments to train on")
@@ -281,7 +160,7 @@ def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | No
     torch.manual_seed(p.seed)  # the same init on every rank (DDP broadcasts rank 0's weights anyway)
     model = LVMAE(mcfg).to(env.device)
     opt = make_optimizer(model, p)
-    sched = LambdaLR(opt, partial(lr_factor, warmup=p.warmup, steps=p.steps))
+    sched = LambdaLR(opt, partial(warmup_cosine, warmup=p.warmup, steps=p.steps))
 
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     start = 0
@@ -295,10 +174,10 @@ def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | No
         log.warning("--resume: no checkpoint in %s; starting a new run", out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(".*.tmp-*"):  # a save_atomic cut short by a kill
+        for stale in stale_temp_files(out):  # a checkpoint save cut short by a kill
             stale.unlink()
         if start:
-            _truncate_metrics(metrics_path, start)
+            truncate_metrics(metrics_path, start)
         else:
             metrics_path.unlink(missing_ok=True)
 
@@ -315,9 +194,9 @@ def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | No
 
     def checkpoint(next_step: int) -> None:
         if env.is_main:
-            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                          "rng": _rng_state(), "step": next_step, "data_position": next_step,
-                         "model_config": mcfg.to_dict(), "pretrain": _plain_config(p),
+                         "model_config": mcfg.to_dict(), "pretrain": plain_settings(p),
                          "store": {"uri": store.uri, "identity": store.identity.to_attrs()}}, ckpt_path)
 
     metrics = open(metrics_path, "a") if env.is_main else None
@@ -361,7 +240,7 @@ def train(cfg: Config, *, store_uri: str | None = None, out_dir: str | Path | No
             if env.report:
                 env.report(row)
         if env.is_main:
-            save_atomic({"model": model.state_dict(), "model_config": mcfg.to_dict(), "pretrain": _plain_config(p),
+            save_state({"model": model.state_dict(), "model_config": mcfg.to_dict(), "pretrain": plain_settings(p),
                          "step": p.steps, "store": {"uri": store.uri, "identity": store.identity.to_attrs()}},
                         out / MODEL)
     finally:

@@ -14,10 +14,11 @@ reads go straight to the shard files through `store.direct` (zarr writes them an
         w.add_failed(video_id=..., uri=..., error="...")
 
     store = Store.open(uri)
-    store.videos()                               # pyarrow table of every committed manifest row
-    store.sequence(video_id, start, stop)        # Sequence: emb (T, D), codes, scores, importance, span
+    store.videos(status="ok")                    # pyarrow table of committed manifest rows (None: all)
+    store.sequence(video_id, start, stop)        # Segments: emb (T, D), codes, scores, importance, span
     store.iter_embeddings(batch_size)            # EmbeddingBatch stream over every ok segment
-    store.verify()                               # VerifyReport: problems per shard, orphans
+    store.verify()                               # VerifyReport: problems (shard, array, message), orphans
+    store.summary()                              # StoreSummary: videos ok/failed, segments, hours, identity
 
 Rules: a shard exists for readers once its manifest exists; the manifest is written last (temp file
 + rename), after all of the shard's arrays; all shards share one identity and one set of per-segment
@@ -26,9 +27,10 @@ shapes.
 
 from store.identity import StoreIdentity
 from store.layout import SCHEMA_VERSION, StoreError
-from store.store import Dims, EmbeddingBatch, Sequence, Store
-from store.verify import VerifyReport
+from store.store import Dims, EmbeddingBatch, Segments, Store
+from store.summary import StoreSummary
+from store.verify import Problem, VerifyReport
 from store.writer import ShardWriter
 
-__all__ = ["SCHEMA_VERSION", "Dims", "EmbeddingBatch", "Sequence", "ShardWriter", "Store", "StoreError",
-           "StoreIdentity", "VerifyReport"]
+__all__ = ["SCHEMA_VERSION", "Dims", "EmbeddingBatch", "Problem", "Segments", "ShardWriter", "Store", "StoreError",
+           "StoreIdentity", "StoreSummary", "VerifyReport"]

@@ -247,7 +247,8 @@ class RowReader:
         what = _ChunkName(chunk, enc.chunk_rows, shard.path)
         if offset + length > shard.size:
             raise self.error(f"{what} lies past the end of its file (truncated?)")
-        data = shard.fetch(int(offset), int(offset + length))
+        data: np.ndarray | None = shard.fetch(int(offset), int(offset + length))
+        assert data is not None
         if enc.crc:
             data = data[:-4] if shard.checked is not None and shard.checked[at] else self.check_crc(data, what)
         expected = enc.chunk_rows * self._row_bytes

@@ -6,24 +6,13 @@ models. The identity lives in the root group's attributes; writers compare their
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from store.layout import ROOT_ATTR, SCHEMA_VERSION, StoreError
 
 REQUIRED_MODEL_KEYS = ("name", "weights_sha256")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The hex sha256 of a weights file, read in 1 MiB blocks: what `weights_sha256` holds."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any, what: str) -> Any:

@@ -24,7 +24,10 @@ import fsspec
 import numpy as np
 import zarr
 from fsspec.implementations.local import LocalFileSystem
+from zarr.abc.store import Store as ZarrStore
 from zarr.codecs import BloscCodec, Crc32cCodec
+
+from foundation.errors import LvmaeError
 
 SCHEMA_VERSION = 1
 """Bumped whenever the layout or the manifest columns change in a way old readers cannot read."""
@@ -36,7 +39,7 @@ SHARDS_DIR = "shards"
 MANIFEST_DIR = "manifest"
 
 
-class StoreError(Exception):
+class StoreError(LvmaeError):
     """A store is missing, malformed, or asked to do something its rules forbid; the message says which
     store, shard, video or file."""
 
@@ -155,7 +158,7 @@ class Location:
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
-    def zarr_store(self, *, read_only: bool) -> zarr.abc.store.Store:
+    def zarr_store(self, *, read_only: bool) -> ZarrStore:
         # zarr's LocalStore writes every file through a temp file + rename, so a killed writer never
         # leaves a truncated zarr.json behind; fsspec's local filesystem does not. Other URIs go
         # through fsspec.

@@ -2,7 +2,8 @@
 
 A shard exists for readers exactly when `manifest/<shard_id>.parquet` exists. Writers put the file
 there by writing a hidden temp file and renaming it (a rename is atomic on local filesystems, and an
-object store shows an object only once it is whole), so a reader never sees half a manifest.
+object store shows an object only once it is whole), so a reader never sees half a manifest. On a
+local filesystem the temp file and the folder are fsynced too (`foundation.files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from foundation.files import atomic_write_bytes
 from store.layout import MANIFEST_DIR, Location, StoreError, manifest_name, manifest_temp_prefix
 
 COLUMNS = pa.schema([
@@ -71,8 +73,12 @@ def write(location: Location, shard_id: str, table: pa.Table) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     temp = location.path(MANIFEST_DIR, f"{manifest_temp_prefix(shard_id)}{uuid.uuid4().hex}.tmp")
-    fs.pipe_file(temp, buffer.getvalue())
-    fs.mv(temp, location.path(MANIFEST_DIR, manifest_name(shard_id)))
+    final = location.path(MANIFEST_DIR, manifest_name(shard_id))
+    if location.is_local:
+        atomic_write_bytes(final, buffer.getvalue(), temp=temp)
+    else:
+        fs.pipe_file(temp, buffer.getvalue())
+        fs.mv(temp, final)
 
 
 def remove(location: Location, shard_id: str) -> None:

@@ -26,12 +26,15 @@ from store.direct import ReaderCache, RowReader
 from store.identity import StoreIdentity, mismatch_error
 from store.layout import (ARRAYS, MANIFEST_DIR, ROOT_ATTR, SHARDS_DIR, Location, StoreError, array_names,
                           check_shard_id, shard_path)
+from store.summary import StoreSummary, summarize
 from store.verify import VerifyReport, verify
 from store.writer import ShardWriter
 
+STATUSES = manifest.STATUSES
+
 
 @dataclass
-class Sequence:
+class Segments:
     """Segments of one video in time order (or a window of them), in their stored dtypes. Arrays the
     store does not have (no tokenizer) or that were not asked for are None."""
 
@@ -40,6 +43,13 @@ class Sequence:
     scores: np.ndarray | None      # (T, t, h, w) float16
     importance: np.ndarray | None  # (T,) float32
     span: np.ndarray | None        # (T, 2) float32 seconds [t_start, t_end)
+
+    def get(self, name: str) -> np.ndarray:
+        """An array that was read; a StoreError when it was not asked for or the store has none."""
+        value = getattr(self, name)
+        if value is None:
+            raise StoreError(f"segments: no {name!r} array was read (not asked for, or the store has none)")
+        return value
 
 
 @dataclass
@@ -177,7 +187,7 @@ class Store:
             raise StoreError(f"shard {shard_id} is already committed in {self.uri}; pass overwrite=True to "
                              "replace it")
         self._open_writers.add(shard_id)
-        return ShardWriter(self, shard_id, overwrite=overwrite)
+        return ShardWriter(_WriterHost(self), shard_id, overwrite=overwrite)
 
     def _writer_closed(self, shard_id: str) -> None:
         self._open_writers.discard(shard_id)
@@ -245,15 +255,22 @@ class Store:
         reader = self._readers.get((shard_id, name), lambda: RowReader.open(
             self.location, shard_path(shard_id, name), f"shard {shard_id}: {name}"))
         if reader is None:
-            return self.shard_array(shard_id, name)[start:stop]
+            return np.asarray(self.shard_array(shard_id, name)[start:stop])
         if stop > reader.shape[0]:
             raise StoreError(f"shard {shard_id}: rows [{start}, {stop}) of {name} asked for, but it has "
                              f"{reader.shape[0]} rows (the manifest and the array disagree; run `lvmae store verify`)")
         return reader.read(start, stop)
 
-    def videos(self) -> pa.Table:
-        """Every committed manifest row (ok and failed videos): video_id, uri, duration, fps, n_segments,
-        shard_id, row_start, status, error, then the extra columns writers added."""
+    def videos(self, status: str | None = None) -> pa.Table:
+        """Every committed manifest row: video_id, uri, duration, fps, n_segments, shard_id, row_start,
+        status, error, then the extra columns writers added. `status="ok"` keeps the videos with
+        segments, `"failed"` those without; None keeps both."""
+        if status is not None and status not in STATUSES:
+            raise StoreError(f"video status {status!r} is not one of {', '.join(STATUSES)}")
+        table = self._all_videos()
+        return table if status is None else table.filter(pc.equal(table["status"], status))
+
+    def _all_videos(self) -> pa.Table:
         listing = manifest.committed(self.location)
         for shard_id in set(self._manifests) - set(listing):
             del self._manifests[shard_id]
@@ -266,7 +283,7 @@ class Store:
         return manifest.concat(self._manifests[shard_id][1] for shard_id in sorted(listing))
 
     def _build_index(self) -> dict[str, list[_Entry]]:
-        columns = self.videos().select(list(_Entry._fields) + ["video_id"]).to_pydict()
+        columns = self._all_videos().select(list(_Entry._fields) + ["video_id"]).to_pydict()
         index: dict[str, list[_Entry]] = {}
         for i, video_id in enumerate(columns["video_id"]):
             index.setdefault(video_id, []).append(_Entry(*(columns[field][i] for field in _Entry._fields)))
@@ -292,7 +309,7 @@ class Store:
         return ok[0]
 
     def sequence(self, video_id: str, start: int | None = None, stop: int | None = None, *,
-                 arrays: Collection[str] | None = None) -> Sequence:
+                 arrays: Collection[str] | None = None) -> Segments:
         """The segments `[start, stop)` of one video (all of them by default); only the chunks holding
         those rows are read. `arrays` limits what is read, e.g. ("emb", "importance")."""
         entry = self._locate(video_id)
@@ -306,7 +323,7 @@ class Store:
         if not 0 <= start <= stop <= n:
             raise StoreError(f"video {video_id!r}: window [{start}, {stop}) is outside its {n} segments")
         a, b = entry.row_start + start, entry.row_start + stop
-        return Sequence(**{name: self.read_rows(entry.shard_id, name, a, b) if name in names else None
+        return Segments(**{name: self.read_rows(entry.shard_id, name, a, b) if name in names else None
                            for name in ARRAYS})
 
     def iter_embeddings(self, batch_size: int = 65536) -> Iterator[EmbeddingBatch]:
@@ -314,10 +331,10 @@ class Store:
         `batch_size` rows (a batch never spans two shards); memory stays at one batch."""
         if batch_size < 1:
             raise StoreError(f"batch_size must be at least 1; got {batch_size}")
-        table = self.videos()
-        ok = table.filter(pc.equal(table["status"], "ok"))
+        ok = self.videos(status="ok")
         if ok.num_rows == 0:
-            found = f"no ok videos ({table.num_rows} failed)" if self._manifests else "no committed shards"
+            failed = self.videos(status="failed").num_rows
+            found = f"no ok videos ({failed} failed)" if self._manifests else "no committed shards"
             raise StoreError(f"store {self.uri} has {found}: no embeddings to stream")
         ok = ok.sort_by([("shard_id", "ascending"), ("row_start", "ascending")])
         return self._embedding_batches(ok.select(["shard_id", "video_id", "row_start", "n_segments"]).to_pydict(),
@@ -343,9 +360,43 @@ class Store:
             if found is None:
                 return Dims(emb=None, token_grid=None)
             shapes = found[1]
-            self._dims = Dims(emb=shapes["emb"][0], token_grid=shapes.get("codes"))
+            grid = shapes.get("codes")
+            self._dims = Dims(emb=shapes["emb"][0], token_grid=(grid[0], grid[1], grid[2]) if grid else None)
         return self._dims
 
     def verify(self) -> VerifyReport:
         """Check every committed shard and list orphans; see `store.verify`."""
         return verify(self)
+
+    def summary(self) -> StoreSummary:
+        """What the store holds: shards, videos ok and failed (with reasons), segments, hours, dims,
+        identity; see `store.summary`."""
+        return summarize(self)
+
+
+class _WriterHost:
+    """A store as its shard writers see it (`store.writer.ShardHost`): the few store internals a
+    commit needs, and nothing else."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self.location = store.location
+        self.identity = store.identity
+
+    def committed_shards(self) -> set[str]:
+        return self._store.committed_shards()
+
+    def check_identity_on_storage(self) -> None:
+        self._store._check_identity_on_storage()
+
+    def check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]]) -> None:
+        self._store._check_dims(shard_id, shapes)
+
+    def forget_shard(self, shard_id: str) -> None:
+        self._store._forget_shard(shard_id)
+
+    def group(self) -> zarr.Group:
+        return self._store._writable_group()
+
+    def writer_closed(self, shard_id: str) -> None:
+        self._store._writer_closed(shard_id)

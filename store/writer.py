@@ -9,15 +9,37 @@ zarr shard is a read-modify-write of its file.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import numpy as np
+import zarr
 
 from store import manifest
-from store.layout import ARRAYS, StoreError, array_encoding, array_names, check_shard_id, shard_path
+from store.identity import StoreIdentity
+from store.layout import ARRAYS, Location, StoreError, array_encoding, array_names, check_shard_id, shard_path
 
-if TYPE_CHECKING:
-    from store.store import Store
+
+class ShardHost(Protocol):
+    """What a writer needs of the store it writes into; `Store.shard_writer` hands it one."""
+
+    location: Location
+    identity: StoreIdentity
+
+    def committed_shards(self) -> set[str]: ...
+
+    def check_identity_on_storage(self) -> None:
+        """Raise StoreError unless the store's root still holds this writer's identity."""
+
+    def check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Raise StoreError when per-segment shapes differ from the committed shards'."""
+
+    def forget_shard(self, shard_id: str) -> None:
+        """Drop what readers cached about a shard that is about to be rewritten."""
+
+    def group(self) -> zarr.Group:
+        """The store's root group, writable."""
+
+    def writer_closed(self, shard_id: str) -> None: ...
 
 
 def _array(value: Any, name: str, video_id: str, shape: tuple[int | None, ...]) -> np.ndarray:
@@ -49,7 +71,7 @@ class ShardWriter:
     """The only writer of one shard. Use as a context manager (from `Store.shard_writer`): leaving the
     block normally commits, leaving it by an exception commits nothing."""
 
-    def __init__(self, store: "Store", shard_id: str, *, overwrite: bool = False):
+    def __init__(self, store: ShardHost, shard_id: str, *, overwrite: bool = False):
         self.store = store
         self.shard_id = check_shard_id(shard_id)
         self.overwrite = overwrite
@@ -72,13 +94,12 @@ class ShardWriter:
     def __enter__(self) -> "ShardWriter":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
                 self._commit()
         finally:
-            self.store._writer_closed(self.shard_id)
-        return False
+            self.store.writer_closed(self.shard_id)
 
     # ---------------------------------------------------------------------------------------------
 
@@ -145,17 +166,17 @@ class ShardWriter:
         store, sid = self.store, self.shard_id
         # Re-read the root identity: another job may have created or replaced the store since this
         # writer opened it, and a shard must never land under an identity it was not made with.
-        store._check_identity_on_storage()
+        store.check_identity_on_storage()
         if self._n:
-            store._check_dims(sid, {name: parts[0].shape[1:] for name, parts in self._parts.items()})
+            store.check_dims(sid, {name: parts[0].shape[1:] for name, parts in self._parts.items()})
         table = manifest.build_table(sid, self._rows, self._extras)
         if sid in store.committed_shards():
             if not self.overwrite:
                 raise StoreError(f"shard {sid} was committed by another writer while this one ran; "
                                  "one writer per shard")
             manifest.remove(store.location, sid)  # from here on the shard does not exist for readers
-        store._forget_shard(sid)
-        group = store._writable_group()
+        store.forget_shard(sid)
+        group = store.group()
         # overwrite=True clears whatever an earlier run that died before its manifest left here.
         group.create_group(shard_path(sid), overwrite=True)
         if self._n:

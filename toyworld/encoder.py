@@ -16,9 +16,7 @@ seed, classified against the whole caption bank.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import math
 import os
 import platform
@@ -32,8 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lvmae.progress import bar
-from store.identity import sha256_file
+from extract.encoder import register_model_configs as register_configs
+from foundation.files import atomic_write, sha256_file
+from foundation.optim import decay_groups, warmup_cosine
+from foundation.progress import bar
+from foundation.provenance import read_provenance, write_provenance
+from foundation.schema import CorpusSpec, EncoderFitConfig
 from toyworld.world import MOTIONS, FrameParams, Layout, all_looks, caption_bank, motion_params, render
 
 MODEL_NAME = "toyclip"
@@ -48,16 +50,9 @@ _MEAN = (0.48145466, 0.4578275, 0.40821073)
 _STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-@functools.cache
 def register_model_configs() -> None:
     """Make `toyclip` (and any other JSON in model_configs/) a model name open_clip knows."""
-    import open_clip
-
-    open_clip.add_model_config(CONFIG_DIR)
-
-
-def provenance_path(weights: Path) -> Path:
-    return Path(weights).with_suffix(".provenance.json")
+    register_configs([CONFIG_DIR])
 
 
 def world_fingerprint() -> str:
@@ -164,12 +159,12 @@ def heldout_frames(n: int = 1000, seed: int = 1000, size: int = 64, fps: float =
                    workdir: str | Path | None = None) -> HeldOut:
     """`n` labelled frames decoded from a fresh corpus of seed `seed`: 24 one-minute videos (every
     procedure class twice, with their distractors), all decoded, frames drawn uniformly."""
-    from toyworld.generate import CorpusSpec, generate
+    from toyworld.generate import frame_counts, generate
 
     spec = CorpusSpec(videos=24, minutes=(1.0, 1.0), seed=seed, size=size, fps=fps)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         corpus = generate(spec, tmp, workers=1, progress=False)
-        return labelled_frames(corpus, n, seed, max_candidates=sum(spec.n_frames()))
+        return labelled_frames(corpus, n, seed, max_candidates=sum(frame_counts(spec)))
 
 
 def bank_frames(per_caption: int = 4, seed: int = 1001, size: int = 64) -> HeldOut:
@@ -213,28 +208,6 @@ def zero_shot(model, tokenizer, held: HeldOut, batch: int = 500) -> dict:
 
 
 @dataclass
-class FitSettings:
-    steps: int = 1500
-    batch_size: int = 240            # at most the caption bank size: captions in a batch are distinct
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: int = 150
-    seed: int = 0
-    size: int = 64
-    eval_frames: int = 1000
-    eval_seed: int = 1000
-    max_minutes: float | None = None  # stop early (still saving) after this much wall time
-    threads: int | None = None
-
-    def __post_init__(self):
-        n = len(caption_bank())
-        if not 2 <= self.batch_size <= n:
-            raise ValueError(f"batch_size: {self.batch_size} must be in [2, {n}] (the caption bank size)")
-        if self.steps < 1:
-            raise ValueError(f"steps: {self.steps} must be at least 1")
-
-
-@dataclass
 class FitResult:
     weights: Path
     provenance: dict
@@ -251,18 +224,14 @@ def create_model(pretrained: str | Path | None = None):
     return model, preprocess, open_clip.get_tokenizer(MODEL_NAME)
 
 
-def _param_groups(model, weight_decay: float):
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        # Norms, biases, embeddings and the temperature are not decayed (CLIP's recipe).
-        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def fit_encoder(out: str | Path, settings: FitSettings = FitSettings(), *, command: str = "",
+def fit_encoder(out: str | Path, settings: EncoderFitConfig = EncoderFitConfig(), *, command: str = "",
                 progress: bool | None = None) -> FitResult:
     """Fit toyclip from scratch, evaluate it zero-shot on held-out frames, save fp16 weights + provenance."""
     out = Path(out)
+    bank_size = len(caption_bank())
+    if settings.batch_size > bank_size:  # a batch holds distinct captions
+        raise ValueError(f"toyworld.fit.batch_size: {settings.batch_size} is more than the caption bank's "
+                         f"{bank_size} captions")
     out.parent.mkdir(parents=True, exist_ok=True)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -271,13 +240,11 @@ def fit_encoder(out: str | Path, settings: FitSettings = FitSettings(), *, comma
     model, _, tokenizer = create_model()
     bank = caption_bank()
     text_tokens = tokenizer(bank)
-    opt = torch.optim.AdamW(_param_groups(model, settings.weight_decay), lr=settings.lr, betas=(0.9, 0.98))
+    # Norms, biases, embeddings and the temperature are not decayed (CLIP's recipe).
+    opt = torch.optim.AdamW(decay_groups(model, settings.weight_decay), lr=settings.lr, betas=(0.9, 0.98))
 
     def lr_at(step: int) -> float:
-        if step < settings.warmup:
-            return settings.lr * (step + 1) / settings.warmup
-        done = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        return settings.lr * warmup_cosine(step, warmup=settings.warmup, steps=settings.steps)
 
     losses: list[float] = []
     started = time.perf_counter()
@@ -312,9 +279,7 @@ def fit_encoder(out: str | Path, settings: FitSettings = FitSettings(), *, comma
     held = heldout_frames(settings.eval_frames, settings.eval_seed, settings.size)
     scores = zero_shot(model, tokenizer, held)
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    tmp = out.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: torch.save(state, f))
     import open_clip
 
     provenance = {
@@ -332,7 +297,7 @@ def fit_encoder(out: str | Path, settings: FitSettings = FitSettings(), *, comma
                    f"open_clip {open_clip.__version__}",
         "final_loss": float(np.mean(losses[-50:])),
     }
-    provenance_path(out).write_text(json.dumps(provenance, indent=2) + "\n")
+    write_provenance(out, provenance)
     # Accuracy of the file as shipped (fp16, reloaded through open_clip) goes in by the same code
     # that `lvmae toyworld eval-encoder --record` runs.
     provenance = record_evaluation(out, held, seed=settings.eval_seed, size=settings.size)
@@ -351,10 +316,4 @@ def record_evaluation(weights: Path, held: HeldOut | None = None, *, seed: int =
     provenance["zero_shot"] = {**zero_shot(model, tokenizer, held), "seed": held.seed}
     bank = bank_frames(seed=seed + 1, size=size)
     provenance["zero_shot_whole_bank"] = {**zero_shot(model, tokenizer, bank), "seed": bank.seed}
-    provenance_path(weights).write_text(json.dumps(provenance, indent=2) + "\n")
-    return provenance
-
-
-def read_provenance(weights: str | Path) -> dict | None:
-    path = provenance_path(Path(weights))
-    return json.loads(path.read_text()) if path.is_file() else None
+    return write_provenance(weights, provenance)

@@ -28,7 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvmae.progress import bar
+from foundation.files import atomic_write_json
+from foundation.progress import bar
+from foundation.schema import CorpusSpec
 from toyworld.procedures import PlannedStep, plan_video, procedures
 from toyworld.world import caption_bank, motion_params, render
 
@@ -41,47 +43,33 @@ CRF = 18   # near-transparent at 64x64; the encoder and tokenizer see what a rea
 # frames differ, by up to 21 levels at a few pixels, 66 dB PSNR or more), whatever its thread settings.
 
 
-@dataclass(frozen=True)
-class CorpusSpec:
-    videos: int = 24
-    minutes: tuple[float, float] = (1.0, 64.0)
-    seed: int = 0
-    size: int = 64
-    fps: float = 8.0
+def spec_key(spec: CorpusSpec) -> dict:
+    """What a corpus is, as JSON data: the spec (its corpus part) and the renderer's version."""
+    corpus = spec.corpus()
+    return {**asdict(corpus), "minutes": list(corpus.minutes), "corpus_version": CORPUS_VERSION}
 
-    def __post_init__(self):
-        if self.videos < 1:
-            raise ValueError(f"videos: {self.videos} must be at least 1")
-        lo, hi = self.minutes
-        if not 0 < lo <= hi:
-            raise ValueError(f"minutes: {list(self.minutes)} must satisfy 0 < min <= max")
-        if self.size < 16 or self.size % 2:
-            raise ValueError(f"size: {self.size} must be even and at least 16 (yuv420p needs even sides)")
-        if self.fps <= 0:
-            raise ValueError(f"fps: {self.fps} must be positive")
 
-    def to_json(self) -> dict:
-        return {**asdict(self), "minutes": list(self.minutes), "corpus_version": CORPUS_VERSION}
+def video_id(spec: CorpusSpec, index: int) -> str:
+    return f"tw{spec.seed}-{index:04d}"
 
-    def video_id(self, index: int) -> str:
-        return f"tw{self.seed}-{index:04d}"
 
-    def n_frames(self) -> list[int]:
-        """Frame count of every video: lengths spread evenly on a log scale over `minutes`, shuffled."""
-        lo, hi = self.minutes
-        minutes = np.geomspace(lo, hi, self.videos) if self.videos > 1 else np.array([hi])
-        order = np.random.default_rng([self.seed, 1]).permutation(self.videos)
-        return [max(1, int(round(m * 60 * self.fps))) for m in minutes[order]]
+def frame_counts(spec: CorpusSpec) -> list[int]:
+    """Frame count of every video: lengths spread evenly on a log scale over `minutes`, shuffled."""
+    lo, hi = spec.minutes
+    minutes = np.geomspace(lo, hi, spec.videos) if spec.videos > 1 else np.array([hi])
+    order = np.random.default_rng([spec.seed, 1]).permutation(spec.videos)
+    return [max(1, int(round(m * 60 * spec.fps))) for m in minutes[order]]
 
-    def procedure_of(self, index: int):
-        classes = procedures()
-        # Round-robin over classes, rotated by the seed: every class appears once per len(classes) videos.
-        return classes[(index + self.seed) % len(classes)]
+
+def procedure_of(spec: CorpusSpec, index: int):
+    classes = procedures()
+    # Round-robin over classes, rotated by the seed: every class appears once per len(classes) videos.
+    return classes[(index + spec.seed) % len(classes)]
 
 
 def video_plan(spec: CorpusSpec, index: int, n_frames: int) -> list[PlannedStep]:
     rng = np.random.default_rng([spec.seed, 2, index])
-    return plan_video(spec.procedure_of(index), n_frames / spec.fps, rng)
+    return plan_video(procedure_of(spec, index), n_frames / spec.fps, rng)
 
 
 def render_frames(plan: list[PlannedStep], frame_indices: np.ndarray, fps: float,
@@ -129,23 +117,23 @@ def write_mp4(path: Path, chunks: Iterator[np.ndarray], size: int, fps: float) -
 
 
 def truth_rows(spec: CorpusSpec, index: int, plan: list[PlannedStep], file: str) -> list[dict]:
-    proc = spec.procedure_of(index)
+    proc = procedure_of(spec, index)
     return [{
-        "video_id": spec.video_id(index), "file": file, "procedure": proc.name, "group": proc.group,
+        "video_id": video_id(spec, index), "file": file, "procedure": proc.name, "group": proc.group,
         "kind": s.kind, "step_index": s.step_index, "t_start": float(s.t_start), "t_end": float(s.t_end),
         "caption": s.look.caption, "shape": s.look.shape, "colour": s.look.colour,
         "background": s.look.background, "motion": s.motion,
     } for s in plan]
 
 
-def _make_video(spec: CorpusSpec, index: int, n_frames: int, out: Path) -> tuple[dict, list[dict]]:
-    plan = video_plan(spec, index, n_frames)
-    file = f"videos/{spec.video_id(index)}.mp4"
+def _make_video(spec: CorpusSpec, index: int, frame_count: int, out: Path) -> tuple[dict, list[dict]]:
+    plan = video_plan(spec, index, frame_count)
+    file = f"videos/{video_id(spec, index)}.mp4"
     tmp = out / f"{file}.tmp"
-    written = write_mp4(tmp, iter_chunks(plan, n_frames, spec.fps, spec.size), spec.size, spec.fps)
+    written = write_mp4(tmp, iter_chunks(plan, frame_count, spec.fps, spec.size), spec.size, spec.fps)
     os.replace(tmp, out / file)  # a half-written video never carries the final name
-    proc = spec.procedure_of(index)
-    video = {"id": spec.video_id(index), "uri": file, "label": proc.name, "group": proc.group,
+    proc = procedure_of(spec, index)
+    video = {"id": video_id(spec, index), "uri": file, "label": proc.name, "group": proc.group,
              "duration": written / spec.fps, "n_frames": written, "fps": spec.fps,
              "width": spec.size, "height": spec.size, "seed": spec.seed, "index": index}
     return video, truth_rows(spec, index, plan, file)
@@ -166,7 +154,7 @@ class Corpus:
 
 def is_complete(out: Path, spec: CorpusSpec) -> bool:
     marker = Path(out) / "corpus.json"
-    return marker.is_file() and json.loads(marker.read_text()) == spec.to_json()
+    return marker.is_file() and json.loads(marker.read_text()) == spec_key(spec)
 
 
 def load_corpus(out: str | Path) -> Corpus:
@@ -187,7 +175,7 @@ def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None,
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     (out / "corpus.json").unlink(missing_ok=True)
-    frames = spec.n_frames()
+    frames = frame_counts(spec)
     workers = max(1, min(workers or os.cpu_count() or 1, spec.videos))
     started = time.perf_counter()
     results: list[tuple[dict, list[dict]] | None] = [None] * spec.videos
@@ -211,6 +199,6 @@ def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None,
     pq.write_table(videos, out / "videos.parquet")
     pq.write_table(truth, out / "truth.parquet")
     (out / "captions.txt").write_text("\n".join(caption_bank()) + "\n")
-    (out / "corpus.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+    atomic_write_json(out / "corpus.json", spec_key(spec))  # the marker of a finished corpus, last
     return Corpus(out, spec, videos, truth, time.perf_counter() - started)
 

@@ -1,24 +1,23 @@
-"""Held-out checks of a fitted tokenizer on the toy world, with ground truth from the renderer.
+"""Held-out checks of a fitted tokenizer on clips whose object masks are known (the toy world's
+renderer gives them: `toyworld.heldout.heldout_clips`).
 
 - Reconstruction: PSNR of clips decoded from all tokens.
 - Scores: ROC AUC separating tokens over a moving object (at least a quarter of the token's
   footprint is object, in a clip where the object's mask changes) from tokens of static background
   (no object pixel anywhere in the footprint). Tokens over a still object are in neither set.
 
-Clips come from a freshly generated corpus of another seed, decoded with the same code the fit
-uses, so the check sees exactly what extraction will.
+The toy world's clips come from a freshly generated corpus of another seed, decoded with the same
+code the fit uses, so the check sees exactly what extraction will.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from extract.tokenizer.fit import load_frames, to_input
+from extract.tokenizer.fit import to_input
 from extract.tokenizer.model import VideoTokenizer, importance, token_footprint_mean
 
 
@@ -37,31 +36,8 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 @dataclass
 class HeldOutClips:
     clips: np.ndarray          # (N, T, S, S, 3) uint8, decoded
-    masks: np.ndarray          # (N, T, S, S) bool, object pixels from the renderer
-    seed: int
-
-
-def heldout_clips(n: int = 256, seed: int = 5000, frames: int = 9, size: int = 64, fps: float = 8.0,
-                  videos: int = 12) -> HeldOutClips:
-    """`n` clips at random places of a fresh corpus of one-minute videos (12: every procedure class once)."""
-    from toyworld.generate import CorpusSpec, generate, load_corpus, render_frames, video_plan
-
-    spec = CorpusSpec(videos=videos, minutes=(1.0, 1.0), seed=seed, size=size, fps=fps)
-    rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(spec, tmp, workers=1, progress=False)
-        corpus = load_corpus(tmp)
-        rows = corpus.videos.to_pylist()
-        pool = load_frames([Path(tmp) / r["uri"] for r in rows], fps, size, progress=False)
-    clips, masks = [], []
-    for _ in range(n):
-        k = int(rng.integers(len(rows)))
-        start = int(rng.integers(0, len(pool[k]) - frames + 1))
-        idx = np.arange(start, start + frames)
-        _, mask = render_frames(video_plan(spec, rows[k]["index"], rows[k]["n_frames"]), idx, fps, size)
-        clips.append(pool[k][idx])
-        masks.append(mask)
-    return HeldOutClips(np.stack(clips), np.stack(masks), seed)
+    masks: np.ndarray          # (N, T, S, S) bool, object pixels (from the renderer)
+    seed: int                  # of the corpus they come from
 
 
 @torch.no_grad()

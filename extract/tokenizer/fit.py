@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -30,37 +31,14 @@ import torch.nn.functional as F
 
 from extract.decode import frames_at, probe
 from extract.tokenizer.model import TokenizerArch, VideoTokenizer, token_footprint_mean
-from lvmae.progress import bar
+from foundation.files import atomic_write, sha256_file
+from foundation.optim import warmup_cosine
+from foundation.progress import bar
+from foundation.provenance import write_provenance
+from foundation.schema import SegmentConfig, TokenizerFitConfig
 
-
-@dataclass
-class TokenizerFitSettings:
-    steps: int = 5000
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 200
-    drop_ratio: float = 0.3          # fraction of tokens dropped in the dropped half of a batch
-    scorer_weight: float = 0.5
-    recon_loss: str = "mse"          # mse | l1 (the scorer's target is squared error either way)
-    frames: int = 9                  # clip length, 1 + 4k
-    size: int = 64                   # clip side in pixels
-    fps: float = 8.0                 # frames per second clips are sampled at
-    seed: int = 0
-    max_minutes: float | None = None
-    checkpoint_every: int = 500
-    log_every: int = 25
-    threads: int | None = None
-
-    def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2")
-        if not 0 < self.drop_ratio < 1:
-            raise ValueError(f"drop_ratio: {self.drop_ratio} must be in (0, 1)")
-        if self.recon_loss not in ("mse", "l1"):
-            raise ValueError(f"recon_loss: {self.recon_loss!r} must be mse or l1")
-        if (self.frames - 1) % 4:
-            raise ValueError(f"frames: {self.frames} must be 1 + 4k")
+LR_FLOOR = 0.05
+"""The learning rate decays to this fraction of its peak, not to 0: the scorer keeps learning late."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +92,7 @@ def standardise(log_err: torch.Tensor) -> torch.Tensor:
     return (log_err - log_err.mean()) / log_err.std().clamp_min(1e-3)
 
 
-def train_step(model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitSettings,
+def train_step(model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitConfig,
                generator: torch.Generator) -> dict:
     """Losses of one step (not yet backpropagated): total, reconstruction, scorer; and PSNR."""
     B = x.shape[0]
@@ -146,9 +124,7 @@ def train_step(model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitSet
 def save_tokenizer(model: VideoTokenizer, path: Path, meta: dict) -> None:
     """The shipped form: fp16 weights, architecture and metadata; `load_tokenizer` rebuilds the model."""
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    tmp = Path(path).with_suffix(".tmp")
-    torch.save({"arch": model.arch.to_dict(), "state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save({"arch": model.arch.to_dict(), "state_dict": state, "meta": meta}, f))
 
 
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
@@ -169,13 +145,25 @@ def _resume_path(out: Path) -> Path:
 
 
 def _save_resume(out: Path, model, opt, step: int, rng: np.random.Generator, gen: torch.Generator,
-                 settings: TokenizerFitSettings, elapsed: float) -> None:
+                 settings: dict, elapsed: float) -> None:
     blob = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
             "rng": json.dumps(rng.bit_generator.state), "torch_gen": gen.get_state(),
-            "settings": asdict(settings), "elapsed": elapsed}
-    tmp = _resume_path(out).with_suffix(".ckpt.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, _resume_path(out))
+            "settings": settings, "elapsed": elapsed}
+    atomic_write(_resume_path(out), lambda f: torch.save(blob, f))
+
+
+def record_provenance(checkpoint: str | Path, fit: dict, heldout: dict) -> dict:
+    """Write the provenance beside `checkpoint`: the fit (command, settings, steps, time) and the
+    held-out figures."""
+    checkpoint = Path(checkpoint)
+    return write_provenance(checkpoint, {
+        "file": checkpoint.name,
+        "sha256": sha256_file(checkpoint),
+        "fit": fit,
+        "heldout": heldout,
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+    })
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,12 +171,13 @@ def _save_resume(out: Path, model, opt, step: int, rng: np.random.Generator, gen
 # --------------------------------------------------------------------------------------------
 
 
-def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
-                  settings: TokenizerFitSettings = TokenizerFitSettings(), *,
-                  arch: TokenizerArch = TokenizerArch(), resume: bool = False,
+def fit_tokenizer(videos: Sequence[str | Path], out: str | Path, settings: TokenizerFitConfig,
+                  segment: SegmentConfig, *, arch: TokenizerArch = TokenizerArch(), resume: bool = False,
                   progress: bool | None = None, meta: dict | None = None) -> tuple[VideoTokenizer, dict]:
-    """Fit on clips from `videos`; write `out` (+ `.ckpt` for resuming, `.log.jsonl`). Returns (model, meta)."""
+    """Fit on clips of `segment.tok_frames` frames, `segment.tok_size` pixels, at `segment.tok_fps`
+    from `videos`; write `out` (+ `.ckpt` for resuming, `.log.jsonl`). Returns (model, meta)."""
     out = Path(out)
+    recorded = {**asdict(settings), "frames": segment.tok_frames, "size": segment.tok_size, "fps": segment.tok_fps}
     out.parent.mkdir(parents=True, exist_ok=True)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -209,13 +198,10 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
         gen.set_state(blob["torch_gen"])
     elif log_path.exists():
         log_path.unlink()
-    pool = load_frames(videos, settings.fps, settings.size, progress=progress)
+    pool = load_frames(videos, segment.tok_fps, segment.tok_size, progress=progress)
 
     def lr_at(s: int) -> float:
-        if s < settings.warmup:
-            return settings.lr * (s + 1) / settings.warmup
-        done = (s - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, done))))
+        return settings.lr * warmup_cosine(s, warmup=settings.warmup, steps=settings.steps, floor=LR_FLOOR)
 
     autoencoder_params = [p for n, p in model.named_parameters() if not n.startswith("scorer.")]
     model.train()
@@ -226,7 +212,7 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
         while step < settings.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            x = to_input(sample_clips(pool, rng, settings.batch_size, settings.frames))
+            x = to_input(sample_clips(pool, rng, settings.batch_size, segment.tok_frames))
             losses = train_step(model, x, settings, gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -246,14 +232,14 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path,
                 log.flush()
                 pbar.set_postfix(rec=f"{mean['rec']:.4f}", psnr=f"{mean['psnr']:.1f}", score=f"{mean['score']:.3f}")
             if step % settings.checkpoint_every == 0:
-                _save_resume(out, model, opt, step, rng, gen, settings,
+                _save_resume(out, model, opt, step, rng, gen, recorded,
                              elapsed_before + time.perf_counter() - started)
             if settings.max_minutes and elapsed_before + time.perf_counter() - started > settings.max_minutes * 60:
                 break
     fit_seconds = elapsed_before + time.perf_counter() - started
-    _save_resume(out, model, opt, step, rng, gen, settings, fit_seconds)
+    _save_resume(out, model, opt, step, rng, gen, recorded, fit_seconds)
     model.eval()
-    info = {**(meta or {}), "settings": asdict(settings), "steps_done": step, "fit_seconds": round(fit_seconds, 1),
+    info = {**(meta or {}), "settings": recorded, "steps_done": step, "fit_seconds": round(fit_seconds, 1),
             "videos": len(pool),
             "clip_frames_in_memory": int(sum(len(v) for v in pool))}
     save_tokenizer(model, out, info)

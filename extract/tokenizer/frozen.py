@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from extract.encoder import resolve_device
 from extract.tokenizer.fit import load_tokenizer, to_input
 from extract.tokenizer.model import importance, latent_frames
-from store.identity import sha256_file
+from foundation.files import sha256_file
+from foundation.runtime import resolve_device
 
 
 def tokenizer_identity(checkpoint: str | Path, kappa: float, *, levels: list[int] | None = None) -> dict:
@@ -39,7 +39,7 @@ class TokenizerOutput:
 class FrozenTokenizer:
     def __init__(self, checkpoint: str | Path, *, kappa: float = 0.15, device: str = "auto", batch_size: int = 32):
         self.checkpoint = Path(checkpoint)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "tokenizer.device")
         self.model = load_tokenizer(self.checkpoint, self.device).requires_grad_(False)
         self.kappa = kappa
         self.batch_size = batch_size

@@ -10,11 +10,12 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from lvmae.commands.options import add_config_options, config_from_args
-from lvmae.config import Config
-from lvmae.progress import Summary, human_seconds
+from foundation.files import atomic_write_json, atomic_write_text
+from foundation.progress import Summary, human_seconds
+from foundation.schema import Config, CorpusSpec
+from lvmae.commands.command import Command
 
 
 @dataclass
@@ -47,11 +48,14 @@ class Demo:
 # ---- stages ------------------------------------------------------------------------------------
 
 
-def _corpus_spec(d: Demo):
-    from toyworld.generate import CorpusSpec
+def _corpus_spec(d: Demo) -> CorpusSpec:
+    return d.cfg.toyworld.corpus()
 
-    tw = d.cfg.toyworld
-    return CorpusSpec(videos=tw.videos, minutes=tw.minutes, seed=tw.seed, size=tw.size, fps=tw.fps)
+
+def _corpus_key(d: Demo) -> dict:
+    from toyworld.generate import spec_key
+
+    return spec_key(_corpus_spec(d))
 
 
 def _corpus_run(d: Demo) -> dict:
@@ -65,15 +69,16 @@ def _corpus_run(d: Demo) -> dict:
 
 
 def _encoder_key(d: Demo) -> dict:
-    from store.identity import sha256_file
+    from foundation.files import sha256_file
 
     weights = Path(d.cfg.encoder.pretrained)
     return {"model": d.cfg.encoder.model, "weights": str(weights),
-            "sha256": sha256_file(weights) if weights.is_file() else None, "corpus": _corpus_spec(d).to_json()}
+            "sha256": sha256_file(weights) if weights.is_file() else None, "corpus": _corpus_key(d)}
 
 
 def _encoder_run(d: Demo) -> dict:
-    from toyworld.encoder import MODEL_NAME, FitSettings, create_model, fit_encoder, labelled_frames, read_provenance, zero_shot
+    from foundation.provenance import read_provenance
+    from toyworld.encoder import MODEL_NAME, create_model, fit_encoder, labelled_frames, zero_shot
     from toyworld.generate import load_corpus
 
     weights = Path(d.cfg.encoder.pretrained)
@@ -82,7 +87,7 @@ def _encoder_run(d: Demo) -> dict:
     if not weights.is_file():
         # The shipped weights were removed or moved: fit them again (slow; normally never happens).
         print(f"stand-in weights {weights} not found: fitting them now (about half an hour on 2 cores)")
-        fit_encoder(weights, FitSettings(), command="lvmae demo")
+        fit_encoder(weights, d.cfg.toyworld.fit, command="lvmae demo")
     provenance = read_provenance(weights) or {}
     model, _, tokenizer = create_model(weights)
     scores = zero_shot(model, tokenizer, labelled_frames(load_corpus(d.corpus_dir), 1000, seed=0))
@@ -93,22 +98,22 @@ def _encoder_run(d: Demo) -> dict:
 
 
 def _tokenizer_key(d: Demo) -> dict:
-    from store.identity import sha256_file
+    from foundation.files import sha256_file
 
     ckpt = Path(d.cfg.tokenizer.checkpoint)
     return {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt) if ckpt.is_file() else None}
 
 
 def _tokenizer_run(d: Demo) -> dict:
-    from extract.tokenizer.provenance import read_provenance
+    from foundation.provenance import read_provenance
 
     ckpt = Path(d.cfg.tokenizer.checkpoint)
     if not ckpt.is_file():
         # The shipped weights were removed or moved: fit them again (slow; normally never happens).
-        from lvmae.commands.tokenizer import main as tokenizer_main
+        from lvmae.commands.tokenizer import COMMAND as tokenizer
 
         print(f"tokenizer weights {ckpt} not found: fitting them now (up to an hour on 2 cores)")
-        tokenizer_main(["fit", "--out", str(ckpt)] + (["--config", str(d.cfg.source)] if d.cfg.source else []))
+        tokenizer.main(["fit", "--out", str(ckpt)] + (["--config", str(d.cfg.source)] if d.cfg.source else []))
     prov = read_provenance(ckpt) or {}
     held, fit = prov.get("heldout", {}), prov.get("fit", {})
     rows = {"tokenizer weights": str(ckpt)}
@@ -120,7 +125,7 @@ def _tokenizer_run(d: Demo) -> dict:
 
 
 def _extract_key(d: Demo) -> dict:
-    return {"corpus": _corpus_spec(d).to_json(), "encoder": _encoder_key(d)["sha256"],
+    return {"corpus": _corpus_key(d), "encoder": _encoder_key(d)["sha256"],
             "tokenizer": _tokenizer_key(d)["sha256"], "segment": d.cfg.to_dict()["segment"]}
 
 
@@ -128,18 +133,21 @@ def _extract_run(d: Demo) -> dict:
     import shutil
 
     from extract.runner import run_extract, store_identity
+    from lvmae.commands.extract import models_of
     from store import Store, StoreError
 
+    models = models_of(d.cfg)
     if d.store_dir.exists():
         # The demo owns this store: one made with other models or segments is replaced, while one
         # with the same identity (an interrupted run) is resumed.
         try:
-            stale = Store.open(str(d.store_dir)).identity != store_identity(d.cfg)
+            stale = Store.open(str(d.store_dir)).identity != store_identity(models)
         except StoreError:
             stale = True
         if stale:
             shutil.rmtree(d.store_dir)
-    report = run_extract(d.cfg, inputs=d.corpus_dir / "videos.parquet", store_uri=str(d.store_dir))
+    report = run_extract(d.cfg.extract, models, d.cfg.ray, inputs=d.corpus_dir / "videos.parquet",
+                         store_uri=str(d.store_dir))
     report.summary(str(d.store_dir), d.cfg.extract.runner).print()
     if report.videos_ok == 0:
         raise SystemExit("lvmae demo: extraction produced no video")
@@ -161,7 +169,7 @@ def _pretrain_key(d: Demo) -> dict:
 def _pretrain_run(d: Demo) -> dict:
     import shutil
 
-    from pretrain.encode import load_pretrained
+    from pretrain.checkpoint import load_pretrained
     from pretrain.evaluate import reconstruction_mse
     from pretrain.train import train
     from store import Store
@@ -174,18 +182,18 @@ def _pretrain_run(d: Demo) -> dict:
     if out.exists() and not (stamp.is_file() and stamp.read_text() == key):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key)
-    result = train(cfg, store_uri=str(d.store_dir), out_dir=out, resume=(out / "checkpoint.pt").exists())
+    atomic_write_text(stamp, key)
+    result = train(cfg.pretrain, store_uri=str(d.store_dir), out_dir=out, resume=(out / "checkpoint.pt").exists())
     ev = reconstruction_mse(load_pretrained(out / "model.pt"), Store.open(str(d.store_dir)), split="val")
     return {"checkpoint": str(out / "model.pt"), "steps": result.steps,
             "loss first → last": f"{result.first_loss:.4f} → {result.last_loss:.4f}",
             f"held-out MSE ({ev.decoder} decoder)": (f"model {ev.model_mse:.5f} vs copy-nearest "
-                                                     f"{ev.copy_nearest_mse:.5f} ({ev.hidden_segments} segments "
+                                                     f"{ev.copy_nearest_mse:.5f} ({ev.reconstructed_segments} segments "
                                                      f"of {ev.videos} videos)")}
 
 
 STAGES: list[Stage] = [
-    Stage("corpus", lambda d: _corpus_spec(d).to_json(), _corpus_run),
+    Stage("corpus", _corpus_key, _corpus_run),
     Stage("encoder", _encoder_key, _encoder_run),
     Stage("tokenizer", _tokenizer_key, _tokenizer_run),
     Stage("extract", _extract_key, _extract_run),
@@ -196,21 +204,12 @@ STAGES: list[Stage] = [
 # ---- command -----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lvmae demo",
-        description="Run every stage on the embedded default (toy world): "
-                    + ", ".join(s.name for s in STAGES) + ". Finished stages are skipped on a re-run.")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output directory (default: demo.out)")
     parser.add_argument("--force", action="store_true", help="re-run every stage even if finished")
-    add_config_options(parser)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(parser, args)
+def _run(args: argparse.Namespace, cfg: Config) -> int:
     demo = Demo(cfg, (args.out or cfg.demo.out).resolve())
     summary = Summary(f"lvmae demo: {demo.out}")
     for stage in STAGES:
@@ -222,12 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {stage.name}", flush=True)
             result = stage.run(demo)
             record.parent.mkdir(parents=True, exist_ok=True)
-            tmp = record.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key, "result": result}, indent=2, default=str))
-            tmp.replace(record)
+            atomic_write_json(record, {"key": key, "result": result}, default=str)
             status = "ran"
         summary.add(f"[{status}] {stage.name}", "")
         for label, value in result.items():
             summary.add(f"    {label}", value)
     summary.print()
     return 0
+
+
+COMMAND = Command(
+    "lvmae demo",
+    "Run every stage on the embedded default (toy world): " + ", ".join(s.name for s in STAGES)
+    + ". Finished stages are skipped on a re-run.", run=_run, arguments=_arguments)

@@ -4,42 +4,43 @@ from __future__ import annotations
 
 import argparse
 
-from lvmae.commands.options import add_config_options, config_from_args, fail
+from foundation.schema import Config
+from lvmae.commands.command import Command, CommandFailed
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lvmae extract",
-        description="Decode videos into segments, run the frozen image-text encoder and the tokenizer over "
-                    "every segment, and write embedding, token and importance shards to the store. A re-run "
-                    "skips committed shards; a video that cannot be read becomes a failed manifest row.")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", help="directory, list file or parquet/CSV with a uri column (default: extract.inputs)")
     parser.add_argument("--store", help="store path or URI (default: paths.store)")
     parser.add_argument("--runner", choices=["ray", "local"], help="ray pipeline or one local process (default: extract.runner)")
     parser.add_argument("--no-resume", action="store_true", help="redo shards that are already committed")
     parser.add_argument("--strict", action="store_true", help="exit non-zero if any video fails (default: extract.strict)")
-    add_config_options(parser)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(parser, args)
-    from extract.inputs import InputError
-    from extract.runner import ResourceError, run_extract
-    from store import StoreError
+def models_of(cfg: Config):
+    """The sections that say what extraction computes (`extract.runner.Models`)."""
+    from extract.runner import Models
 
-    try:
-        report = run_extract(cfg, inputs=args.inputs, store_uri=args.store, runner=args.runner,
-                             resume=False if args.no_resume else None)
-    except (InputError, ResourceError, StoreError, ValueError, FileNotFoundError) as exc:
-        return fail(parser, str(exc), 2)
-    report.summary(args.store or cfg.paths.store, args.runner or cfg.extract.runner).print()
-    strict = args.strict or cfg.extract.strict
+    return Models(segment=cfg.segment, encoder=cfg.encoder, tokenizer=cfg.tokenizer)
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from extract.runner import run_extract
+
+    store = args.store or str(cfg.paths.store)
+    report = run_extract(cfg.extract, models_of(cfg), cfg.ray, store_uri=store, inputs=args.inputs,
+                         runner=args.runner, resume=False if args.no_resume else None)
+    report.summary(store, args.runner or cfg.extract.runner).print()
     attempted = report.videos_ok + report.videos_failed
     if attempted and report.videos_ok == 0:
-        return fail(parser, "no video was extracted")
-    if strict and report.videos_failed:
-        return fail(parser, f"{report.videos_failed} video(s) failed (--strict)")
+        raise CommandFailed("no video was extracted")
+    if (args.strict or cfg.extract.strict) and report.videos_failed:
+        raise CommandFailed(f"{report.videos_failed} video(s) failed (--strict)")
     return 0
+
+
+COMMAND = Command(
+    "lvmae extract",
+    "Decode videos into segments, run the frozen image-text encoder and the tokenizer over every segment, and "
+    "write embedding, token and importance shards to the store. A re-run skips committed shards; a video that "
+    "cannot be read becomes a failed manifest row.",
+    run=_run, arguments=_arguments, error_status=2, errors=(ValueError, FileNotFoundError))

@@ -5,48 +5,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lvmae.commands.options import add_config_options, config_from_args, fail
-from lvmae.progress import Summary
+from foundation.progress import Summary
+from foundation.schema import Config
+from lvmae.commands.command import Command
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lvmae pretrain",
-        description="Train the masked-embedding autoencoder (LV-MAE) on windows of the store's segment sequences. "
-                    "Settings come from the config's pretrain section (`lvmae config keys`); "
-                    "pretrain.trainer=ray runs Ray Train workers with DDP. Writes checkpoint.pt (resumable), "
-                    "model.pt (final weights) and metrics.jsonl to the output folder.")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URI", help="feature store to read (default: paths.store)")
     parser.add_argument("--out", metavar="DIR", type=Path,
                         help="folder for checkpoints and metrics (default: pretrain.checkpoint_dir)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the output folder from its last checkpoint, exactly as if "
                              "it had not stopped")
-    add_config_options(parser)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(parser, args)
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    # Imported here so that `lvmae pretrain --help` stays fast (no torch import).
+    from pretrain.train import train
+
     p = cfg.pretrain
     store_uri = args.store or str(cfg.paths.store)
     out = args.out or p.checkpoint_dir
-    # Imported here so that `lvmae pretrain --help` stays fast (no torch import).
-    from pretrain.presets import PresetError
-    from pretrain.train import PretrainError, train
-    from store import StoreError
+    if p.trainer == "ray":
+        from pretrain.ray_runner import run
 
-    try:
-        if p.trainer == "ray":
-            from pretrain.ray_runner import run
-
-            result = run(cfg, store_uri=store_uri, out_dir=out, resume=args.resume)
-        else:
-            result = train(cfg, store_uri=store_uri, out_dir=out, resume=args.resume)
-    except (PretrainError, PresetError, StoreError) as exc:
-        return fail(parser, str(exc))
+        result = run(p, cfg.ray, store_uri=store_uri, out_dir=out, resume=args.resume)
+    else:
+        result = train(p, store_uri=store_uri, out_dir=out, resume=args.resume)
     summary = Summary(f"pretrain {result.out_dir}")
     summary.started -= result.wall_s   # the wall time shown is the run's
     summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)
@@ -61,3 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     summary.add("files", "checkpoint.pt, model.pt, metrics.jsonl")
     summary.print()
     return 0
+
+
+COMMAND = Command(
+    "lvmae pretrain",
+    "Train the masked-embedding autoencoder (LV-MAE) on windows of the store's segment sequences. Settings come "
+    "from the config's pretrain section (`lvmae config keys`); pretrain.trainer=ray runs Ray Train workers with "
+    "DDP. Writes checkpoint.pt (resumable), model.pt (final weights) and metrics.jsonl to the output folder.",
+    run=_run, arguments=_arguments)

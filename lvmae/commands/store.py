@@ -4,57 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lvmae.commands.options import add_config_options, config_from_args, fail
-from lvmae.progress import Summary, configure_logging
+from foundation.progress import Summary
+from foundation.schema import Config
+from lvmae.commands.command import Action, Command, CommandFailed
 
-if TYPE_CHECKING:
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", nargs="?", metavar="STORE",
+                        help="store path or fsspec URI (default: paths.store of the config)")
+
+
+def _open(args: argparse.Namespace, cfg: Config | None):
     from store import Store
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lvmae store",
-                                     description="Inspect and check a feature store (zarr shards + parquet manifests).")
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    info = sub.add_parser("info", help="videos ok/failed, segments, hours of video, dims, identity",
-                          description="Summarise a store: committed shards, videos ok and failed, segments, "
-                                      "hours of video, embedding width, token grid, identity.")
-    info.add_argument("--json", action="store_true", help="one JSON object instead of the summary")
-    verify = sub.add_parser("verify", help="read every committed shard; exit 1 on any problem",
-                            description="Read every chunk of every committed shard and check its arrays against "
-                                        "its manifest. Problems name their shard and make the exit status 1. "
-                                        "Orphans (what writers that died before committing left behind) are "
-                                        "listed; readers never see them and re-running their shard replaces "
-                                        "them, so they are not problems.")
-    for action in (info, verify):
-        action.add_argument("store", nargs="?", metavar="STORE",
-                            help="store path or fsspec URI (default: paths.store of the config)")
-        add_config_options(action)
-    return parser
-
-
-def store_facts(store: Store) -> dict[str, Any]:
-    """What `info` shows, as JSON-able data."""
-    import pyarrow.compute as pc
-
-    videos = store.videos()
-    ok = videos.filter(pc.equal(videos["status"], "ok"))
-    failed = videos.filter(pc.equal(videos["status"], "failed"))
-    dims = store.dims()
-    return {
-        "store": store.uri,
-        "shards": len(store.committed_shards()),
-        "videos_ok": ok.num_rows,
-        "videos_failed": videos.num_rows - ok.num_rows,
-        "segments": int(pc.sum(ok["n_segments"]).as_py() or 0),
-        "hours": float(pc.sum(ok["duration"]).as_py() or 0.0) / 3600,
-        "emb_dim": dims.emb,
-        "token_grid": list(dims.token_grid) if dims.token_grid else None,
-        "identity": store.identity.to_attrs(),
-        "failed": [{"video_id": video_id, "error": error}
-                   for video_id, error in zip(failed["video_id"].to_pylist(), failed["error"].to_pylist())],
-    }
+    return Store.open(args.store if args.store is not None else str(cfg.paths.store))  # type: ignore[union-attr]
 
 
 def _model(model: dict[str, Any] | None) -> str:
@@ -65,29 +30,29 @@ def _model(model: dict[str, Any] | None) -> str:
     return f"{model['name']} (sha256 {sha[:12] + '…' if len(sha) > 12 else sha}{rest})"
 
 
-def _info(store: Store, as_json: bool) -> int:
-    facts = store_facts(store)
-    if as_json:
-        print(json.dumps(facts))
+def _info(args: argparse.Namespace, cfg: Config | None) -> int:
+    facts = _open(args, cfg).summary()
+    if args.json:
+        print(json.dumps(facts.to_dict()))
         return 0
-    identity = facts["identity"]
-    summary = Summary(f"store {facts['store']}", timed=False)
-    summary.add("committed shards", facts["shards"])
-    summary.add("videos ok", facts["videos_ok"]).add("videos failed", facts["videos_failed"])
-    summary.add("segments", facts["segments"]).add("hours of video", round(facts["hours"], 2))
-    summary.add("embedding width D", facts["emb_dim"] or "-")
-    summary.add("token grid (t, h, w)", " × ".join(map(str, facts["token_grid"])) if facts["token_grid"] else "-")
+    identity = facts.identity
+    summary = Summary(f"store {facts.store}", timed=False)
+    summary.add("committed shards", facts.shards)
+    summary.add("videos ok", facts.videos_ok).add("videos failed", facts.videos_failed)
+    summary.add("segments", facts.segments).add("hours of video", round(facts.hours, 2))
+    summary.add("embedding width D", facts.emb_dim or "-")
+    summary.add("token grid (t, h, w)", " × ".join(map(str, facts.token_grid)) if facts.token_grid else "-")
     summary.add("encoder", _model(identity["encoder"])).add("tokenizer", _model(identity["tokenizer"]))
     summary.add("segment", ", ".join(f"{k} {v}" for k, v in identity["segment"].items()))
     summary.add("schema version", identity["schema_version"])
-    for failed in facts["failed"]:
+    for failed in facts.failed:
         summary.note(f"failed {failed['video_id']}: {failed['error']}")
     summary.print()
     return 0
 
 
-def _verify(store: Store, parser: argparse.ArgumentParser) -> int:
-    report = store.verify()
+def _verify(args: argparse.Namespace, cfg: Config | None) -> int:
+    report = _open(args, cfg).verify()
     summary = Summary(f"verify {report.uri}: {'ok' if report.ok else 'PROBLEMS'}")
     summary.add("shards checked", report.shards).add("videos", report.videos).add("segments", report.segments)
     summary.add("problems", len(report.problems)).add("orphans", len(report.orphans))
@@ -96,25 +61,25 @@ def _verify(store: Store, parser: argparse.ArgumentParser) -> int:
     for orphan in report.orphans:
         summary.note(f"orphan: {orphan}")
     print(summary.render(max_notes=len(summary.notes)), flush=True)
-    if report.ok:
-        return 0
-    shards = sorted({problem.split(":", 1)[0].removeprefix("shard ") for problem in report.problems})
-    return fail(parser, f"{len(report.problems)} problem(s) in shard(s) {', '.join(shards)}")
+    if not report.ok:
+        raise CommandFailed(f"{len(report.problems)} problem(s) in shard(s) {', '.join(report.problem_shards())}")
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.store is None:
-        uri = str(config_from_args(parser, args).paths.store)
-    else:
-        configure_logging(args.verbose)
-        uri = args.store
-    # Imported here so that `lvmae --help` and `lvmae store --help` stay fast.
-    from store import Store, StoreError
+def _needs_config(args: argparse.Namespace) -> bool:
+    return args.store is None  # a store named on the command line needs no config file
 
-    try:
-        store = Store.open(uri)
-        return _info(store, args.json) if args.action == "info" else _verify(store, parser)
-    except StoreError as exc:
-        return fail(parser, str(exc))
+
+COMMAND = Command("lvmae store", "Inspect and check a feature store (zarr shards + parquet manifests).", actions={
+    "info": Action("videos ok/failed, segments, hours of video, dims, identity",
+                   "Summarise a store: committed shards, videos ok and failed, segments, hours of video, "
+                   "embedding width, token grid, identity.", _info,
+                   lambda p: (_arguments(p), p.add_argument("--json", action="store_true",
+                                                            help="one JSON object instead of the summary")),
+                   config=_needs_config),
+    "verify": Action("read every committed shard; exit 1 on any problem",
+                     "Read every chunk of every committed shard and check its arrays against its manifest. "
+                     "Problems name their shard and make the exit status 1. Orphans (what writers that died "
+                     "before committing left behind) are listed; readers never see them and re-running their "
+                     "shard replaces them, so they are not problems.", _verify, _arguments, config=_needs_config),
+})

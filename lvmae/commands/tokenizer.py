@@ -3,65 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from pathlib import Path
 
-from lvmae.commands.options import add_config_options, config_from_args, fail
-from lvmae.progress import Summary, human_seconds
+from foundation.progress import Summary, human_seconds
+from foundation.schema import Config, CorpusSpec
+from lvmae.commands.command import Action, Command, CommandFailed
 
 # The toy-world corpus a fit uses when no videos are named: 12 four-minute videos (every procedure
-# class once), a seed of its own so held-out checks (seed 5000) never see its frames.
+# class once), a seed of its own so held-out checks (tokenizer.fit.eval_seed) never see its frames.
 FIT_CORPUS = {"videos": 12, "minutes": (4.0, 4.0), "seed": 11}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lvmae tokenizer",
-                                     description="The frozen video tokenizer: MAGVIT-v2-style causal 3D CNN, FSQ, token scorer.")
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fit = sub.add_parser("fit", help="fit tokenizer and scorer on clips sampled from videos",
-                         description="Fit the tokenizer and its scorer jointly on clips sampled from videos "
-                                     "(default: a toy-world corpus generated for the fit), then check it on "
-                                     "held-out toy-world clips and write the figures into its provenance.")
+def _fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--out", type=Path, required=True, help="checkpoint to write (resume state and loss log go beside it)")
     fit.add_argument("--videos", help="directory, list file or parquet/CSV of videos (default: a generated toy-world corpus)")
-    fit.add_argument("--steps", type=int, help="optimizer steps (default 5000)")
-    fit.add_argument("--batch-size", type=int, help="clips per step (default 8)")
-    fit.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
-    fit.add_argument("--seed", type=int, help="random seed (default 0)")
-    fit.add_argument("--max-minutes", type=float, help="stop after this much fitting time, then save")
+    fit.add_argument("--steps", type=int, help="optimizer steps (default: tokenizer.fit.steps)")
+    fit.add_argument("--batch-size", type=int, help="clips per step (default: tokenizer.fit.batch_size)")
+    fit.add_argument("--lr", type=float, help="peak learning rate (default: tokenizer.fit.lr)")
+    fit.add_argument("--seed", type=int, help="random seed (default: tokenizer.fit.seed)")
+    fit.add_argument("--max-minutes", type=float, help="stop after this much fitting time, then save "
+                                                       "(default: tokenizer.fit.max_minutes)")
     fit.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
-    fit.add_argument("--eval-clips", type=int, default=256, help="held-out clips for the final check (default 256)")
-    add_config_options(fit)
-    ev = sub.add_parser("eval", help="held-out PSNR and scorer ROC AUC of a checkpoint",
-                        description="Reconstruction PSNR and scorer ROC AUC (moving object vs static background) "
-                                    "on held-out toy-world clips of another seed.")
+    fit.add_argument("--eval-clips", type=int, help="held-out clips for the final check (default: tokenizer.fit.eval_clips)")
+
+
+def _eval_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--checkpoint", type=Path, help="tokenizer checkpoint (default: tokenizer.checkpoint)")
-    ev.add_argument("--clips", type=int, default=256, help="held-out clips (default 256)")
-    ev.add_argument("--seed", type=int, default=5000, help="held-out corpus seed (default 5000)")
+    ev.add_argument("--clips", type=int, help="held-out clips (default: tokenizer.fit.eval_clips)")
+    ev.add_argument("--seed", type=int, help="held-out corpus seed (default: tokenizer.fit.eval_seed)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--record", action="store_true", help="write the figures into the checkpoint's provenance file")
-    add_config_options(ev)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(parser, args)
-    if args.action == "fit":
-        return _fit(parser, args, cfg, argv)
-    return _eval(parser, args, cfg)
-
-
-def _fit_videos(args, cfg) -> list[str]:
+def _fit_videos(args, cfg: Config) -> list[str]:
     from extract.inputs import list_inputs
-    from toyworld.generate import CorpusSpec, generate, is_complete
+    from toyworld.generate import generate, is_complete
 
     if args.videos:
         return [v.uri for v in list_inputs(args.videos)]
-    spec = CorpusSpec(videos=FIT_CORPUS["videos"], minutes=FIT_CORPUS["minutes"], seed=FIT_CORPUS["seed"],
+    spec = CorpusSpec(videos=FIT_CORPUS["videos"], minutes=FIT_CORPUS["minutes"], seed=FIT_CORPUS["seed"],  # type: ignore[arg-type]
                       size=cfg.segment.tok_size, fps=cfg.segment.tok_fps)
     root = cfg.paths.work_dir / "tokenizer-fit-corpus"
     if not is_complete(root, spec):
@@ -69,27 +53,31 @@ def _fit_videos(args, cfg) -> list[str]:
     return [v.uri for v in list_inputs(root / "videos.parquet")]
 
 
-def _fit(parser, args, cfg, argv) -> int:
-    from extract.tokenizer.evaluate import evaluate, heldout_clips
-    from extract.tokenizer.fit import TokenizerFitSettings, fit_tokenizer
-    from extract.tokenizer.provenance import write_provenance
+def _heldout(cfg: Config, clips: int, seed: int):
+    from toyworld.heldout import heldout_clips
+
+    seg = cfg.segment
+    return heldout_clips(clips, seed, seg.tok_frames, seg.tok_size, seg.tok_fps)
+
+
+def _fit(args: argparse.Namespace, cfg: Config) -> int:
+    from extract.tokenizer.evaluate import evaluate
+    from extract.tokenizer.fit import fit_tokenizer, record_provenance
 
     given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "max_minutes": args.max_minutes}
+             "max_minutes": args.max_minutes, "eval_clips": args.eval_clips}
     try:
-        settings = TokenizerFitSettings(frames=cfg.segment.tok_frames, size=cfg.segment.tok_size,
-                                        fps=cfg.segment.tok_fps, **{k: v for k, v in given.items() if v is not None})
-        videos = _fit_videos(args, cfg)
+        settings = dataclasses.replace(cfg.tokenizer.fit, **{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
-        return fail(parser, str(exc), 2)
+        raise CommandFailed(str(exc), status=2) from None
+    videos = _fit_videos(args, cfg)
     if not videos:
-        return fail(parser, f"no videos found in {args.videos}", 2)
+        raise CommandFailed(f"no videos found in {args.videos}", status=2)
     summary = Summary(f"tokenizer fitted: {args.out}")
-    command = "lvmae tokenizer fit " + shlex.join(sys.argv[2:] if argv is None else argv[1:])
-    model, info = fit_tokenizer(videos, args.out, settings, resume=args.resume, meta={"command": command})
-    figures = evaluate(model, heldout_clips(args.eval_clips, frames=settings.frames, size=settings.size,
-                                            fps=settings.fps), kappa=cfg.tokenizer.kappa)
-    write_provenance(args.out, info, figures)
+    command = "lvmae tokenizer fit " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
+    model, info = fit_tokenizer(videos, args.out, settings, cfg.segment, resume=args.resume, meta={"command": command})
+    figures = evaluate(model, _heldout(cfg, settings.eval_clips, settings.eval_seed), kappa=cfg.tokenizer.kappa)
+    record_provenance(args.out, info, figures)
     summary.add("steps", info["steps_done"]).add("fit time", human_seconds(info["fit_seconds"]))
     _add_figures(summary, figures)
     summary.note(f"resume state: {args.out.with_suffix('.ckpt')}")
@@ -106,25 +94,38 @@ def _add_figures(summary: Summary, f: dict) -> None:
                                   f"{f['importance_empty_clips']:.3f} empty clips")
 
 
-def _eval(parser, args, cfg) -> int:
-    from extract.tokenizer.evaluate import evaluate, heldout_clips
-    from extract.tokenizer.fit import load_tokenizer
-    from extract.tokenizer.provenance import read_provenance, write_provenance
+def _eval(args: argparse.Namespace, cfg: Config) -> int:
+    from extract.tokenizer.evaluate import evaluate
+    from extract.tokenizer.fit import load_tokenizer, record_provenance
+    from foundation.provenance import read_provenance
 
     checkpoint = args.checkpoint or cfg.tokenizer.checkpoint
     summary = Summary(f"tokenizer held-out check: {checkpoint}")
     try:
         model = load_tokenizer(checkpoint)
     except (FileNotFoundError, ValueError) as exc:
-        return fail(parser, str(exc))
-    seg = cfg.segment
-    figures = evaluate(model, heldout_clips(args.clips, args.seed, seg.tok_frames, seg.tok_size, seg.tok_fps),
-                       kappa=cfg.tokenizer.kappa)
+        raise CommandFailed(str(exc)) from None
+    fit = cfg.tokenizer.fit
+    held = _heldout(cfg, args.clips or fit.eval_clips, fit.eval_seed if args.seed is None else args.seed)
+    figures = evaluate(model, held, kappa=cfg.tokenizer.kappa)
     if args.record:
-        write_provenance(checkpoint, (read_provenance(checkpoint) or {}).get("fit", {}), figures)
+        record_provenance(checkpoint, (read_provenance(checkpoint) or {}).get("fit", {}), figures)
     if args.json:
         print(json.dumps({"checkpoint": str(checkpoint), **figures}))
         return 0
     _add_figures(summary, figures)
     summary.print()
     return 0
+
+
+COMMAND = Command(
+    "lvmae tokenizer", "The frozen video tokenizer: MAGVIT-v2-style causal 3D CNN, FSQ, token scorer.", actions={
+        "fit": Action("fit tokenizer and scorer on clips sampled from videos",
+                      "Fit the tokenizer and its scorer jointly on clips sampled from videos (default: a toy-world "
+                      "corpus generated for the fit), then check it on held-out toy-world clips and write the "
+                      "figures into its provenance. Settings: the config's tokenizer.fit section.", _fit,
+                      _fit_arguments),
+        "eval": Action("held-out PSNR and scorer ROC AUC of a checkpoint",
+                       "Reconstruction PSNR and scorer ROC AUC (moving object vs static background) on held-out "
+                       "toy-world clips of another seed.", _eval, _eval_arguments),
+    })

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from pathlib import Path
 
-from lvmae.commands.options import add_config_options, config_from_args, fail
-from lvmae.progress import Summary, human_seconds
+from foundation.progress import Summary, human_seconds
+from foundation.schema import Config
+from lvmae.commands.command import Action, Command, CommandFailed
 
 
 def _minutes(text: str) -> tuple[float, float]:
@@ -23,14 +25,7 @@ def _minutes(text: str) -> tuple[float, float]:
     return pair
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lvmae toyworld",
-                                     description="The embedded default: procedural captioned videos and the stand-in encoder.")
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    gen = sub.add_parser("generate", help="render a corpus of h264 videos with ground truth and caption bank",
-                         description="Render a corpus: videos/*.mp4, videos.parquet, truth.parquet, captions.txt. "
-                                     "Options default to the config's toyworld section.")
+def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--out", type=Path, help="corpus directory (default: toyworld.out)")
     gen.add_argument("--videos", type=int, help="number of videos (default: toyworld.videos)")
     gen.add_argument("--minutes", type=_minutes, metavar="MIN-MAX", help="video lengths in minutes (default: toyworld.minutes)")
@@ -38,55 +33,43 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=int, help="frame side in pixels (default: toyworld.size)")
     gen.add_argument("--fps", type=float, help="frames per second (default: toyworld.fps)")
     gen.add_argument("--workers", type=int, help="parallel encoder processes (default: one per CPU)")
-    add_config_options(gen)
 
-    fit = sub.add_parser("fit-encoder", help="fit the stand-in open_clip encoder on rendered frames",
-                         description="Fit toyclip contrastively on rendered frames and captions, evaluate it "
-                                     "zero-shot on held-out frames, save fp16 weights and a provenance file.")
+
+def _fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--out", type=Path, required=True, help="weights file to write (provenance goes beside it)")
-    fit.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1500)")
-    fit.add_argument("--batch-size", type=int, default=None, help="frames per step, distinct captions (default 240)")
-    fit.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
-    fit.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    fit.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time, then save")
-    fit.add_argument("--eval-frames", type=int, default=None, help="held-out frames for the zero-shot check (default 1000)")
-    add_config_options(fit)
+    fit.add_argument("--steps", type=int, help="optimizer steps (default: toyworld.fit.steps)")
+    fit.add_argument("--batch-size", type=int, help="frames per step, distinct captions (default: toyworld.fit.batch_size)")
+    fit.add_argument("--lr", type=float, help="peak learning rate (default: toyworld.fit.lr)")
+    fit.add_argument("--seed", type=int, help="random seed (default: toyworld.fit.seed)")
+    fit.add_argument("--max-minutes", type=float, help="stop after this much wall time, then save "
+                                                       "(default: toyworld.fit.max_minutes)")
+    fit.add_argument("--eval-frames", type=int, help="held-out frames for the zero-shot check "
+                                                     "(default: toyworld.fit.eval_frames)")
 
-    ev = sub.add_parser("eval-encoder", help="zero-shot caption accuracy of encoder weights on held-out frames",
-                        description="Classify frames decoded from a held-out corpus against the whole caption bank.")
+
+def _eval_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--weights", type=Path, help="toyclip weights file (default: encoder.pretrained)")
-    ev.add_argument("--frames", type=int, default=1000, help="held-out frames (default 1000)")
-    ev.add_argument("--seed", type=int, default=1000, help="held-out corpus seed (default 1000)")
+    ev.add_argument("--frames", type=int, help="held-out frames (default: toyworld.fit.eval_frames)")
+    ev.add_argument("--seed", type=int, help="held-out corpus seed (default: toyworld.fit.eval_seed)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--record", action="store_true",
                     help="also write the figures into the weights' provenance file (after a change to the evaluation)")
-    add_config_options(ev)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(parser, args)
-    if args.action == "generate":
-        return _generate(parser, args, cfg)
-    if args.action == "fit-encoder":
-        return _fit(parser, args, cfg, argv)
-    return _evaluate(parser, args, cfg)
-
-
-def _generate(parser, args, cfg) -> int:
-    from toyworld.generate import CorpusSpec, generate
-
-    tw = cfg.toyworld
+def _replace(settings, given: dict):
+    """`settings` with the options the user gave; a bad value exits with status 2 and names it."""
     try:
-        spec = CorpusSpec(videos=args.videos or tw.videos, minutes=args.minutes or tw.minutes,
-                          seed=tw.seed if args.seed is None else args.seed, size=args.size or tw.size,
-                          fps=args.fps or tw.fps)
+        return dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
-        return fail(parser, str(exc), 2)
-    out = args.out or tw.out
-    corpus = generate(spec, out, workers=args.workers)
+        raise CommandFailed(str(exc), status=2) from None
+
+
+def _generate(args: argparse.Namespace, cfg: Config) -> int:
+    from toyworld.generate import generate
+
+    spec = _replace(cfg.toyworld.corpus(), {"videos": args.videos, "minutes": args.minutes, "seed": args.seed,
+                                            "size": args.size, "fps": args.fps})
+    corpus = generate(spec, args.out or cfg.toyworld.out, workers=args.workers)
     summarize_corpus(corpus).print()
     return 0
 
@@ -110,19 +93,18 @@ def summarize_corpus(corpus) -> Summary:
     return s
 
 
-def _fit(parser, args, cfg, argv) -> int:
-    from toyworld.encoder import FitSettings, fit_encoder
+def _fit(args: argparse.Namespace, cfg: Config) -> int:
+    from toyworld.encoder import fit_encoder
 
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                                   "seed": args.seed, "max_minutes": args.max_minutes,
-                                   "eval_frames": args.eval_frames}.items() if v is not None}
-    try:
-        settings = FitSettings(**overrides)
-    except ValueError as exc:
-        return fail(parser, str(exc), 2)
-    command = "lvmae toyworld fit-encoder " + shlex.join(sys.argv[2:] if argv is None else argv[1:])
+    settings = _replace(cfg.toyworld.fit, {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                           "seed": args.seed, "max_minutes": args.max_minutes,
+                                           "eval_frames": args.eval_frames})
+    command = "lvmae toyworld fit-encoder " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
     s = Summary(f"stand-in encoder fitted: {args.out}")
-    result = fit_encoder(args.out, settings, command=command)
+    try:
+        result = fit_encoder(args.out, settings, command=command)
+    except ValueError as exc:
+        raise CommandFailed(str(exc), status=2) from None
     p = result.provenance
     s.add("steps", p["steps_done"]).add("fit time", human_seconds(p["fit_seconds"]))
     z = p["zero_shot"]
@@ -134,22 +116,39 @@ def _fit(parser, args, cfg, argv) -> int:
     return 0
 
 
-def _evaluate(parser, args, cfg) -> int:
+def _evaluate(args: argparse.Namespace, cfg: Config) -> int:
     from toyworld.encoder import create_model, heldout_frames, record_evaluation, zero_shot
 
     weights = args.weights or Path(cfg.encoder.pretrained)
     if not Path(weights).is_file():
-        return fail(parser, f"weights file {str(weights)!r} does not exist")
+        raise CommandFailed(f"weights file {str(weights)!r} does not exist")
+    frames = args.frames or cfg.toyworld.fit.eval_frames
+    seed = cfg.toyworld.fit.eval_seed if args.seed is None else args.seed
     s = Summary(f"zero-shot caption accuracy: {weights}")
     if args.record:
-        scores = record_evaluation(weights, seed=args.seed, frames=args.frames)["zero_shot"]
+        scores = record_evaluation(weights, seed=seed, frames=frames)["zero_shot"]
     else:
         model, _, tokenizer = create_model(weights)
-        scores = zero_shot(model, tokenizer, heldout_frames(args.frames, args.seed))
+        scores = zero_shot(model, tokenizer, heldout_frames(frames, seed))
     if args.json:
         print(json.dumps({"weights": str(weights), **scores}))
         return 0
-    s.add("top-1", f"{scores['top1']:.1%} on {scores['frames']} held-out frames (seed {args.seed})")
+    s.add("top-1", f"{scores['top1']:.1%} on {scores['frames']} held-out frames (seed {seed})")
     s.add("shape / colour / background", f"{scores['shape']:.1%} / {scores['colour']:.1%} / {scores['background']:.1%}")
     s.print()
     return 0
+
+
+COMMAND = Command(
+    "lvmae toyworld", "The embedded default: procedural captioned videos and the stand-in encoder.", actions={
+        "generate": Action("render a corpus of h264 videos with ground truth and caption bank",
+                           "Render a corpus: videos/*.mp4, videos.parquet, truth.parquet, captions.txt. Options "
+                           "default to the config's toyworld section.", _generate, _generate_arguments),
+        "fit-encoder": Action("fit the stand-in open_clip encoder on rendered frames",
+                              "Fit toyclip contrastively on rendered frames and captions, evaluate it zero-shot on "
+                              "held-out frames, save fp16 weights and a provenance file. Settings: the config's "
+                              "toyworld.fit section.", _fit, _fit_arguments),
+        "eval-encoder": Action("zero-shot caption accuracy of encoder weights on held-out frames",
+                               "Classify frames decoded from a held-out corpus against the whole caption bank.",
+                               _evaluate, _eval_arguments),
+    })

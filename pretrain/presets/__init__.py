@@ -12,12 +12,14 @@ from typing import Any
 
 import yaml
 
+from foundation.errors import LvmaeError
+
 PRESET_DIR = Path(__file__).parent
 ARCHITECTURE_KEYS = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads",
                      "mlp_ratio", "dropout", "rotary")
 
 
-class PresetError(ValueError):
+class PresetError(LvmaeError, ValueError):
     """A preset that does not exist or does not read as one; the message names the file."""
 
 

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from extract.runner import run_extract
 from extract.tokenizer.fit import save_tokenizer
 from extract.tokenizer.model import TokenizerArch, VideoTokenizer
-from lvmae.config import load_config
+from foundation.schema import load_config
+from lvmae.commands.extract import models_of
 from tests.videos import write_frames
 from toyworld.encoder import SHIPPED_WEIGHTS
 from toyworld.generate import CorpusSpec, generate
@@ -35,6 +37,12 @@ def make_config(tmp_path, tokenizer, **overrides):
             "tokenizer.device=cpu", "ray.num_cpus=2"]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_config(None, sets, use_default_file=False)
+
+
+def extract_with(cfg, **kwargs):
+    """`run_extract` on the config's sections, into `paths.store` unless `store_uri` says otherwise."""
+    kwargs.setdefault("store_uri", str(cfg.paths.store))
+    return run_extract(cfg.extract, models_of(cfg), cfg.ray, **kwargs)
 
 
 def write_video(path, n_frames, *, size=(64, 64), fps=8, rotation=None, pts_ms=None, seed=0):

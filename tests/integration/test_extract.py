@@ -10,15 +10,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from extract.runner import ResourceError, check_resources, run_extract
+from extract.runner import pipeline_resources
+from foundation.runtime import ResourceError, check_resources
 from lvmae import cli
 from store import Store
 
-from .conftest import make_config, write_video
+from .conftest import extract_with, make_config, write_video
 
 
 def store_contents(uri):
@@ -48,7 +47,7 @@ def assert_same_store(a, b, atol=2e-3):
 
 def test_toyworld_local_run_writes_every_segment_with_labels(tmp_path, tiny_tokenizer, toy_corpus):
     cfg = make_config(tmp_path, tiny_tokenizer)
-    report = run_extract(cfg, inputs=toy_corpus.root / "videos.parquet", runner="local")
+    report = extract_with(cfg, inputs=toy_corpus.root / "videos.parquet", runner="local")
     assert report.videos_ok == 4 and report.videos_failed == 0 and report.shards_written == 2
     store = Store.open(cfg.paths.store)
     rows = {r["video_id"]: r for r in store.videos().to_pylist()}
@@ -60,7 +59,7 @@ def test_toyworld_local_run_writes_every_segment_with_labels(tmp_path, tiny_toke
         assert seq.emb.shape == (row["n_segments"], 128) and seq.codes.shape == (row["n_segments"], 3, 16, 16)
         np.testing.assert_allclose(np.linalg.norm(seq.emb.astype(np.float32), axis=1), 1, atol=2e-3)
         assert (seq.span[:, 0] == np.arange(row["n_segments"]) * 2).all()
-    again = run_extract(cfg, inputs=toy_corpus.root / "videos.parquet", runner="local")
+    again = extract_with(cfg, inputs=toy_corpus.root / "videos.parquet", runner="local")
     assert again.shards_skipped == 2 and again.shards_written == 0     # resume skips committed shards
 
 
@@ -101,7 +100,7 @@ EXPECTED = {  # file -> (status, segments)
 @pytest.mark.parametrize("runner", ["local", "ray"])
 def test_edge_cases_give_the_right_rows(tmp_path, tiny_tokenizer, edge_dir, toy_corpus, runner):
     cfg = make_config(tmp_path, tiny_tokenizer, **{"extract.shard_videos": 3})
-    report = run_extract(cfg, inputs=edge_dir, runner=runner)
+    report = extract_with(cfg, inputs=edge_dir, runner=runner)
     rows = {Path(r["uri"]).name: r for r in Store.open(cfg.paths.store).videos().to_pylist()}
     assert set(rows) == set(EXPECTED)
     good_duration = toy_corpus.videos.column("duration")[0].as_py()
@@ -120,8 +119,8 @@ def test_edge_cases_give_the_right_rows(tmp_path, tiny_tokenizer, edge_dir, toy_
 def test_ray_run_equals_local_run(tmp_path, tiny_tokenizer, toy_corpus):
     local = make_config(tmp_path / "a", tiny_tokenizer)
     ray_cfg = make_config(tmp_path / "b", tiny_tokenizer)
-    run_extract(local, inputs=toy_corpus.root / "videos.parquet", runner="local")
-    run_extract(ray_cfg, inputs=toy_corpus.root / "videos.parquet", runner="ray")
+    extract_with(local, inputs=toy_corpus.root / "videos.parquet", runner="local")
+    extract_with(ray_cfg, inputs=toy_corpus.root / "videos.parquet", runner="ray")
     assert_same_store(store_contents(local.paths.store), store_contents(ray_cfg.paths.store))
 
 
@@ -146,7 +145,7 @@ def test_killed_encoder_actor_is_replaced_and_every_video_lands_once(tmp_path, t
     def killer():
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            for pid in _pids_matching("SegmentEncoder"):
+            for pid in _pids_matching("FrozenModels"):
                 # Let the actor take some work first, then kill it mid-job.
                 time.sleep(1.0)
                 os.kill(pid, signal.SIGKILL)
@@ -156,14 +155,14 @@ def test_killed_encoder_actor_is_replaced_and_every_video_lands_once(tmp_path, t
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    report = run_extract(cfg, inputs=toy_corpus.root / "videos.parquet", runner="ray")
+    report = extract_with(cfg, inputs=toy_corpus.root / "videos.parquet", runner="ray")
     t.join(timeout=1)
     assert killed, "no encoder actor process was found to kill"
     rows = Store.open(cfg.paths.store).videos().to_pylist()
     assert sorted(r["video_id"] for r in rows) == sorted(toy_corpus.videos.column("id").to_pylist())
     assert all(r["status"] == "ok" for r in rows) and report.videos_ok == 4
     reference = make_config(tmp_path / "ref", tiny_tokenizer, **{"extract.shard_videos": 1})
-    run_extract(reference, inputs=toy_corpus.root / "videos.parquet", runner="local")
+    extract_with(reference, inputs=toy_corpus.root / "videos.parquet", runner="local")
     assert_same_store(store_contents(reference.paths.store), store_contents(cfg.paths.store))
 
 
@@ -192,11 +191,11 @@ def test_interrupt_and_resume_equals_one_uninterrupted_run(tmp_path, tiny_tokeni
 def test_resource_requests_that_cannot_fit_fail_fast(tmp_path, tiny_tokenizer):
     cfg = make_config(tmp_path, tiny_tokenizer, **{"extract.actors": 2})
     with pytest.raises(ResourceError, match="extract.actors"):
-        check_resources(cfg, {"CPU": 2.0})
+        check_resources(pipeline_resources(cfg.extract), {"CPU": 2.0})
     cfg = make_config(tmp_path, tiny_tokenizer, **{"extract.actor_num_gpus": 1})
     with pytest.raises(ResourceError, match="extract.actor_num_gpus"):
-        check_resources(cfg, {"CPU": 8.0})
-    check_resources(make_config(tmp_path, tiny_tokenizer), {"CPU": 2.0})
+        check_resources(pipeline_resources(cfg.extract), {"CPU": 8.0})
+    check_resources(pipeline_resources(make_config(tmp_path, tiny_tokenizer).extract), {"CPU": 2.0})
 
 
 def test_cli_exit_status(tmp_path, tiny_tokenizer, edge_dir, capsys):

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from extract.encoder import ImageTextEncoder
-from extract.runner import run_extract
+from tests.integration.conftest import extract_with
 from extract.tokenizer import FrozenTokenizer
 from lvmae import cli
-from lvmae.config import load_config
+from foundation.schema import load_config
 from pretrain.synthetic import write_procedure_store
-from pretrain.train import read_metrics
+from pretrain.checkpoint import read_metrics
 from store import Store
 from tests.integration.test_pretrain import TINY
-from toyworld.encoder import SHIPPED_WEIGHTS
+from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.gpu
 SHIPPED_TOKENIZER = SHIPPED_WEIGHTS.parent / "tokenizer.pt"
@@ -30,9 +30,9 @@ def frames(shape, seed=0):
 
 def test_encoder_on_cuda_matches_cpu():
     x = frames((24, 64, 64, 3))
-    cpu = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, device="cpu", precision="fp32").encode_frames(x)
-    fp32 = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, device="cuda", precision="fp32").encode_frames(x)
-    bf16 = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, device="cuda", precision="auto")
+    cpu = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32").encode_frames(x)
+    fp32 = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cuda", precision="fp32").encode_frames(x)
+    bf16 = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cuda", precision="auto")
     assert bf16.dtype == torch.bfloat16
     assert np.abs(fp32 - cpu).max() < 1e-3            # TF32 matmuls may be on: not bit-equal
     cosine = (bf16.encode_frames(x) * cpu).sum(1)      # both unit-normalised
@@ -78,8 +78,8 @@ def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
 
     cpu = config("cpu", "encoder.device=cpu", "tokenizer.device=cpu")
     gpu = config("gpu", "encoder.device=cuda", "tokenizer.device=cuda", "extract.actor_num_gpus=1")
-    run_extract(cpu, inputs=inputs, runner="local")
-    report = run_extract(gpu, inputs=inputs, runner="ray")
+    extract_with(cpu, inputs=inputs, runner="local")
+    report = extract_with(gpu, inputs=inputs, runner="ray")
     assert report.videos_ok == 3
     a, b = Store.open(cpu.paths.store), Store.open(gpu.paths.store)
     for vid in a.videos()["video_id"].to_pylist():

@@ -5,13 +5,13 @@ import torch
 from PIL import Image
 
 from extract.encoder import ImageTextEncoder
-from store.identity import sha256_file
-from toyworld.encoder import SHIPPED_WEIGHTS
+from foundation.files import sha256_file
+from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 
 
 @pytest.fixture(scope="module")
 def enc():
-    return ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, device="cpu", precision="fp32", batch_size=7)
+    return ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32", batch_size=7)
 
 
 def frames(n, h, w, seed=0):
@@ -48,7 +48,7 @@ def test_text_embeddings_and_zero_shot(enc):
 def test_identity_names_model_and_weights(enc):
     assert enc.identity.name == "toyclip"
     assert enc.identity.weights_sha256 == sha256_file(SHIPPED_WEIGHTS)
-    tagged = ImageTextEncoder("toyclip", None, device="cpu")
+    tagged = ImageTextEncoder("toyclip", None, model_configs=[CONFIG_DIR], device="cpu")
     assert tagged.identity.pretrained == "random-init" and len(tagged.identity.weights_sha256) == 64
 
 
@@ -56,4 +56,4 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="not an open_clip model name"):
         ImageTextEncoder("no-such-model", None, device="cpu")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        ImageTextEncoder("toyclip", "weights/missing.pt", device="cpu")
+        ImageTextEncoder("toyclip", "weights/missing.pt", model_configs=[CONFIG_DIR], device="cpu")

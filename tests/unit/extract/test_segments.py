@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from extract.decode import VideoError
-from extract.segments import TruncatedVideo, clip_times, iter_segments, segment_spans, tok_times
-from lvmae.config import SegmentConfig
+from extract.segments import clip_times, iter_segments, segment_spans, tok_times
+from foundation.schema import SegmentConfig
 from toyworld.generate import CorpusSpec, generate, render_frames, video_plan
 
 

@@ -5,12 +5,15 @@ import pytest
 import torch
 
 from extract.tokenizer import FrozenTokenizer
-from extract.tokenizer.evaluate import evaluate, heldout_clips, roc_auc
-from extract.tokenizer.fit import TokenizerFitSettings, fit_tokenizer, load_frames, load_tokenizer, sample_clips
+from extract.tokenizer.evaluate import evaluate, roc_auc
+from extract.tokenizer.fit import fit_tokenizer, load_frames, load_tokenizer, sample_clips
 from extract.tokenizer.model import TokenizerArch
-from toyworld.generate import CorpusSpec, generate
+from foundation.schema import CorpusSpec, SegmentConfig, TokenizerFitConfig
+from toyworld.generate import generate
+from toyworld.heldout import heldout_clips
 
 TINY = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
+SEGMENT = SegmentConfig()  # 9 frames of 64 px at 8 fps
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +26,8 @@ def videos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fitted(videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("tok") / "tok.pt"
-    settings = TokenizerFitSettings(steps=40, batch_size=4, warmup=5, lr=2e-3, checkpoint_every=20, log_every=5)
-    model, info = fit_tokenizer(videos, out, settings, arch=TINY, progress=False, meta={"command": "test"})
+    settings = TokenizerFitConfig(steps=40, batch_size=4, warmup=5, lr=2e-3, checkpoint_every=20, log_every=5)
+    model, info = fit_tokenizer(videos, out, settings, SEGMENT, arch=TINY, progress=False, meta={"command": "test"})
     return out, model, info
 
 
@@ -56,10 +59,10 @@ def test_checkpoint_reloads_with_its_architecture(fitted):
 
 def test_resume_continues_from_the_checkpoint(videos, fitted, tmp_path):
     out = tmp_path / "tok.pt"
-    settings = TokenizerFitSettings(steps=20, batch_size=4, warmup=5, checkpoint_every=10, log_every=5)
-    fit_tokenizer(videos, out, settings, arch=TINY, progress=False)
-    longer = TokenizerFitSettings(steps=30, batch_size=4, warmup=5, checkpoint_every=10, log_every=5)
-    _, info = fit_tokenizer(videos, out, longer, arch=TINY, resume=True, progress=False)
+    settings = TokenizerFitConfig(steps=20, batch_size=4, warmup=5, checkpoint_every=10, log_every=5)
+    fit_tokenizer(videos, out, settings, SEGMENT, arch=TINY, progress=False)
+    longer = TokenizerFitConfig(steps=30, batch_size=4, warmup=5, checkpoint_every=10, log_every=5)
+    _, info = fit_tokenizer(videos, out, longer, SEGMENT, arch=TINY, resume=True, progress=False)
     steps = [json.loads(line)["step"] for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20, 25, 30] and info["steps_done"] == 30
 
@@ -97,8 +100,8 @@ SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[3] / "toyworld"
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped tokenizer not fitted yet")
 def test_shipped_tokenizer_meets_its_targets_and_matches_its_provenance():
-    from extract.tokenizer.provenance import read_provenance
-    from store.identity import sha256_file
+    from foundation.files import sha256_file
+    from foundation.provenance import read_provenance
 
     prov = read_provenance(SHIPPED)
     assert prov["sha256"] == sha256_file(SHIPPED)

@@ -1,10 +1,9 @@
 import numpy as np
-import pytest
 
 from extract.inputs import InputVideo
 from extract.runner import manifest_extras, plan_shards
 from extract.work import ShardAssembler, VideoJob, segment_batches
-from lvmae.config import SegmentConfig
+from foundation.schema import SegmentConfig
 
 
 def encoded(job, segs, *, end=None):

@@ -19,7 +19,7 @@ def _walk(parser: argparse.ArgumentParser, path: list[str]):
 
 def all_command_paths():
     for name in cli.COMMANDS:
-        yield from _walk(cli.command_module(name).build_parser(), [name])
+        yield from _walk(cli.command(name).build_parser(), [name])
 
 
 def test_top_level_help_lists_every_command(capsys):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pretrain.masking import (adaptive_mask, consecutive_similarity, decoder_adaptive, decoder_all, decoder_mask,
-                              decoder_random, encoder_mask, hide_top, random_mask, semantic_mask)
+                              decoder_random, encoder_mask, select_top, random_mask, semantic_mask)
 
 
 def gen(seed=0):
@@ -184,7 +184,7 @@ def test_decoder_selects_nothing_when_nothing_hidden():
 def test_hide_top_ties_keep_time_order():
     score = torch.zeros(1, 6)
     allowed = torch.tensor([[False, True, True, True, True, True]])
-    assert hide_top(score, torch.tensor([2]), allowed).tolist() == [[False, True, True, False, False, False]]
+    assert select_top(score, torch.tensor([2]), allowed).tolist() == [[False, True, True, False, False, False]]
 
 
 def test_dispatch_by_config_names():

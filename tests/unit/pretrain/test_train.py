@@ -1,20 +1,19 @@
 import json
-import math
 
 import pytest
 import torch
 
-from lvmae.config import load_config
+from foundation.schema import load_config
 from pretrain.synthetic import write_procedure_store
-from pretrain.train import (CHECKPOINT, METRICS, MODEL, PretrainError, RunEnv, load_state, lr_factor, read_metrics,
-                            save_atomic, train)
+from pretrain.checkpoint import CHECKPOINT, METRICS, MODEL, PretrainError, load_state, read_metrics, save_state
+from pretrain.train import RunEnv, train
 
 
 def config(*overrides):
     base = ["pretrain.preset=tiny", "pretrain.steps=30", "pretrain.batch_size=2", "pretrain.max_segments=64",
             "pretrain.min_segments=8", "pretrain.warmup=5", "pretrain.lr=0.002", "pretrain.val_interval=10",
             "pretrain.val_batches=2", "pretrain.checkpoint_interval=10"]
-    return load_config(None, base + list(overrides), use_default_file=False)
+    return load_config(None, base + list(overrides), use_default_file=False).pretrain
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +96,10 @@ def test_code_head_needs_a_tokenizer(tmp_path):
         train(config("pretrain.code_head=true"), store_uri=uri, out_dir=tmp_path / "out")
 
 
-def test_lr_schedule_warms_up_then_decays_to_zero():
-    f = [lr_factor(s, warmup=10, steps=110) for s in range(110)]
-    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[10:], f[11:]))
-    assert f[60] == pytest.approx(0.5) and f[-1] < 0.001
-    assert lr_factor(0, warmup=0, steps=5) == 1.0 and math.isfinite(lr_factor(7, warmup=0, steps=5))
-
-
-def test_save_atomic_replaces_whole_files(tmp_path):
+def test_save_state_replaces_whole_files(tmp_path):
     path = tmp_path / "x.pt"
-    save_atomic({"a": torch.ones(3)}, path)
-    save_atomic({"a": torch.zeros(3)}, path)
+    save_state({"a": torch.ones(3)}, path)
+    save_state({"a": torch.zeros(3)}, path)
     assert torch.equal(load_state(path)["a"], torch.zeros(3))
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")

@@ -268,10 +268,12 @@ def test_eight_processes_write_eight_shards_at_once(tmp_path):
 def _write_and_die_before_the_manifest_rename(root):
     store = Store.create(root, identity())
 
-    def die(*args, **kwargs):  # the process is killed where the rename would commit the shard
+    def die(*args, **kwargs):  # the process is killed just before the rename that would commit the shard
         os.kill(os.getpid(), signal.SIGKILL)
 
-    fsspec.implementations.local.LocalFileSystem.mv = die
+    # In this forked child only. zarr never fsyncs, so the first fsync is the manifest temp file's, right
+    # before its rename (foundation.files.atomic_write).
+    os.fsync = die
     write_shard(store, "000001", {"v1": (50, 1)})
 
 
@@ -473,8 +475,10 @@ def test_verify_names_a_shard_whose_manifest_disagrees_with_its_arrays(tmp_path)
     pq.write_table(table.set_column(table.column_names.index("n_segments"), "n_segments", [[41]]), path)
     report = Store.open(tmp_path / "s").verify()
     assert not report.ok
-    assert report.problems == [f"shard 000001: {name} has 40 rows; the manifest's ok videos have 41 segments"
-                               for name in ("emb", "codes", "scores", "importance", "span")]
+    names = ("emb", "codes", "scores", "importance", "span")
+    assert [str(p) for p in report.problems] == [
+        f"shard 000001: {name} has 40 rows; the manifest's ok videos have 41 segments" for name in names]
+    assert [(p.shard, p.array) for p in report.problems] == [("000001", name) for name in names]
 
 
 def test_verify_lists_foreign_files_as_orphans_without_failing(tmp_path):
@@ -494,5 +498,7 @@ def test_verify_fails_where_the_direct_reader_and_zarr_disagree(tmp_path, monkey
     monkeypatch.setattr(direct.RowReader, "read", lambda self, a, b: read(self, a, b) * 0
                         if self.label.endswith("scores") else read(self, a, b))
     report = Store.open(tmp_path / "s").verify()
-    assert report.problems == ["shard 000001: scores rows [0, 40) read differently through zarr and through the "
-                               "store's direct reader (store.direct)"]
+    assert [str(p) for p in report.problems] == [
+        "shard 000001: scores rows [0, 40) read differently through zarr and through the store's direct reader "
+        "(store.direct)"]
+    assert report.problems[0].array == "scores"

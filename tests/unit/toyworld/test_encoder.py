@@ -1,12 +1,13 @@
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from toyworld.encoder import (LOOKS, SHIPPED_WEIGHTS, bank_frames, FitSettings, create_model, fit_encoder, heldout_frames,
-                              read_provenance, sample_frames, sha256_file, to_tensor, video_like,
-                              world_fingerprint, zero_shot)
+from foundation.files import sha256_file
+from foundation.provenance import read_provenance
+from foundation.schema import EncoderFitConfig
+from toyworld.encoder import (LOOKS, SHIPPED_WEIGHTS, bank_frames, create_model, fit_encoder, heldout_frames,
+                              sample_frames, to_tensor, video_like, world_fingerprint, zero_shot)
 from toyworld.world import COLOURS, caption_bank
 
 
@@ -47,7 +48,7 @@ def test_bank_frames_cover_every_caption():
 
 
 def test_brief_refit_learns(tmp_path, held):
-    settings = FitSettings(steps=60, batch_size=120, warmup=10, eval_frames=200, eval_seed=4242)
+    settings = EncoderFitConfig(steps=60, batch_size=120, warmup=10, eval_frames=200, eval_seed=4242)
     result = fit_encoder(tmp_path / "toyclip.pt", settings, command="test", progress=False)
     losses = result.losses
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lvmae import cli
-from toyworld.generate import CorpusSpec, generate, is_complete, load_corpus, render_frames, video_plan
+from foundation.schema import CorpusSpec
+from toyworld.generate import generate, is_complete, load_corpus, render_frames, video_id, video_plan
 from toyworld.world import caption_bank
 
 # 64 px: a size at which x264 output repeats exactly (see toyworld.generate).
@@ -35,7 +36,7 @@ def test_files_and_tables(corpus):
     assert is_complete(root, SPEC)
     assert (root / "captions.txt").read_text().splitlines() == caption_bank()
     videos = pq.read_table(root / "videos.parquet").to_pylist()
-    assert [v["id"] for v in videos] == [SPEC.video_id(i) for i in range(3)]
+    assert [v["id"] for v in videos] == [video_id(SPEC, i) for i in range(3)]
     for v in videos:
         assert (root / v["uri"]).is_file() and v["label"].startswith("p")
     truth = pq.read_table(root / "truth.parquet")

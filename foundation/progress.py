@@ -2,17 +2,23 @@
 
 Bars go to stderr (tqdm's default) so that stdout stays clean for `--json` output; summaries go
 to stdout. Library code uses these so every stage reports the same way.
+
+Batch jobs often run where stderr is a log file (nohup, a scheduler, a pipe): there a redrawn bar
+would be nothing but carriage returns, and tqdm prints nothing at all. So when stderr is not a
+terminal the bar becomes a line every `LOG_INTERVAL_S` seconds, with count, rate and ETA, whether
+or not the count moved (a long video can take minutes), plus one at the start and one at the end.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, TextIO
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 log = logging.getLogger("lvmae")
 
@@ -24,15 +30,67 @@ def configure_logging(verbose: int = 0) -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr, force=True)
 
 
+LOG_INTERVAL_S = 30.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
+
+class _Lines:
+    """A file for tqdm that turns each redraw ("\\r" + status) into one line of a log."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class LogBar(tqdm):
+    """tqdm for a log: its status as a line at the start, every `interval` seconds and at the end."""
+
+    def __init__(self, *args: Any, interval: float = LOG_INTERVAL_S, file: TextIO | None = None, **kwargs: Any):
+        # Updates never redraw (mininterval): only the timer and close() print.
+        super().__init__(*args, file=_Lines(file or sys.stderr), mininterval=float("inf"),
+                         bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]",
+                         **kwargs)
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._tick, args=(interval,), daemon=True, name="lvmae-progress")
+        self._timer.start()
+
+    def _tick(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with self.get_lock():
+                if not self.disable:
+                    self.refresh(nolock=True)
+
+    def close(self) -> None:
+        if hasattr(self, "_stop"):
+            self._stop.set()
+        super().close()
+
+
 def bar(iterable: Iterable | None = None, *, total: float | None = None, desc: str = "",
-        unit: str = "it", unit_scale: bool = False, disable: bool | None = None, **kwargs: Any) -> tqdm:
+        unit: str = "it", unit_scale: bool = False, disable: bool | None = None,
+        interval: float = LOG_INTERVAL_S, **kwargs: Any) -> tqdm:
     """A tqdm bar showing count, rate (`unit`/s), elapsed and remaining time.
 
-    `disable=None` hides the bar when stderr is not a terminal-like stream tqdm can draw on.
-    Extra rates (e.g. video-hours/s) go through `bar.set_postfix`.
+    `disable=None` draws the bar when stderr is a terminal and prints a status line every `interval`
+    seconds when it is not (a log file, a pipe); `disable=True` shows nothing. Extra rates (e.g.
+    video-hours/s) go through `bar.set_postfix`.
     """
-    return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale,
-                dynamic_ncols=True, mininterval=0.5, smoothing=0.1, disable=disable, **kwargs)
+    common = dict(total=total, desc=desc, unit=unit, unit_scale=unit_scale, smoothing=0.1, **kwargs)
+    if disable is None and not _is_terminal(kwargs.get("file") or sys.stderr):
+        return LogBar(iterable, interval=interval, **common)
+    return tqdm(iterable, dynamic_ncols=True, mininterval=0.5, disable=bool(disable), **common)
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def human_seconds(seconds: float) -> str:

@@ -1,8 +1,8 @@
-"""The frozen LV-MAE encoder over whole sequences, and a store of its per-segment outputs.
+"""LV-MAE features: the frozen encoder over whole sequences, and a store of its per-segment outputs.
 
 Shape letters: `T` segments of a video, `D` input embedding width, `W` encoder width.
 
-`encode` runs the encoder with nothing hidden over a sequence of any length. A sequence longer than
+`sequence_features` runs the encoder with nothing hidden over a sequence of any length. A sequence longer than
 `chunk` segments is cut into equal consecutive chunks of at most `chunk` (so no chunk is a short
 leftover), each encoded on its own with positions from 0, as every training window was: a chunk is
 then exactly the kind of input the encoder learned on. The default chunk is the longest window of
@@ -17,8 +17,6 @@ LV-MAE weights file and its sha256. Retrieval and probes then read LV-MAE featur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,35 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from lvmae.progress import bar
-from pretrain.model import LVMAE, ModelConfig
-from pretrain.train import load_state
+from foundation.progress import bar
+from foundation.runtime import autocast
+from pretrain.checkpoint import Pretrained
+from pretrain.model import LVMAE
 from store import Store, StoreIdentity
-from store.identity import sha256_file
 from store.manifest import COLUMNS
-
-
-@dataclass
-class Pretrained:
-    model: LVMAE
-    name: str              # the weights file's name
-    sha256: str            # of the weights file
-    pretrain: dict[str, Any]  # the pretrain config it was trained with
-
-    @property
-    def max_segments(self) -> int:
-        return int(self.pretrain["max_segments"])
-
-
-def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pretrained:
-    """A frozen model from `model.pt` or a training `checkpoint.pt` (both hold the weights and the
-    config that built them)."""
-    path = Path(path)
-    state = load_state(path)
-    model = LVMAE(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
-    model.to(device).eval().requires_grad_(False)
-    return Pretrained(model=model, name=path.name, sha256=sha256_file(path), pretrain=state["pretrain"])
 
 
 def chunk_bounds(T: int, chunk: int) -> list[tuple[int, int]]:
@@ -65,7 +40,7 @@ def chunk_bounds(T: int, chunk: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def encode(model: LVMAE, emb: np.ndarray | torch.Tensor, *, chunk: int) -> np.ndarray:
+def sequence_features(model: LVMAE, emb: np.ndarray | torch.Tensor, *, chunk: int) -> np.ndarray:
     """Encoder outputs for every segment. emb (T, D) -> (T, W) float32."""
     device = next(model.parameters()).device
     x = torch.as_tensor(np.asarray(emb, dtype=np.float32))
@@ -73,12 +48,12 @@ def encode(model: LVMAE, emb: np.ndarray | torch.Tensor, *, chunk: int) -> np.nd
     for a, b in chunk_bounds(x.shape[0], chunk):
         part = x[a:b].to(device)[None]  # (1, C, D)
         valid = torch.ones(part.shape[:2], dtype=torch.bool, device=device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device):
             out.append(model.features(part, valid)[0].float().cpu())  # (C, W)
     return torch.cat(out).numpy()
 
 
-def output_identity(source: Store, pretrained: Pretrained) -> StoreIdentity:
+def features_identity(source: Store, pretrained: Pretrained) -> StoreIdentity:
     """The identity of a store of LV-MAE features computed from `source`."""
     return StoreIdentity(encoder={"name": f"lvmae:{pretrained.name}", "weights_sha256": pretrained.sha256,
                                   "width": pretrained.model.cfg.width, "input_encoder": source.identity.encoder},
@@ -90,15 +65,14 @@ def embed_sequences(source: Store, pretrained: Pretrained, out_uri: str, *, chun
     """Write LV-MAE features of every video of `source` to the store at `out_uri`, shard by shard.
     Shards already committed there are skipped (a re-run resumes). Returns counts for a summary."""
     chunk = chunk or pretrained.max_segments
-    out = Store.create(out_uri, output_identity(source, pretrained))
+    out = Store.create(out_uri, features_identity(source, pretrained))
     table = source.videos()
     extra_names = [name for name in table.column_names if name not in COLUMNS.names]
     done = out.committed_shards()
     shard_ids = sorted(set(table["shard_id"].to_pylist()))
     todo = [s for s in shard_ids if s not in done]
     todo_rows = table.filter(pc.is_in(table["shard_id"], value_set=pa.array(todo, table["shard_id"].type)))
-    ok = pc.equal(todo_rows["status"], "ok")
-    total = int(pc.sum(pc.if_else(ok, todo_rows["n_segments"], 0)).as_py() or 0)
+    total = int(pc.sum(todo_rows["n_segments"]).as_py() or 0)  # a failed video has 0
     counts = {"shards_written": 0, "shards_skipped": len(shard_ids) - len(todo), "videos": 0, "failed": 0,
               "segments": 0}
     progress_bar = bar(total=total, desc="embed-sequences", unit="seg", unit_scale=True,
@@ -115,7 +89,7 @@ def embed_sequences(source: Store, pretrained: Pretrained, out_uri: str, *, chun
                         counts["failed"] += 1
                         continue
                     seq = source.sequence(row["video_id"], arrays=("emb", "importance", "span"))
-                    features = encode(pretrained.model, seq.emb, chunk=chunk)  # (T, W)
+                    features = sequence_features(pretrained.model, seq.get("emb"), chunk=chunk)  # (T, W)
                     writer.add_video(video_id=row["video_id"], uri=row["uri"], duration=row["duration"],
                                      fps=row["fps"], emb=features, importance=seq.importance, span=seq.span,
                                      extra=extra)

@@ -3,13 +3,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lvmae.config import load_config
-from pretrain.encode import chunk_bounds, embed_sequences, encode, load_pretrained
+from foundation.schema import load_config
+from pretrain.checkpoint import MODEL, load_pretrained
+from pretrain.features import chunk_bounds, embed_sequences, sequence_features
 from pretrain.evaluate import main as evaluate_main
 from pretrain.evaluate import nearest_visible, reconstruction_mse
 from pretrain.masking import decoder_adaptive, random_mask
 from pretrain.synthetic import write_procedure_store
-from pretrain.train import MODEL, train
+from pretrain.train import train
 from store import Store
 
 
@@ -22,7 +23,7 @@ def run(tmp_path_factory):
     with store.shard_writer("000009") as w:
         w.add_failed(video_id="broken", uri="x://broken", error="no video stream", extra={"procedure": 1})
     cfg = load_config(None, ["pretrain.preset=tiny", "pretrain.steps=20", "pretrain.max_segments=64",
-                             "pretrain.min_segments=8", "pretrain.val_fraction=0.34"], use_default_file=False)
+                             "pretrain.min_segments=8", "pretrain.val_fraction=0.34"], use_default_file=False).pretrain
     train(cfg, store_uri=uri, out_dir=tmp / "out")
     return uri, tmp / "out" / MODEL
 
@@ -41,11 +42,11 @@ def test_encode_is_the_encoder_over_each_chunk(run):
     _, model_path = run
     pre = load_pretrained(model_path)
     emb = torch.randn(100, 32)
-    full = encode(pre.model, emb, chunk=1000)
+    full = sequence_features(pre.model, emb, chunk=1000)
     assert full.shape == (100, pre.model.cfg.width) and full.dtype == np.float32
     ones = torch.ones(1, 100, dtype=torch.bool)
     assert np.allclose(full, pre.model.features(emb[None], ones)[0].numpy(), atol=1e-5)
-    chunked = encode(pre.model, emb, chunk=40)  # chunks [0, 33), [33, 67), [67, 100)
+    chunked = sequence_features(pre.model, emb, chunk=40)  # chunks [0, 33), [33, 67), [67, 100)
     part = pre.model.features(emb[None, 33:67], ones[:, :34])[0].numpy()
     assert np.allclose(chunked[33:67], part, atol=1e-5)
     assert pre.max_segments == 64 and len(pre.sha256) == 64
@@ -68,7 +69,7 @@ def test_embed_sequences_writes_a_store_with_the_same_videos(run, tmp_path):
     seq_in, seq_out = src.sequence("video0003"), out.sequence("video0003")
     assert seq_out.emb.shape == (seq_in.emb.shape[0], pre.model.cfg.width)
     assert np.array_equal(seq_in.span, seq_out.span) and np.array_equal(seq_in.importance, seq_out.importance)
-    expected = encode(pre.model, seq_in.emb, chunk=pre.max_segments).astype(np.float16)
+    expected = sequence_features(pre.model, seq_in.emb, chunk=pre.max_segments).astype(np.float16)
     assert np.allclose(seq_out.emb, expected, atol=1e-3)
     assert out.verify().ok
     again = embed_sequences(Store.open(uri), pre, out_uri, progress=False)
@@ -108,10 +109,10 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
         for b, t in hidden.nonzero().tolist():
             total += float((unit[b, src[b, t]] - unit[b, t]).pow(2).mean())
             n += 1
-    assert n == result.hidden_segments
+    assert n == result.reconstructed_segments
     assert result.copy_nearest_mse == pytest.approx(total / n, rel=1e-6)
     val = reconstruction_mse(pre, store, decoder="all")  # the two videos training held out
-    assert val.videos == 2 and val.hidden_segments < result.hidden_segments
+    assert val.videos == 2 and val.reconstructed_segments < result.reconstructed_segments
     # By default the checkpoint's own decoder mask (adaptive, kappa 0.15) picks what is reconstructed.
     own = reconstruction_mse(pre, store, split="all", ratio=0.5)
     assert own.decoder == pre.pretrain["decoder_mask"] == "adaptive"
@@ -121,7 +122,7 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
         generator = step_seeds(0, EVAL_STREAM, 0, k)[1]
         hidden = random_mask(batch.valid, 0.5, generator=generator)
         expected += int(decoder_adaptive(hidden, batch.importance, 0.15).sum())
-    assert own.hidden_segments == expected < result.hidden_segments
+    assert own.reconstructed_segments == expected < result.reconstructed_segments
     with pytest.raises(ValueError, match="nosuch"):
         reconstruction_mse(pre, store, decoder="nosuch")
 

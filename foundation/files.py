@@ -1,0 +1,87 @@
+"""Atomic, durable writes of local files, and file hashes.
+
+Every writer of a file that another process, a resume or a later stage reads goes through
+`atomic_write`: the data go to a temp file in the same folder, which is flushed and fsynced, renamed
+over the target, and then the folder is fsynced. A reader, or a run resumed after a kill, sees the
+old file or the new one, never part of one; after a power loss the rename does not outlive its data
+(a rename alone is atomic against a killed process, not durable until the file and folder are synced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Callable
+
+TEMP_MARK = ".tmp-"
+"""Temp files are `.<name>.tmp-<pid>`: hidden, and recognisable as a write cut short (`stale_temp_files`)."""
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename or a new file in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename is still atomic there
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *,
+                 temp: str | os.PathLike | None = None) -> Path:
+    """Call `write(f)` on a temp file beside `path`, then fsync, rename it over `path`, fsync the folder.
+
+    The folder must exist. If `write` raises, the temp file is removed and `path` is untouched. `temp`
+    names the temp file (in the same folder) for writers whose readers know their own temp names.
+    """
+    path = Path(path)
+    tmp = Path(temp) if temp is not None else _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, temp: str | os.PathLike | None = None) -> Path:
+    return atomic_write(path, lambda f: f.write(data), temp=temp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any, **dumps: Any) -> Path:
+    """`value` as JSON (indent 2 and a final newline unless `dumps` says otherwise)."""
+    dumps.setdefault("indent", 2)
+    return atomic_write_text(path, json.dumps(value, **dumps) + "\n")
+
+
+def stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Temp files of `atomic_write`s in `folder` that a killed process never renamed."""
+    return sorted(p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks (what a store's `weights_sha256` holds)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

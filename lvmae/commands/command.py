@@ -1,0 +1,114 @@
+"""What every `lvmae` subcommand shares, written once: a command is its arguments and its run function.
+
+    COMMAND = Command("lvmae extract", "Decode videos ...", arguments=_arguments, run=_run)
+
+or, for a command with actions (`lvmae store info|verify`), `actions={"info": Action(...), ...}`.
+`Command.main(argv)` parses, adds `--config FILE`, `--set KEY=VALUE` (repeatable) and `-v`, sets up
+logging, loads the config (a bad key exits with status 2 and names it), calls `run(args, cfg)`, and
+turns any `LvmaeError` (a bad store, input, setting or resource) into one line on stderr and a
+non-zero exit. A run function reports a failure by raising `CommandFailed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from foundation.errors import LvmaeError
+from foundation.loader import ConfigError
+from foundation.progress import configure_logging
+from foundation.schema import Config, load_config
+
+Run = Callable[[argparse.Namespace, Config], "int | None"]
+Arguments = Callable[[argparse.ArgumentParser], None]
+
+
+class CommandFailed(LvmaeError):
+    """The command ran but did not do what was asked (e.g. no video was extracted)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="pipeline config (default: ./pipeline.yaml if present, else built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set pretrain.mask_ratio=0.75 (repeatable)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-v info, also Ray's own messages; -vv debug)")
+
+
+@dataclass
+class Action:
+    """One action of a command with several (`lvmae store verify`)."""
+
+    help: str
+    description: str
+    run: Run
+    arguments: Arguments | None = None
+    config: bool | Callable[[argparse.Namespace], bool] = True
+    """Whether the action reads the config (a predicate of its arguments, or a fixed answer); an
+    action without config options gets none."""
+    options: bool = True
+    """Whether it takes --config, --set and -v."""
+
+
+@dataclass
+class Command:
+    prog: str
+    description: str
+    run: Run | None = None
+    arguments: Arguments | None = None
+    actions: dict[str, Action] = field(default_factory=dict)
+    error_status: int = 1
+    """Exit status for an LvmaeError (extract uses 2: its errors are all about what it was given)."""
+    errors: tuple[type[Exception], ...] = ()
+    """Exceptions besides LvmaeError that are the user's to fix (a library's FileNotFoundError, say)."""
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        if self.arguments:
+            self.arguments(parser)
+        if not self.actions:
+            add_config_options(parser)
+            return parser
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for name, action in self.actions.items():
+            child = sub.add_parser(name, help=action.help, description=action.description)
+            if action.arguments:
+                action.arguments(child)
+            if action.options:
+                add_config_options(child)
+        return parser
+
+    def main(self, argv: list[str] | None = None) -> int:
+        parser = self.build_parser()
+        args = parser.parse_args(argv)
+        args.argv = argv  # as given (None: sys.argv), for commands that record how they were run
+        action = self.actions.get(getattr(args, "action", None) or "")
+        run = action.run if action else self.run
+        assert run is not None, f"{self.prog} has neither a run function nor actions"
+        wants = action.config if action else True
+        reads_config = wants(args) if callable(wants) else wants
+        configure_logging(getattr(args, "verbose", 0))
+        cfg = None
+        if reads_config:
+            try:
+                cfg = load_config(args.config, args.overrides)
+            except ConfigError as exc:
+                parser.exit(2, f"{parser.prog}: config error: {exc}\n")
+        try:
+            return int(run(args, cfg) or 0)  # type: ignore[arg-type]
+        except CommandFailed as exc:
+            return fail(parser, str(exc), exc.status)
+        except (LvmaeError, *self.errors) as exc:
+            return fail(parser, str(exc), self.error_status)
+
+
+def fail(parser: argparse.ArgumentParser, message: str, status: int = 1) -> int:
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return status

@@ -1,0 +1,84 @@
+import logging
+
+import pytest
+import torch
+
+from foundation import runtime
+from foundation.runtime import ResourceError, check_resources, compute_dtype, init_ray, ray_address, resolve_device
+from foundation.schema import RayConfig
+
+
+def test_ray_address_env_wins_over_the_config(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_address(None) is None and ray_address("auto") == "auto"
+    monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    assert ray_address("auto") == "10.1.2.3:6379" and ray_address(None) == "10.1.2.3:6379"
+
+
+class FakeRay:
+    """Stands in for the `ray` module's init/shutdown bookkeeping only; no cluster is started."""
+
+    def __init__(self, running: bool = False):
+        self.running = running
+        self.calls: list[dict] = []
+
+    def install(self, monkeypatch):
+        import ray
+
+        monkeypatch.setattr(ray, "is_initialized", lambda: self.running)
+        monkeypatch.setattr(ray, "init", self.init)
+        return self
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+        self.running = True
+
+
+def test_init_ray_joins_the_env_address_and_says_it_started_ray(monkeypatch):
+    fake = FakeRay().install(monkeypatch)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    assert init_ray(RayConfig(address="auto", num_cpus=3)) is True
+    assert fake.calls[0]["address"] == "ray://head:10001" and "num_cpus" not in fake.calls[0]
+
+
+def test_init_ray_starts_a_local_ray_and_leaves_a_running_one_alone(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    fake = FakeRay().install(monkeypatch)
+    assert init_ray(RayConfig(num_cpus=3)) is True
+    assert fake.calls[-1]["num_cpus"] == 3 and "address" not in fake.calls[-1]
+    assert init_ray(RayConfig(num_cpus=3)) is False and len(fake.calls) == 1  # already running: not ours
+
+
+def test_ray_messages_reach_the_terminal_only_when_verbose(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    fake = FakeRay().install(monkeypatch)
+    init_ray(RayConfig())
+    assert fake.calls[-1]["log_to_driver"] is False and fake.calls[-1]["logging_level"] == logging.WARNING
+    fake.running = False
+    level = runtime.log.level
+    runtime.log.setLevel(logging.INFO)  # what -v sets up
+    try:
+        init_ray(RayConfig())
+    finally:
+        runtime.log.setLevel(level)
+    assert fake.calls[-1]["log_to_driver"] is True
+
+
+def test_check_resources_names_every_setting_of_the_resource_that_does_not_fit():
+    request = {"CPU": {"a.x=2 x a.y=1": 2.0, "a.z=1": 1.0}, "GPU": {"a.g=1": 1.0}}
+    check_resources(request, {"CPU": 3.0, "GPU": 1.0})
+    with pytest.raises(ResourceError, match=r"a\.x=2 x a\.y=1 \(2\) plus a\.z=1 \(1\) ask Ray for 3 CPUs, but the "
+                                            r"cluster has 2; it would hang; lower a\.x"):
+        check_resources(request, {"CPU": 2.0, "GPU": 1.0}, consequence="it would hang", remedy="lower a.x")
+    with pytest.raises(ResourceError, match=r"a\.g=1 asks Ray for 1 GPUs, but the cluster has 0"):
+        check_resources(request, {"CPU": 8.0})
+
+
+def test_devices_and_dtypes():
+    assert resolve_device("cpu").type == "cpu"
+    assert compute_dtype("auto", torch.device("cpu")) == torch.float32
+    assert compute_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert compute_dtype("fp16", torch.device("cpu")) == torch.float16
+    if not torch.cuda.is_available():
+        with pytest.raises(ResourceError, match="pretrain.device is 'cuda:1'"):
+            resolve_device("cuda:1", "pretrain.device")
