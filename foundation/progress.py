@@ -61,6 +61,9 @@ class LogBar(tqdm):
         self._timer = threading.Thread(target=self._tick, args=(interval,), daemon=True, name="lvmae-progress")
         self._timer.start()
 
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)  # shown at the next line, not now
+
     def _tick(self, interval: float) -> None:
         while not self._stop.wait(interval):
             with self.get_lock():

@@ -6,7 +6,10 @@ Torch and Ray are imported inside the functions, so importing this module stays 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from foundation.errors import LvmaeError
@@ -72,22 +75,89 @@ def init_ray(cfg: "RayConfig") -> bool:
     CPUs (None: all of this machine's). Returns whether this call started Ray, so that the caller shuts
     down only a Ray it started. A Ray already running in this process is used as it is.
 
-    Ray's own start-up and worker messages go to its log folder (`/tmp/ray/session_latest/logs`)
-    unless lvmae logs at info level (`-v`): they would break up the progress bar.
+    Ray's own messages on this side (start-up, token authentication, Ray Data's execution plan, its
+    workers' output) would break up the progress bar: unless lvmae logs at info level (`-v`) they go
+    to Ray's log folder (`<session>/logs`: `lvmae-driver.log` and Ray Data's `ray-data/`), and the
+    terminal shows Ray's errors only.
     """
     import ray
 
     if ray.is_initialized():
         return False
     verbose = log.isEnabledFor(logging.INFO)
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
-                              "logging_level": logging.INFO if verbose else logging.WARNING}
+    held = None if verbose else _hold_ray_console()
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": logging.INFO}
     target = ray_address(cfg.address)
-    if target:
-        ray.init(address=target, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, **kwargs)
+    try:
+        if target:
+            ray.init(address=target, **kwargs)
+        else:
+            ray.init(num_cpus=cfg.num_cpus, **kwargs)
+    finally:
+        if held is not None:
+            _release_to_session_log(held)
     return True
+
+
+class _ErrorsOnly(logging.Filter):
+    """On a console handler of Ray's: let errors through, hold back the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+RAY_LOGGERS = ("ray", "ray.data")
+"""Ray's loggers with console handlers of their own (the others propagate to "ray")."""
+
+
+def _quiet_consoles() -> None:
+    for name in RAY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            is_console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            if is_console and not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
+                handler.addFilter(_ErrorsOnly())
+
+
+def _hold_ray_console() -> logging.handlers.MemoryHandler:
+    """Before ray.init: Ray's consoles show errors only; the "ray" logger's records wait in memory
+    until the session's log folder exists."""
+    import ray  # noqa: F401  (its import sets up the "ray" logger and its console handler)
+
+    _quiet_consoles()
+    held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1, flushOnClose=False)
+    logging.getLogger("ray").addHandler(held)
+    return held
+
+
+def _session_log_dir() -> Path:
+    try:
+        import ray._private.worker as worker  # the session folder has no public accessor
+
+        return Path(worker._global_node.get_session_dir_path()) / "logs"
+    except Exception:  # noqa: BLE001 - a joined cluster without a local node, or another Ray version
+        return Path(tempfile.gettempdir()) / "ray" / "session_latest" / "logs"
+
+
+def _release_to_session_log(held: logging.handlers.MemoryHandler) -> None:
+    """After ray.init: what was held, and every later record of the "ray" logger, goes to
+    `<session>/logs/lvmae-driver.log`; consoles set up since (Ray Data's) show errors only too."""
+    ray_logger = logging.getLogger("ray")
+    ray_logger.removeHandler(held)
+    _quiet_consoles()
+    try:
+        folder = _session_log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(folder / "lvmae-driver.log", encoding="utf-8")
+    except OSError:
+        held.close()
+        return
+    to_file.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s"))
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == to_file.baseFilename
+               for h in ray_logger.handlers):
+        ray_logger.addHandler(to_file)
+    held.setTarget(to_file)
+    held.flush()
+    held.close()
 
 
 def check_resources(requests: Mapping[str, Mapping[str, float]], cluster: Mapping[str, float], *,
