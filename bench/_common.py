@@ -11,8 +11,9 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def parse_args(description: str, argv: list[str] | None = None,

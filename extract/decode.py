@@ -11,9 +11,9 @@ metadata (a display matrix) is applied, so frames come out upright.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import av
 import numpy as np
@@ -90,7 +90,7 @@ def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
     return rgb[top:top + side, left:left + side]
 
 
-def iter_av_frames(path: str | Path) -> Iterator[tuple[float, "av.VideoFrame", int, float]]:
+def iter_av_frames(path: str | Path) -> Iterator[tuple[float, av.VideoFrame, int, float]]:
     """Yield (time s, decoded frame, rotation, frame duration s) in presentation order, unconverted:
     callers convert only the frames they keep (`to_rgb`), which is most of decoding's cost saved."""
     container = _open(path)
@@ -117,7 +117,7 @@ def iter_av_frames(path: str | Path) -> Iterator[tuple[float, "av.VideoFrame", i
         container.close()
 
 
-def to_rgb(frame: "av.VideoFrame", rotation: int, short_side: int | None = None, *, crop: bool = True) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, rotation: int, short_side: int | None = None, *, crop: bool = True) -> np.ndarray:
     """An upright RGB array of `frame`; with `short_side`, resized in FFmpeg so the upright short side
     has that length, then (with `crop`) cut to the centre square."""
     width, height = _target_size(frame.width, frame.height, rotation, short_side)

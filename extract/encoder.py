@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ class EncoderIdentity:
         return {"name": self.name, "pretrained": self.pretrained, "weights_sha256": self.weights_sha256}
 
     @staticmethod
-    def of(model: str, pretrained: str | Path | None) -> "EncoderIdentity":
+    def of(model: str, pretrained: str | Path | None) -> EncoderIdentity:
         """Identity of `model` with a checkpoint file (hashed) or a pretrained tag (the tag hashed)."""
         if pretrained and Path(pretrained).is_file():
             return EncoderIdentity(model, Path(pretrained).name, sha256_file(pretrained))
@@ -108,7 +108,7 @@ class ImageTextEncoder:
         self._std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     @classmethod
-    def from_config(cls, cfg: EncoderConfig) -> "ImageTextEncoder":
+    def from_config(cls, cfg: EncoderConfig) -> ImageTextEncoder:
         return cls(cfg.model, cfg.pretrained, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
                    model_configs=cfg.model_configs)
 

@@ -21,12 +21,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from extract.encoder import encoder_image_size
 from extract.inputs import InputError, InputVideo, list_inputs
 from extract.work import FrozenModels, ShardAssembler, VideoJob, segment_batches
 from foundation.progress import Summary, bar, human_seconds
 from foundation.runtime import check_resources, init_ray
 from foundation.schema import EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
-from extract.encoder import encoder_image_size
 from store import Store, StoreIdentity
 from store.manifest import COLUMNS
 
@@ -183,7 +183,7 @@ def _run_local(ex: ExtractConfig, models: Models, jobs, store, report: ExtractRe
     assembler = ShardAssembler(jobs)
     progress = _Progress(sum(len(v) for v in jobs.values()), report)
     try:
-        for sid, vids in jobs.items():
+        for vids in jobs.values():
             for job, _ in vids:
                 for batch in segment_batches(job, models.segment, size, ex.chunk_segments):
                     progress.finished(assembler.add(frozen(batch)))

@@ -27,9 +27,9 @@ second pass. When the stream ends well before it (a truncated file) the job is t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

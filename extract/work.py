@@ -15,8 +15,8 @@ frames, zeros of the same shape, so every batch has one schema).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 TEMP_MARK = ".tmp-"
 """Temp files are `.<name>.tmp-<pid>`: hidden, and recognisable as a write cut short (`stale_temp_files`)."""

@@ -22,12 +22,14 @@ import math
 import textwrap
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from foundation.errors import LvmaeError
+
 
 class ConfigError(LvmaeError, ValueError):
     """A config key or value is wrong; the message names the key."""

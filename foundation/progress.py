@@ -15,8 +15,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -125,7 +126,7 @@ class Summary:
     started: float = field(default_factory=time.perf_counter)
     timed: bool = True            # end with the wall time since `started` (off for reports of state)
 
-    def add(self, label: str, value: Any) -> "Summary":
+    def add(self, label: str, value: Any) -> Summary:
         if isinstance(value, float):
             value = f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
         elif isinstance(value, int) and not isinstance(value, bool):
@@ -133,7 +134,7 @@ class Summary:
         self.rows.append((label, str(value)))
         return self
 
-    def note(self, line: str) -> "Summary":
+    def note(self, line: str) -> Summary:
         self.notes.append(line)
         return self
 

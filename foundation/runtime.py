@@ -9,8 +9,9 @@ import logging
 import logging.handlers
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from foundation.errors import LvmaeError
 
@@ -30,7 +31,7 @@ class ResourceError(LvmaeError, RuntimeError):
 # --- torch ---------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str, setting: str = "device") -> "torch.device":
+def resolve_device(name: str, setting: str = "device") -> torch.device:
     """`auto` is cuda when torch sees a GPU, else cpu; `cuda`/`cuda:N` without one is a ResourceError
     naming `setting` (e.g. "pretrain.device")."""
     import torch
@@ -43,7 +44,7 @@ def resolve_device(name: str, setting: str = "device") -> "torch.device":
     return device
 
 
-def compute_dtype(precision: str, device: "torch.device") -> "torch.dtype":
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     """`auto`: bf16 on GPU, fp32 on CPU (bf16 matmuls are slower than fp32 on most CPUs);
     else `fp32`, `bf16` or `fp16`."""
     import torch
@@ -53,7 +54,7 @@ def compute_dtype(precision: str, device: "torch.device") -> "torch.dtype":
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def autocast(device: "torch.device", dtype: "torch.dtype | None" = None) -> Any:
+def autocast(device: torch.device, dtype: torch.dtype | None = None) -> Any:
     """`torch.autocast` to `dtype` (default: `compute_dtype("auto", device)`); off for fp32."""
     import torch
 
@@ -70,7 +71,7 @@ def ray_address(configured: str | None) -> str | None:
     return os.environ.get("RAY_ADDRESS") or configured or None
 
 
-def init_ray(cfg: "RayConfig") -> bool:
+def init_ray(cfg: RayConfig) -> bool:
     """Join the cluster `ray_address(cfg.address)` names, else start a local Ray with `cfg.num_cpus`
     CPUs (None: all of this machine's). Returns whether this call started Ray, so that the caller shuts
     down only a Ray it started. A Ray already running in this process is used as it is.

@@ -9,9 +9,10 @@ and the loader's errors name the key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from foundation.loader import PathOrTag, Uri, check, load, to_plain
 
@@ -304,7 +305,7 @@ class CorpusSpec:
               "an even number of pixels, at least 16 (yuv420p needs even sides)")
         check(self.fps > 0, "fps", self.fps, "a positive frame rate")
 
-    def corpus(self) -> "CorpusSpec":
+    def corpus(self) -> CorpusSpec:
         """The corpus part alone (a `ToyworldConfig` also says where it goes and how to fit on it)."""
         return CorpusSpec(self.videos, tuple(self.minutes), self.seed, self.size, self.fps)  # type: ignore[arg-type]
 

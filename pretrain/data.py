@@ -16,8 +16,8 @@ import hashlib
 import math
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ class Batch:
     def segments(self) -> int:
         return int(self.valid.sum())
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         def move(x: Tensor) -> Tensor:
             return x.to(device, non_blocking=True)
 

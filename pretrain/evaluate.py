@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.data import EVAL_STREAM, ok_videos, read_batch, split_videos, step_seeds, tile_windows
 from pretrain.checkpoint import Pretrained, load_pretrained
+from pretrain.data import EVAL_STREAM, ok_videos, read_batch, split_videos, step_seeds, tile_windows
 from pretrain.masking import DECODER_MASKS, decoder_mask, random_mask
 from store import Store
 

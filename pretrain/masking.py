@@ -23,7 +23,7 @@ masks reconstruct it. The strategies differ only in the score.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

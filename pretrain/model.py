@@ -68,7 +68,7 @@ class ModelConfig:
         return {**asdict(self), "code_levels": list(self.code_levels)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         # Checkpoints from before `rotary` existed were trained without it.
         return cls(**{"rotary": False, **d, "code_levels": tuple(d.get("code_levels", ()))})
 

@@ -19,10 +19,11 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +34,18 @@ from foundation.optim import decay_groups, warmup_cosine
 from foundation.progress import bar
 from foundation.runtime import autocast, resolve_device
 from foundation.schema import PretrainConfig
-from pretrain.checkpoint import (CHECKPOINT, METRICS, MODEL, PretrainError, TrainResult, load_state, plain_settings,
-                                 read_result, save_state, truncate_metrics)
+from pretrain.checkpoint import (
+    CHECKPOINT,
+    METRICS,
+    MODEL,
+    PretrainError,
+    TrainResult,
+    load_state,
+    plain_settings,
+    read_result,
+    save_state,
+    truncate_metrics,
+)
 from pretrain.data import VAL_STREAM, Batch, WindowSource, ok_videos, split_videos
 from pretrain.masking import decoder_mask, encoder_mask
 from pretrain.model import LVMAE, ModelConfig, Output, count_params

@@ -26,8 +26,9 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import google_crc32c
 import numcodecs.blosc
@@ -122,7 +123,7 @@ class _ChunkName:
 class _Shard:
     """One zarr shard file: its chunk index and a way to fetch byte ranges of it."""
 
-    def __init__(self, reader: "RowReader", number: int):
+    def __init__(self, reader: RowReader, number: int):
         self.reader = reader
         enc = reader.encoding
         key = enc.separator.join(["c", str(number)] + ["0"] * (len(enc.shape) - 1))
@@ -187,7 +188,7 @@ class RowReader:
         self._shards: dict[int, _Shard] = {}
 
     @classmethod
-    def open(cls, location: Location, path: str, label: str) -> "RowReader | None":
+    def open(cls, location: Location, path: str, label: str) -> RowReader | None:
         """A reader of the array at `path` (relative to the store root), or None when its encoding is not
         one this reader handles or its metadata cannot be read (zarr then reads it, or says why not).
         `label` starts the reader's error messages ("shard 000003: emb")."""

@@ -7,8 +7,9 @@ models. The identity lives in the root group's attributes; writers compare their
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from store.layout import ROOT_ATTR, SCHEMA_VERSION, StoreError
 
@@ -64,7 +65,7 @@ class StoreIdentity:
                 "tokenizer": self.tokenizer, "segment": self.segment}
 
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> "StoreIdentity":
+    def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> StoreIdentity:
         """Read the root attributes of the store at `where`; a foreign or older store is a StoreError."""
         if ROOT_ATTR not in attrs:
             raise StoreError(f"{where} is a zarr group but not an lvmae store: no '{ROOT_ATTR}' root attribute")
@@ -81,7 +82,7 @@ class StoreIdentity:
     def describe(self) -> str:
         return json.dumps(self.to_attrs(), sort_keys=True)
 
-    def differences(self, other: "StoreIdentity") -> list[str]:
+    def differences(self, other: StoreIdentity) -> list[str]:
         """Dotted keys whose values differ, e.g. ['encoder.weights_sha256', 'segment.seconds']."""
 
         def walk(a: Any, b: Any, prefix: str) -> list[str]:

@@ -142,7 +142,7 @@ class Location:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, uri: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> "Location":
+    def parse(cls, uri: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Location:
         uri = str(uri)
         options = dict(storage_options or {})
         try:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Collection, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -24,8 +25,17 @@ from zarr.errors import ArrayNotFoundError, BaseZarrError, ContainsGroupError
 from store import manifest
 from store.direct import ReaderCache, RowReader
 from store.identity import StoreIdentity, mismatch_error
-from store.layout import (ARRAYS, MANIFEST_DIR, ROOT_ATTR, SHARDS_DIR, Location, StoreError, array_names,
-                          check_shard_id, shard_path)
+from store.layout import (
+    ARRAYS,
+    MANIFEST_DIR,
+    ROOT_ATTR,
+    SHARDS_DIR,
+    Location,
+    StoreError,
+    array_names,
+    check_shard_id,
+    shard_path,
+)
 from store.summary import StoreSummary, summarize
 from store.verify import VerifyReport, verify
 from store.writer import ShardWriter
@@ -118,7 +128,7 @@ class Store:
 
     @classmethod
     def create(cls, uri: str | os.PathLike, identity: StoreIdentity, *,
-               storage_options: dict[str, Any] | None = None) -> "Store":
+               storage_options: dict[str, Any] | None = None) -> Store:
         """Open the store at `uri` for writing, creating it when absent. A store made with another
         identity is refused; the error shows both."""
         if not isinstance(identity, StoreIdentity):
@@ -138,7 +148,7 @@ class Store:
         return cls(location, stored, writable=True)
 
     @classmethod
-    def open(cls, uri: str | os.PathLike, *, storage_options: dict[str, Any] | None = None) -> "Store":
+    def open(cls, uri: str | os.PathLike, *, storage_options: dict[str, Any] | None = None) -> Store:
         """Open an existing store for reading."""
         location = Location.parse(uri, storage_options)
         group = cls._root_group(location, location.zarr_store(read_only=True))

@@ -9,7 +9,8 @@ zarr shard is a read-modify-write of its file.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -91,7 +92,7 @@ class ShardWriter:
     def n_videos(self) -> int:
         return len(self._rows)
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -100,7 +100,7 @@ class Layout:
     phase: float        # in [0, 1): offsets periodic motions so steps do not all start alike
 
     @staticmethod
-    def random(rng: np.random.Generator) -> "Layout":
+    def random(rng: np.random.Generator) -> Layout:
         radius = rng.uniform(*RADIUS_RANGE)
         lo, hi = margin(radius, GROW_RANGE[1]), 1 - margin(radius, GROW_RANGE[1])
         return Layout(x=rng.uniform(lo, hi), y=rng.uniform(lo, hi), radius=radius,

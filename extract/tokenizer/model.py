@@ -45,7 +45,7 @@ class TokenizerArch:
         return asdict(self)
 
     @staticmethod
-    def from_dict(d: dict) -> "TokenizerArch":
+    def from_dict(d: dict) -> TokenizerArch:
         return TokenizerArch(channels=tuple(d["channels"]), levels=tuple(d["levels"]),
                              scorer_channels=d["scorer_channels"], groups=d["groups"])
 

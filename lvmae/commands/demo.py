@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from foundation.files import atomic_write_json, atomic_write_text
 from foundation.progress import Summary, human_seconds
@@ -21,8 +21,8 @@ from lvmae.commands.command import Command
 @dataclass
 class Stage:
     name: str
-    key: Callable[["Demo"], dict]          # what the stage's result depends on
-    run: Callable[["Demo"], dict]          # does the work; returns rows for the summary
+    key: Callable[[Demo], dict]          # what the stage's result depends on
+    run: Callable[[Demo], dict]          # does the work; returns rows for the summary
 
 
 @dataclass

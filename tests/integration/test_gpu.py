@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from extract.encoder import ImageTextEncoder
-from tests.integration.conftest import extract_with
 from extract.tokenizer import FrozenTokenizer
-from lvmae import cli
 from foundation.schema import load_config
-from pretrain.synthetic import write_procedure_store
+from lvmae import cli
 from pretrain.checkpoint import read_metrics
+from pretrain.synthetic import write_procedure_store
 from store import Store
+from tests.integration.conftest import extract_with
 from tests.integration.test_pretrain import TINY
 from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 

@@ -10,10 +10,9 @@ import time
 import pytest
 
 from lvmae import cli
-from pretrain.checkpoint import load_pretrained
+from pretrain.checkpoint import load_pretrained, read_metrics
 from pretrain.evaluate import reconstruction_mse
 from pretrain.synthetic import write_procedure_store
-from pretrain.checkpoint import read_metrics
 from store import Store
 
 TINY = ["--set", "pretrain.preset=tiny", "--set", "pretrain.max_segments=64", "--set", "pretrain.min_segments=16",

@@ -1,8 +1,17 @@
 import pytest
 import torch
 
-from extract.tokenizer.model import (CausalConv3d, TokenizerArch, VideoTokenizer, depth_to_space, depth_to_time,
-                                     importance, latent_frames, space_to_depth, token_footprint_mean)
+from extract.tokenizer.model import (
+    CausalConv3d,
+    TokenizerArch,
+    VideoTokenizer,
+    depth_to_space,
+    depth_to_time,
+    importance,
+    latent_frames,
+    space_to_depth,
+    token_footprint_mean,
+)
 
 TINY = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
 

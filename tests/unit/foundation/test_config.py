@@ -41,7 +41,7 @@ def _defaults_resolved_at(base: Path) -> dict:
 def test_every_key_is_documented_and_in_pipeline_yaml():
     text = PIPELINE.read_text()
     raw = yaml.safe_load(text)
-    for key, kind, default, doc in iter_keys(Config):
+    for key, _kind, _default, doc in iter_keys(Config):
         assert doc, f"{key} has no docstring"
         *sections, name = key.split(".")
         node = raw
@@ -184,5 +184,5 @@ def test_dumps_round_trip_through_yaml(tmp_path):
 
 def test_every_schema_type_is_supported():
     # Guards the schema: each field type must be one the coercion understands.
-    for key, kind, default, doc in iter_keys(Config):
+    for key, kind, _default, _doc in iter_keys(Config):
         assert not kind.startswith("<"), f"{key}: unsupported type {kind}"

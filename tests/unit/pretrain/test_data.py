@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.data import (Video, Window, WindowSource, ok_videos, read_batch, sample_windows, split_videos,
-                           tile_windows)
+from pretrain.data import Video, Window, WindowSource, ok_videos, read_batch, sample_windows, split_videos, tile_windows
 from pretrain.synthetic import write_procedure_store
 from store import Store
 

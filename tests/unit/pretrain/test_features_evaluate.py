@@ -5,9 +5,9 @@ import torch.nn.functional as F
 
 from foundation.schema import load_config
 from pretrain.checkpoint import MODEL, load_pretrained
-from pretrain.features import chunk_bounds, embed_sequences, sequence_features
 from pretrain.evaluate import main as evaluate_main
 from pretrain.evaluate import nearest_visible, reconstruction_mse
+from pretrain.features import chunk_bounds, embed_sequences, sequence_features
 from pretrain.masking import decoder_adaptive, random_mask
 from pretrain.synthetic import write_procedure_store
 from pretrain.train import train
@@ -97,7 +97,7 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     assert result.videos == 6 and result.split == "all" and result.decoder == "all"
     assert 0 < result.model_mse < 10 and 0 < result.copy_nearest_mse < 1
     # The copy baseline, recomputed by hand for the whole store.
-    from pretrain.data import EVAL_STREAM, ok_videos, step_seeds, tile_windows, read_batch
+    from pretrain.data import EVAL_STREAM, ok_videos, read_batch, step_seeds, tile_windows
 
     windows = tile_windows(ok_videos(store), pre.max_segments)
     total, n = 0.0, 0

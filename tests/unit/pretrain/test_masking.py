@@ -1,8 +1,18 @@
 import pytest
 import torch
 
-from pretrain.masking import (adaptive_mask, consecutive_similarity, decoder_adaptive, decoder_all, decoder_mask,
-                              decoder_random, encoder_mask, select_top, random_mask, semantic_mask)
+from pretrain.masking import (
+    adaptive_mask,
+    consecutive_similarity,
+    decoder_adaptive,
+    decoder_all,
+    decoder_mask,
+    decoder_random,
+    encoder_mask,
+    random_mask,
+    select_top,
+    semantic_mask,
+)
 
 
 def gen(seed=0):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from foundation.schema import load_config
-from pretrain.synthetic import write_procedure_store
 from pretrain.checkpoint import CHECKPOINT, METRICS, MODEL, PretrainError, load_state, read_metrics, save_state
+from pretrain.synthetic import write_procedure_store
 from pretrain.train import RunEnv, train
 
 

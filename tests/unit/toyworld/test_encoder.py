@@ -6,8 +6,19 @@ import torch
 from foundation.files import sha256_file
 from foundation.provenance import read_provenance
 from foundation.schema import EncoderFitConfig
-from toyworld.encoder import (LOOKS, SHIPPED_WEIGHTS, bank_frames, create_model, fit_encoder, heldout_frames,
-                              sample_frames, to_tensor, video_like, world_fingerprint, zero_shot)
+from toyworld.encoder import (
+    LOOKS,
+    SHIPPED_WEIGHTS,
+    bank_frames,
+    create_model,
+    fit_encoder,
+    heldout_frames,
+    sample_frames,
+    to_tensor,
+    video_like,
+    world_fingerprint,
+    zero_shot,
+)
 from toyworld.world import COLOURS, caption_bank
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lvmae import cli
 from foundation.schema import CorpusSpec
+from lvmae import cli
 from toyworld.generate import generate, is_complete, load_corpus, render_frames, video_id, video_plan
 from toyworld.world import caption_bank
 

@@ -1,7 +1,14 @@
 import numpy as np
 
-from toyworld.procedures import (INTERLUDE_SECONDS, ORDERS_PER_GROUP, STEP_SECONDS, _cyclic_key, plan_video,
-                                 procedure, procedures)
+from toyworld.procedures import (
+    INTERLUDE_SECONDS,
+    ORDERS_PER_GROUP,
+    STEP_SECONDS,
+    _cyclic_key,
+    plan_video,
+    procedure,
+    procedures,
+)
 
 
 def test_classes_come_in_groups_sharing_steps_in_different_orders():

@@ -1,8 +1,19 @@
 import numpy as np
 import pytest
 
-from toyworld.world import (BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Layout, Look, all_looks, blink_visible,
-                            caption_bank, motion_params, render)
+from toyworld.world import (
+    BACKGROUNDS,
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    Layout,
+    Look,
+    all_looks,
+    blink_visible,
+    caption_bank,
+    motion_params,
+    render,
+)
 
 SIZE = 64
 
