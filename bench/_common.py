@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 
-def parse_args(description: str, argv: list[str] | None = None,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str, argv: list[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     """`--quick` (the small run `make bench` does, well under a minute) and `--out FILE`; `extra` adds a
     benchmark's own options."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=description)
-    parser.add_argument("--quick", action="store_true",
-                        help="a small run that finishes well under a minute (what `make bench` runs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run that finishes well under a minute (what `make bench` runs)"
+    )
     parser.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
     if extra is not None:
         extra(parser)

@@ -45,15 +45,25 @@ def main(argv: list[str] | None = None) -> dict:
     encoder_fps = rate(lambda: encoder.encode_frames(frames), len(frames), seconds)
     print(f"encoder {cfg.encoder.model} on {encoder.device}: {encoder_fps:,.0f} frames/s", flush=True)
 
-    tokenizer = FrozenTokenizer(cfg.tokenizer.checkpoint, kappa=cfg.tokenizer.kappa, device=cfg.tokenizer.device,
-                                batch_size=cfg.tokenizer.batch_size)
+    tokenizer = FrozenTokenizer(
+        cfg.tokenizer.checkpoint,
+        kappa=cfg.tokenizer.kappa,
+        device=cfg.tokenizer.device,
+        batch_size=cfg.tokenizer.batch_size,
+    )
     seg = cfg.segment
     clips = rng.integers(0, 256, (cfg.tokenizer.batch_size, seg.tok_frames, seg.tok_size, seg.tok_size, 3), np.uint8)
     tokenizer_cps = rate(lambda: tokenizer.tokenize(clips), len(clips), seconds)
     print(f"tokenizer on {tokenizer.device}: {tokenizer_cps:,.1f} clips/s", flush=True)
 
-    held = heldout_clips(64 if args.quick else 256, seed=5000, frames=seg.tok_frames, size=seg.tok_size, fps=seg.tok_fps,
-                         videos=4 if args.quick else 12)
+    held = heldout_clips(
+        64 if args.quick else 256,
+        seed=5000,
+        frames=seg.tok_frames,
+        size=seg.tok_size,
+        fps=seg.tok_fps,
+        videos=4 if args.quick else 12,
+    )
     figures = evaluate(tokenizer.model, held, kappa=cfg.tokenizer.kappa)
     fit = (read_provenance(cfg.tokenizer.checkpoint) or {}).get("fit", {})
     result = {
@@ -63,7 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
         "tokenizer_psnr_db": round(figures["psnr_db"], 2),
         "scorer_motion_auc": round(figures["scorer_motion_auc"], 4),
         "segments_per_s_bound": round(1 / (seg.clip_frames / encoder_fps + 1 / tokenizer_cps), 1),
-        "device": str(encoder.device), "heldout_clips": figures["clips"], "quick": args.quick, **machine(),
+        "device": str(encoder.device),
+        "heldout_clips": figures["clips"],
+        "quick": args.quick,
+        **machine(),
     }
     emit(result, args.out)
     return result

@@ -54,8 +54,11 @@ def naive_child(sets: list[str], inputs: str, store: str) -> None:
 def naive_fresh_process(sets: list[str], inputs: Path, store: Path) -> float:
     """Seconds from starting `naive_child` in a new interpreter to its exit."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench.extract", "--naive-child", json.dumps([sets, str(inputs), str(store)])],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "bench.extract", "--naive-child", json.dumps([sets, str(inputs), str(store)])],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -65,8 +68,11 @@ def main(argv: list[str] | None = None) -> dict:
         naive_child(*json.loads(argv[1]))
         return {}
     args = parse_args(__doc__.split("\n\n")[0], argv)
-    spec = CorpusSpec(videos=4, minutes=(0.5, 0.5), seed=77) if args.quick else \
-        CorpusSpec(videos=8, minutes=(8.0, 8.0), seed=77)
+    spec = (
+        CorpusSpec(videos=4, minutes=(0.5, 0.5), seed=77)
+        if args.quick
+        else CorpusSpec(videos=8, minutes=(8.0, 8.0), seed=77)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = generate(spec, tmp / "corpus", progress=False)
@@ -74,10 +80,14 @@ def main(argv: list[str] | None = None) -> dict:
         gpu = device_name() != "cpu"
         # On a 2-CPU machine the encoder actor takes 1.5 CPUs (2 torch threads) and decoding 0.5:
         # toy-world decoding is light, the models are not. On a GPU node: one actor per GPU.
-        sets = ["extract.actor_num_gpus=1", "extract.actor_num_cpus=4", "extract.decode_num_cpus=1"] if gpu else \
-            ["extract.actor_num_cpus=1.5", "extract.decode_num_cpus=0.5"]
-        cfg = load_config(None, sets + ["extract.shard_videos=2", f"paths.store={tmp / 'store'}"],
-                          use_default_file=False)
+        sets = (
+            ["extract.actor_num_gpus=1", "extract.actor_num_cpus=4", "extract.decode_num_cpus=1"]
+            if gpu
+            else ["extract.actor_num_cpus=1.5", "extract.decode_num_cpus=0.5"]
+        )
+        cfg = load_config(
+            None, sets + ["extract.shard_videos=2", f"paths.store={tmp / 'store'}"], use_default_file=False
+        )
         seg = cfg.segment
         size = encoder_image_size(cfg.encoder)
         rows = corpus.videos.to_pylist()
@@ -119,13 +129,21 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             ray.shutdown()
         print(f"ray pipeline: {pipe_s:.1f} s (+ {ray_startup_s:.1f} s to start a local Ray)", flush=True)
-        assert naive_segments == naive.segments == pipe.segments == n_segments, \
-            (naive_segments, naive.segments, pipe.segments, n_segments)
+        assert naive_segments == naive.segments == pipe.segments == n_segments, (
+            naive_segments,
+            naive.segments,
+            pipe.segments,
+            n_segments,
+        )
 
-    rates = {"pipeline": n_segments / pipe_s, "decode": n_segments / decode_s,
-             "encode": n_segments / encode_s, "naive": n_segments / naive_s,
-             "naive_in_process": n_segments / naive_in_process_s,
-             "pipeline_with_startup": n_segments / (pipe_s + ray_startup_s)}
+    rates = {
+        "pipeline": n_segments / pipe_s,
+        "decode": n_segments / decode_s,
+        "encode": n_segments / encode_s,
+        "naive": n_segments / naive_s,
+        "naive_in_process": n_segments / naive_in_process_s,
+        "pipeline_with_startup": n_segments / (pipe_s + ray_startup_s),
+    }
     result = {
         "pipeline_segments_per_s": round(rates["pipeline"], 2),
         "decode_segments_per_s": round(rates["decode"], 2),
@@ -141,8 +159,12 @@ def main(argv: list[str] | None = None) -> dict:
         "pipeline_with_startup_segments_per_s": round(rates["pipeline_with_startup"], 2),
         "pipeline_video_s_per_s": round(rates["pipeline"] * seg.seconds, 1),
         "naive_video_s_per_s": round(rates["naive"] * seg.seconds, 1),
-        "segments": n_segments, "videos": len(rows), "video_seconds": corpus.video_seconds,
-        "settings": sets, "quick": args.quick, **machine(),
+        "segments": n_segments,
+        "videos": len(rows),
+        "video_seconds": corpus.video_seconds,
+        "settings": sets,
+        "quick": args.quick,
+        **machine(),
     }
     emit(result, args.out)
     return result

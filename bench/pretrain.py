@@ -54,7 +54,7 @@ LENGTHS = (256, 1024, 4096, 8192)
 RATIOS = (0.5, 0.75)
 MODES = ("all", "adaptive")
 BUDGET_GIB = 8.0
-GIB = 2 ** 30
+GIB = 2**30
 
 
 def _rss_bytes() -> int:
@@ -115,9 +115,15 @@ def measure(length: int, ratio: float, mode: str, reps: int, threads: int, decod
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0  # ru_maxrss is KiB on Linux
-    result = {"length": length, "ratio": ratio, "mode": mode, "step_s": round(step_s, 4) if reps else None,
-              "peak_mem_gib": round(peak / GIB, 4), "visible": int((valid & ~hidden).sum()),
-              "selected": int(selected.sum())}
+    result = {
+        "length": length,
+        "ratio": ratio,
+        "mode": mode,
+        "step_s": round(step_s, 4) if reps else None,
+        "peak_mem_gib": round(peak / GIB, 4),
+        "visible": int((valid & ~hidden).sum()),
+        "selected": int(selected.sum()),
+    }
     if not decoder:
         return result
 
@@ -159,8 +165,9 @@ def measure(length: int, ratio: float, mode: str, reps: int, threads: int, decod
 
 def run_child(length: int, ratio: float, mode: str, reps: int, threads: int, decoder: bool = True) -> dict[str, Any]:
     """`measure` in a fresh process; an out-of-memory child comes back as {"failed": reason}."""
-    spec = json.dumps({"length": length, "ratio": ratio, "mode": mode, "reps": reps, "threads": threads,
-                       "decoder": decoder})
+    spec = json.dumps(
+        {"length": length, "ratio": ratio, "mode": mode, "reps": reps, "threads": threads, "decoder": decoder}
+    )
     proc = subprocess.run([sys.executable, "-m", "bench.pretrain", "--measure", spec], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
@@ -189,8 +196,10 @@ def max_window_cpu(peaks: dict[int, float]) -> tuple[int, str]:
     a, b = lengths[-2], lengths[-1]
     per_segment = (peaks[b] - peaks[a]) / (b - a)
     window = b + (BUDGET_GIB - peaks[b]) / per_segment
-    return int(window // 256 * 256), (f"extrapolated: linear through measured peaks at {a} and {b} segments "
-                                      f"({per_segment * 1024 * 1024:.0f} MiB per 1k segments)")
+    return int(window // 256 * 256), (
+        f"extrapolated: linear through measured peaks at {a} and {b} segments "
+        f"({per_segment * 1024 * 1024:.0f} MiB per 1k segments)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--threads" in argv:
         i = argv.index("--threads")
         threads = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
+        argv = argv[:i] + argv[i + 2 :]
     args = parse_args(__doc__.splitlines()[0], argv)
     import torch
 
@@ -210,17 +219,23 @@ def main(argv: list[str] | None = None) -> int:
     lengths = (256, 4096) if args.quick else LENGTHS
     reps = 1 if args.quick else 2
     began = time.perf_counter()
-    print(f"pretrain benchmark: preset {PRESET}, D={D}, batch 1, kappa {KAPPA}, lengths {lengths}, ratios {RATIOS}, "
-          f"{'cuda' if cuda else f'cpu, {threads} thread(s)'}", flush=True)
+    print(
+        f"pretrain benchmark: preset {PRESET}, D={D}, batch 1, kappa {KAPPA}, lengths {lengths}, ratios {RATIOS}, "
+        f"{'cuda' if cuda else f'cpu, {threads} thread(s)'}",
+        flush=True,
+    )
     by_length: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for length in lengths:
         for ratio in RATIOS:
             for mode in MODES:
                 r = run_child(length, ratio, mode, reps, threads)
                 by_length.setdefault(str(length), {}).setdefault(f"r{ratio:g}", {})[mode] = {
-                    k: v for k, v in r.items() if k not in ("length", "ratio", "mode")}
-                shown = r.get("failed") or (f"step {r['step_s']:.3f} s, peak {r['peak_mem_gib']:.2f} GiB, decoder "
-                                            f"{r['decoder_step_s']:.3f} s, saved {r['decoder_saved_gib']:.3f} GiB")
+                    k: v for k, v in r.items() if k not in ("length", "ratio", "mode")
+                }
+                shown = r.get("failed") or (
+                    f"step {r['step_s']:.3f} s, peak {r['peak_mem_gib']:.2f} GiB, decoder "
+                    f"{r['decoder_step_s']:.3f} s, saved {r['decoder_saved_gib']:.3f} GiB"
+                )
                 print(f"  T={length:5d} r={ratio:g} {mode:8s} {shown}", flush=True)
 
     def at(length: int, ratio: float, mode: str, key: str) -> float:
@@ -229,11 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {}
     for ratio, suffix in ((0.5, ""), (0.75, "_r75")):
         ratios[f"decoder_speedup_4096{suffix}"] = round(
-            at(4096, ratio, "all", "decoder_step_s") / at(4096, ratio, "adaptive", "decoder_step_s"), 2)
+            at(4096, ratio, "all", "decoder_step_s") / at(4096, ratio, "adaptive", "decoder_step_s"), 2
+        )
         ratios[f"decoder_memory_ratio_4096{suffix}"] = round(
-            at(4096, ratio, "all", "decoder_saved_gib") / at(4096, ratio, "adaptive", "decoder_saved_gib"), 2)
+            at(4096, ratio, "all", "decoder_saved_gib") / at(4096, ratio, "adaptive", "decoder_saved_gib"), 2
+        )
         ratios[f"step_speedup_4096{suffix}"] = round(
-            at(4096, ratio, "all", "step_s") / at(4096, ratio, "adaptive", "step_s"), 2)
+            at(4096, ratio, "all", "step_s") / at(4096, ratio, "adaptive", "step_s"), 2
+        )
 
     windows, methods, probes = {}, {}, {}
     for mode in MODES:
@@ -246,8 +264,11 @@ def main(argv: list[str] | None = None) -> int:
             if "failed" not in probe:
                 peaks[16384] = probe["peak_mem_gib"]
                 probes[mode] = {k: v for k, v in probe.items() if k not in ("length", "ratio", "mode")}
-                print(f"  T=16384 r=0.5 {mode:8s} step {probe['step_s']:.3f} s, peak {probe['peak_mem_gib']:.2f} GiB "
-                      "(memory probe, no decoder timing)", flush=True)
+                print(
+                    f"  T=16384 r=0.5 {mode:8s} step {probe['step_s']:.3f} s, peak {probe['peak_mem_gib']:.2f} GiB "
+                    "(memory probe, no decoder timing)",
+                    flush=True,
+                )
         windows[mode], methods[mode] = max_window_cpu(peaks)
 
     result = {
@@ -258,9 +279,16 @@ def main(argv: list[str] | None = None) -> int:
         "max_window_adaptive_8gib": windows["adaptive"],
         "max_window_method": methods,
         "memory_probe_16384_r0.5": probes,
-        "preset": PRESET, "D": D, "batch": 1, "kappa": KAPPA, "device": "cuda" if cuda else "cpu",
-        "threads": None if cuda else threads, "timed_steps": reps, "quick": args.quick,
-        "seconds": round(time.perf_counter() - began, 1), **machine(),
+        "preset": PRESET,
+        "D": D,
+        "batch": 1,
+        "kappa": KAPPA,
+        "device": "cuda" if cuda else "cpu",
+        "threads": None if cuda else threads,
+        "timed_steps": reps,
+        "quick": args.quick,
+        "seconds": round(time.perf_counter() - began, 1),
+        **machine(),
     }
     emit(result, args.out)
     return 0

@@ -43,9 +43,13 @@ def video_arrays(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     emb = rng.standard_normal((n, D), dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     t0 = np.arange(n, dtype=np.float32) * SEGMENT_SECONDS
-    return {"emb": emb.astype(np.float16), "codes": rng.integers(0, CODEBOOK, (n, *GRID), dtype=np.int16),
-            "scores": rng.random((n, *GRID), dtype=np.float32).astype(np.float16),
-            "importance": rng.random(n, dtype=np.float32), "span": np.stack([t0, t0 + SEGMENT_SECONDS], 1)}
+    return {
+        "emb": emb.astype(np.float16),
+        "codes": rng.integers(0, CODEBOOK, (n, *GRID), dtype=np.int16),
+        "scores": rng.random((n, *GRID), dtype=np.float32).astype(np.float16),
+        "importance": rng.random(n, dtype=np.float32),
+        "span": np.stack([t0, t0 + SEGMENT_SECONDS], 1),
+    }
 
 
 def still_tokens(data: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -58,26 +62,31 @@ def still_tokens(data: dict[str, np.ndarray], rng: np.random.Generator) -> dict[
     return {**data, "codes": codes, "scores": scores}
 
 
-def write_store(uri: str, n_shards: int, videos_per_shard: int, segments: int,
-                data: dict[str, np.ndarray]) -> tuple[Store, float]:
+def write_store(
+    uri: str, n_shards: int, videos_per_shard: int, segments: int, data: dict[str, np.ndarray]
+) -> tuple[Store, float]:
     """Write the store; every video holds the same `data` (generating it is not what is timed)."""
-    ident = StoreIdentity(encoder={"name": "bench", "weights_sha256": "0" * 64},
-                          tokenizer={"name": "bench-fsq", "weights_sha256": "1" * 64, "levels": [8, 8, 8, 6, 5]},
-                          segment={"seconds": SEGMENT_SECONDS})
+    ident = StoreIdentity(
+        encoder={"name": "bench", "weights_sha256": "0" * 64},
+        tokenizer={"name": "bench-fsq", "weights_sha256": "1" * 64, "levels": [8, 8, 8, 6, 5]},
+        segment={"seconds": SEGMENT_SECONDS},
+    )
     store = Store.create(uri, ident)
     seconds = 0.0
     for s in bar(range(n_shards), desc="write", unit="shard"):
         start = time.perf_counter()
         with store.shard_writer(f"{s:06d}") as writer:
             for v in range(videos_per_shard):
-                writer.add_video(video_id=f"s{s}v{v}", uri=f"bench://s{s}v{v}", duration=segments * SEGMENT_SECONDS,
-                                 fps=8.0, **data)
+                writer.add_video(
+                    video_id=f"s{s}v{v}", uri=f"bench://s{s}v{v}", duration=segments * SEGMENT_SECONDS, fps=8.0, **data
+                )
         seconds += time.perf_counter() - start
     return store, seconds
 
 
-def write_memmaps(folder: Path, n_shards: int, videos_per_shard: int,
-                  data: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+def write_memmaps(
+    folder: Path, n_shards: int, videos_per_shard: int, data: dict[str, np.ndarray]
+) -> dict[str, dict[str, np.ndarray]]:
     """The same arrays as `.npy` files, one per array per shard, opened read-only as memmaps."""
     folder.mkdir(parents=True, exist_ok=True)
     maps = {}
@@ -85,18 +94,24 @@ def write_memmaps(folder: Path, n_shards: int, videos_per_shard: int,
         maps[f"{s:06d}"] = {}
         for name, arr in data.items():
             path = folder / f"{s:06d}-{name}.npy"
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype,
-                                            shape=(len(arr) * videos_per_shard, *arr.shape[1:]))
+            out = np.lib.format.open_memmap(
+                path, mode="w+", dtype=arr.dtype, shape=(len(arr) * videos_per_shard, *arr.shape[1:])
+            )
             for v in range(videos_per_shard):
-                out[v * len(arr):(v + 1) * len(arr)] = arr
+                out[v * len(arr) : (v + 1) * len(arr)] = arr
             out.flush()
             del out
             maps[f"{s:06d}"][name] = np.load(path, mmap_mode="r")
     return maps
 
 
-def read_rates(store: Store, maps: dict[str, dict[str, np.ndarray]], windows: list[tuple[str, int]],
-               names: tuple[str, ...], desc: str) -> tuple[float, float]:
+def read_rates(
+    store: Store,
+    maps: dict[str, dict[str, np.ndarray]],
+    windows: list[tuple[str, int]],
+    names: tuple[str, ...],
+    desc: str,
+) -> tuple[float, float]:
     """Windows/s for the store and for the memmaps, reading the same windows alternately."""
     videos = store.videos().to_pydict()
     where = {vid: (sid, row) for vid, sid, row in zip(videos["video_id"], videos["shard_id"], videos["row_start"])}
@@ -107,7 +122,7 @@ def read_rates(store: Store, maps: dict[str, dict[str, np.ndarray]], windows: li
     def from_memmap(video_id: str, start: int) -> None:
         shard_id, row = where[video_id]
         for name in names:
-            np.array(maps[shard_id][name][row + start:row + start + WINDOW])
+            np.array(maps[shard_id][name][row + start : row + start + WINDOW])
 
     for video_id, start in windows[:5]:  # warm-up: open arrays, map pages
         from_store(video_id, start)
@@ -130,18 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     data = video_arrays(segments, rng)
     raw_bytes = sum(arr.nbytes for arr in data.values()) * n_shards * videos_per_shard
-    print(f"store benchmark: {n_shards} shards × {videos_per_shard} videos × {segments} segments = "
-          f"{n_segments} segments, {raw_bytes / 2**20:.0f} MiB raw; windows of {WINDOW}", flush=True)
+    print(
+        f"store benchmark: {n_shards} shards × {videos_per_shard} videos × {segments} segments = "
+        f"{n_segments} segments, {raw_bytes / 2**20:.0f} MiB raw; windows of {WINDOW}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="lvmae-bench-store-") as tmp:
         tmp = Path(tmp)
         store, write_seconds = write_store(str(tmp / "store"), n_shards, videos_per_shard, segments, data)
         store_bytes = sum(p.stat().st_size for p in (tmp / "store").rglob("*") if p.is_file())
-        print(f"wrote {n_segments / write_seconds:,.0f} segments/s; store {store_bytes / 2**20:.0f} MiB "
-              f"({store_bytes / raw_bytes:.2f} of raw)", flush=True)
+        print(
+            f"wrote {n_segments / write_seconds:,.0f} segments/s; store {store_bytes / 2**20:.0f} MiB "
+            f"({store_bytes / raw_bytes:.2f} of raw)",
+            flush=True,
+        )
         maps = write_memmaps(tmp / "random", n_shards, videos_per_shard, data)
         ids = [f"s{s}v{v}" for s in range(n_shards) for v in range(videos_per_shard)]
-        windows = [(ids[rng.integers(len(ids))], int(rng.integers(0, segments - WINDOW + 1)))
-                   for _ in range(n_windows)]
+        windows = [(ids[rng.integers(len(ids))], int(rng.integers(0, segments - WINDOW + 1))) for _ in range(n_windows)]
         every = array_names(True)
         store_rate, memmap_rate = read_rates(store, maps, windows, every, "read all arrays")
         store_ei, memmap_ei = read_rates(store, maps, windows, ("emb", "importance"), "read emb+importance")
@@ -172,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         "windows_read": n_windows,
         "D": D,
         "token_grid": list(GRID),
-        "chunk_rows": {name: array_encoding((segments * videos_per_shard, *arr.shape[1:]), arr.dtype)["chunks"][0]
-                       for name, arr in data.items()},
+        "chunk_rows": {
+            name: array_encoding((segments * videos_per_shard, *arr.shape[1:]), arr.dtype)["chunks"][0]
+            for name, arr in data.items()
+        },
         "compressors": "blosc lz4 (no shuffle), crc32c",
         "raw_bytes": raw_bytes,
         "store_bytes": store_bytes,

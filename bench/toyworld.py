@@ -22,8 +22,13 @@ from toyworld.generate import generate
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(__doc__.split("\n\n")[0], argv, extra=lambda p: p.add_argument(
-        "--refit", action="store_true", help="fit the encoder afresh and time it (about 15 min)"))
+    args = parse_args(
+        __doc__.split("\n\n")[0],
+        argv,
+        extra=lambda p: p.add_argument(
+            "--refit", action="store_true", help="fit the encoder afresh and time it (about 15 min)"
+        ),
+    )
 
     minutes = 5.0 if args.quick else 60.0
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,11 +26,11 @@ class VideoError(RuntimeError):
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
-    duration: float          # seconds, from the container (0.0 when it does not say)
-    fps: float               # average frame rate (0.0 when unknown)
-    width: int               # as stored, before rotation
+    duration: float  # seconds, from the container (0.0 when it does not say)
+    fps: float  # average frame rate (0.0 when unknown)
+    width: int  # as stored, before rotation
     height: int
-    rotation: int            # degrees counter-clockwise to display upright (0, 90, 180, 270)
+    rotation: int  # degrees counter-clockwise to display upright (0, 90, 180, 270)
 
 
 def _open(path: str | Path):
@@ -57,8 +57,14 @@ def probe(path: str | Path) -> VideoInfo:
         for frame in container.decode(stream):
             rotation = _rotation(frame)
             break
-        return VideoInfo(str(path), duration, float(rate) if rate else 0.0,
-                         stream.codec_context.width, stream.codec_context.height, rotation)
+        return VideoInfo(
+            str(path),
+            duration,
+            float(rate) if rate else 0.0,
+            stream.codec_context.width,
+            stream.codec_context.height,
+            rotation,
+        )
 
 
 def _rotation(frame) -> int:
@@ -87,7 +93,7 @@ def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
     """(H, W, 3) -> (side, side, 3), the centre square."""
     h, w = rgb.shape[:2]
     top, left = (h - side) // 2, (w - side) // 2
-    return rgb[top:top + side, left:left + side]
+    return rgb[top : top + side, left : left + side]
 
 
 def iter_av_frames(path: str | Path) -> Iterator[tuple[float, av.VideoFrame, int, float]]:
@@ -97,7 +103,7 @@ def iter_av_frames(path: str | Path) -> Iterator[tuple[float, av.VideoFrame, int
     last_pts = None
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"   # frame + slice threads: ~10 % faster here on h264
+        stream.thread_type = "AUTO"  # frame + slice threads: ~10 % faster here on h264
         start = stream.start_time or 0
         rate = stream.average_rate or stream.guessed_rate
         default_duration = 1.0 / float(rate) if rate else 0.0
@@ -111,7 +117,9 @@ def iter_av_frames(path: str | Path) -> Iterator[tuple[float, av.VideoFrame, int
             duration = float(frame.duration * stream.time_base) if frame.duration else default_duration
             yield float((frame.pts - start) * stream.time_base), frame, _rotation(frame), duration
     except av.FFmpegError as exc:
-        where = f"after {float((last_pts - start) * stream.time_base):.2f} s" if last_pts is not None else "at the start"
+        where = (
+            f"after {float((last_pts - start) * stream.time_base):.2f} s" if last_pts is not None else "at the start"
+        )
         raise VideoError(f"{path}: decoding failed {where} ({exc})") from exc
     finally:
         container.close()
@@ -127,8 +135,9 @@ def to_rgb(frame: av.VideoFrame, rotation: int, short_side: int | None = None, *
     return rgb
 
 
-def iter_frames(path: str | Path, *, short_side: int | None = None,
-                crop: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+def iter_frames(
+    path: str | Path, *, short_side: int | None = None, crop: bool = False
+) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (time in seconds, upright RGB frame) for every decoded frame, in presentation order.
 
     With `short_side`, FFmpeg resizes (cheaper than numpy) so the upright short side has that
@@ -157,14 +166,14 @@ class FrameSampler:
                 raise ValueError("requested times must be non-decreasing")
         self.out = [[None] * times.size for times, _ in self.channels]
         self.stamps = [np.full(times.shape, np.nan) for times, _ in self.channels]
-        self.end_time = 0.0          # last frame's time + its duration, once run() has finished
-        self.frames = 0              # frames decoded
+        self.end_time = 0.0  # last frame's time + its duration, once run() has finished
+        self.frames = 0  # frames decoded
 
     def run(self) -> Iterator[int]:
         flat = [times.reshape(-1) for times, _ in self.channels]
         pos = [0] * len(flat)
         rows_done = 0
-        previous, prev_cache = None, {}                            # last frame and its conversions by side
+        previous, prev_cache = None, {}  # last frame and its conversions by side
         last_duration = 0.0
         for t, frame, rotation, duration in iter_av_frames(self.path):
             self.frames += 1
@@ -200,14 +209,15 @@ class FrameSampler:
     def take(self, c: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows [a, b) of channel c: frames (b - a, k, H, W, 3) uint8 and their timestamps (b - a, k)."""
         k = self.channels[c][0].shape[1]
-        slots = self.out[c][a * k:b * k]
+        slots = self.out[c][a * k : b * k]
         frames = np.stack(slots).reshape(b - a, k, *slots[0].shape) if slots else np.zeros((0, k, 0, 0, 3), np.uint8)
-        self.out[c][a * k:b * k] = [None] * ((b - a) * k)
+        self.out[c][a * k : b * k] = [None] * ((b - a) * k)
         return frames, self.stamps[c][a:b]
 
 
-def frames_at(path: str | Path, times: Sequence[float], *, short_side: int | None = None,
-              crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def frames_at(
+    path: str | Path, times: Sequence[float], *, short_side: int | None = None, crop: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The frames on screen at each of `times` (seconds, non-decreasing), decoding the video once.
 
     Returns (frames (F, H, W, 3) uint8, their own timestamps (F,)). A time before the first frame

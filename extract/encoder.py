@@ -48,8 +48,10 @@ def check_model_name(model: str, folders: Iterable[str | os.PathLike]) -> None:
     register_model_configs(folders)
     if model not in open_clip.list_models():
         searched = ", ".join(f"{f}{'' if f.is_dir() else ' (missing)'}" for f in folders) or "none"
-        raise ConfigError(f"encoder.model: {model!r} is not an open_clip model name (e.g. ViT-B-32; see "
-                          f"open_clip.list_models()); extra model configs searched (encoder.model_configs): {searched}")
+        raise ConfigError(
+            f"encoder.model: {model!r} is not an open_clip model name (e.g. ViT-B-32; see "
+            f"open_clip.list_models()); extra model configs searched (encoder.model_configs): {searched}"
+        )
 
 
 def encoder_image_size(cfg: EncoderConfig) -> int:
@@ -64,9 +66,9 @@ def encoder_image_size(cfg: EncoderConfig) -> int:
 
 @dataclass(frozen=True)
 class EncoderIdentity:
-    name: str                 # open_clip model name
-    pretrained: str           # the tag, or the checkpoint's file name
-    weights_sha256: str       # sha256 of the checkpoint file, or of the tag for downloadable weights
+    name: str  # open_clip model name
+    pretrained: str  # the tag, or the checkpoint's file name
+    weights_sha256: str  # sha256 of the checkpoint file, or of the tag for downloadable weights
 
     def to_dict(self) -> dict:
         return {"name": self.name, "pretrained": self.pretrained, "weights_sha256": self.weights_sha256}
@@ -83,8 +85,16 @@ class EncoderIdentity:
 class ImageTextEncoder:
     """A frozen open_clip model: frames -> L2-normalised embeddings, texts -> L2-normalised embeddings."""
 
-    def __init__(self, model: str, pretrained: str | Path | None, *, device: str = "auto",
-                 precision: str = "auto", batch_size: int = 256, model_configs: Iterable[str | os.PathLike] = ()):
+    def __init__(
+        self,
+        model: str,
+        pretrained: str | Path | None,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 256,
+        model_configs: Iterable[str | os.PathLike] = (),
+    ):
         import open_clip
 
         check_model_name(model, model_configs)  # extra configs (the toy world's stand-in) join open_clip's list
@@ -101,16 +111,25 @@ class ImageTextEncoder:
         self.identity = EncoderIdentity.of(model, pretrained)
         size = self.model.visual.image_size
         self.image_size = int(size if isinstance(size, int) else size[0])
-        self.dim = int(self.model.text_projection.shape[1] if getattr(self.model, "text_projection", None) is not None
-                       else self.encode_text(["x"]).shape[1])
+        self.dim = int(
+            self.model.text_projection.shape[1]
+            if getattr(self.model, "text_projection", None) is not None
+            else self.encode_text(["x"]).shape[1]
+        )
         normalize = next(t for t in self.preprocess.transforms if type(t).__name__ == "Normalize")
         self._mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     @classmethod
     def from_config(cls, cfg: EncoderConfig) -> ImageTextEncoder:
-        return cls(cfg.model, cfg.pretrained, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
-                   model_configs=cfg.model_configs)
+        return cls(
+            cfg.model,
+            cfg.pretrained,
+            device=cfg.device,
+            precision=cfg.precision,
+            batch_size=cfg.batch_size,
+            model_configs=cfg.model_configs,
+        )
 
     # ---- images --------------------------------------------------------------------------------
 
@@ -128,7 +147,7 @@ class ImageTextEncoder:
         """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
         out = []
         for start in range(0, len(frames), self.batch_size):
-            x = self._pixels(frames[start:start + self.batch_size]).to(self.device)
+            x = self._pixels(frames[start : start + self.batch_size]).to(self.device)
             with autocast(self.device, self.dtype):
                 emb = self.model.encode_image(x)
             out.append(F.normalize(emb.float(), dim=-1).cpu())
@@ -151,7 +170,7 @@ class ImageTextEncoder:
         """Texts -> (N, D) float32, L2-normalised."""
         out = []
         for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start:start + self.batch_size])).to(self.device)
+            tokens = self.tokenizer(list(texts[start : start + self.batch_size])).to(self.device)
             with autocast(self.device, self.dtype):
                 emb = self.model.encode_text(tokens)
             out.append(F.normalize(emb.float(), dim=-1).cpu())

@@ -19,8 +19,9 @@ from typing import Any
 
 from foundation.errors import LvmaeError
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
-                              ".mts", ".flv", ".wmv", ".3gp", ".ogv"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv"}
+)
 LIST_EXTENSIONS = frozenset({".txt", ".lst"})
 TABLE_EXTENSIONS = frozenset({".parquet", ".csv"})
 
@@ -31,7 +32,7 @@ class InputError(LvmaeError, ValueError):
 
 @dataclass(frozen=True)
 class InputVideo:
-    uri: str                                   # absolute local path or a URI with a scheme
+    uri: str  # absolute local path or a URI with a scheme
     video_id: str
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -92,7 +93,9 @@ def _from_table(path: Path) -> list[InputVideo]:
             raise InputError(f"{path}: row {len(videos)} has an empty uri")
         extra = {k: v for k, v in row.items() if k not in ("uri", "id")}
         given = row.get("id")
-        videos.append(_video(normalise_uri(str(row["uri"]), base), str(given) if given not in (None, "") else None, extra))
+        videos.append(
+            _video(normalise_uri(str(row["uri"]), base), str(given) if given not in (None, "") else None, extra)
+        )
     return videos
 
 

@@ -50,7 +50,7 @@ class ExtractReport:
     video_seconds: float = 0.0
     shards_written: int = 0
     shards_skipped: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)   # (uri, error)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, error)
     seconds: float = 0.0
 
     def summary(self, store_uri: str, runner: str) -> Summary:
@@ -61,8 +61,11 @@ class ExtractReport:
         s.add("video time", human_seconds(self.video_seconds))
         s.add("shards", f"{self.shards_written} written, {self.shards_skipped} already committed (skipped)")
         if self.seconds > 0:
-            s.add("rate", f"{self.segments / self.seconds:,.1f} segments/s, "
-                          f"{self.video_seconds / 3600 / self.seconds:,.4f} video-hours/s")
+            s.add(
+                "rate",
+                f"{self.segments / self.seconds:,.1f} segments/s, "
+                f"{self.video_seconds / 3600 / self.seconds:,.4f} video-hours/s",
+            )
         for uri, error in self.failures:
             s.note(f"failed: {error if uri in error else f'{uri}: {error}'}")
         return s
@@ -71,7 +74,7 @@ class ExtractReport:
 def plan_shards(videos: list[InputVideo], shard_videos: int) -> dict[str, list[InputVideo]]:
     """Consecutive groups of `shard_videos` in input order; ids are the group's index, so the same
     input always gives the same shards."""
-    return {f"{i // shard_videos:06d}": videos[i:i + shard_videos] for i in range(0, len(videos), shard_videos)}
+    return {f"{i // shard_videos:06d}": videos[i : i + shard_videos] for i in range(0, len(videos), shard_videos)}
 
 
 def manifest_extras(extra: dict) -> dict:
@@ -85,14 +88,16 @@ def store_identity(models: Models) -> StoreIdentity:
     from extract.encoder import EncoderIdentity
     from extract.tokenizer.frozen import tokenizer_identity
 
-    return StoreIdentity(encoder=EncoderIdentity.of(models.encoder.model, models.encoder.pretrained).to_dict(),
-                         tokenizer=tokenizer_identity(models.tokenizer.checkpoint, models.tokenizer.kappa),
-                         segment=dataclasses.asdict(models.segment))
+    return StoreIdentity(
+        encoder=EncoderIdentity.of(models.encoder.model, models.encoder.pretrained).to_dict(),
+        tokenizer=tokenizer_identity(models.tokenizer.checkpoint, models.tokenizer.kappa),
+        segment=dataclasses.asdict(models.segment),
+    )
 
 
 def decode_chunk_bytes(ex: ExtractConfig, spec: SegmentConfig, image_size: int) -> int:
     """Bytes of RGB frames for both models in one chunk of `extract.chunk_segments` segments."""
-    per_segment = 3 * (spec.clip_frames * image_size ** 2 + spec.tok_frames * spec.tok_size ** 2)
+    per_segment = 3 * (spec.clip_frames * image_size**2 + spec.tok_frames * spec.tok_size**2)
     return int(ex.chunk_segments * per_segment)
 
 
@@ -107,12 +112,16 @@ def pipeline_resources(ex: ExtractConfig) -> dict[str, dict[str, float]]:
     """What the pipeline must hold at once, by Ray resource and the settings that ask for it: the
     encoder actors and at least one decode task. An actor pool holding every CPU starves the decode
     tasks and the job hangs without a word (seen on a 2-CPU machine)."""
-    request = {"CPU": {f"extract.actors={ex.actors} x extract.actor_num_cpus={ex.actor_num_cpus:g}":
-                       ex.actors * ex.actor_num_cpus,
-                       f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task": ex.decode_num_cpus}}
+    request = {
+        "CPU": {
+            f"extract.actors={ex.actors} x extract.actor_num_cpus={ex.actor_num_cpus:g}": ex.actors * ex.actor_num_cpus,
+            f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task": ex.decode_num_cpus,
+        }
+    }
     if ex.actor_num_gpus:
-        request["GPU"] = {f"extract.actors={ex.actors} x extract.actor_num_gpus={ex.actor_num_gpus:g}":
-                          ex.actors * ex.actor_num_gpus}
+        request["GPU"] = {
+            f"extract.actors={ex.actors} x extract.actor_num_gpus={ex.actor_num_gpus:g}": ex.actors * ex.actor_num_gpus
+        }
     return request
 
 
@@ -134,16 +143,27 @@ class _Progress:
         if records:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             self.bar.update(len(records))
-            self.bar.set_postfix(failed=self.report.videos_failed, seg=self.report.segments,
-                                 seg_s=f"{self.report.segments / elapsed:.1f}",
-                                 vh_s=f"{self.report.video_seconds / 3600 / elapsed:.3f}")
+            self.bar.set_postfix(
+                failed=self.report.videos_failed,
+                seg=self.report.segments,
+                seg_s=f"{self.report.segments / elapsed:.1f}",
+                vh_s=f"{self.report.video_seconds / 3600 / elapsed:.3f}",
+            )
 
     def close(self) -> None:
         self.bar.close()
 
 
-def run_extract(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, *, store_uri: str, inputs=None,
-                runner: str | None = None, resume: bool | None = None) -> ExtractReport:
+def run_extract(
+    ex: ExtractConfig,
+    models: Models,
+    ray_cfg: RayConfig,
+    *,
+    store_uri: str,
+    inputs=None,
+    runner: str | None = None,
+    resume: bool | None = None,
+) -> ExtractReport:
     """Extract every input video (`inputs`, default `ex.inputs`) into the store at `store_uri`;
     returns what happened (also for `--strict`)."""
     source = inputs or ex.inputs
@@ -158,8 +178,10 @@ def run_extract(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, *, store_
         done = store.committed_shards() & set(shards)
         report.shards_skipped = len(done)
         shards = {sid: vids for sid, vids in shards.items() if sid not in done}
-    jobs = {sid: [(VideoJob(v.video_id, v.uri, sid), manifest_extras(v.extra)) for v in vids]
-            for sid, vids in shards.items()}
+    jobs = {
+        sid: [(VideoJob(v.video_id, v.uri, sid), manifest_extras(v.extra)) for v in vids]
+        for sid, vids in shards.items()
+    }
     runner = runner or ex.runner
     started = time.perf_counter()
     if jobs:
@@ -201,19 +223,25 @@ def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store,
 
     started_here = init_ray(ray_cfg)
     try:
-        check_resources(pipeline_resources(ex), ray.cluster_resources(),
-                        consequence="decoding would starve and the job would hang",
-                        remedy="lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)")
+        check_resources(
+            pipeline_resources(ex),
+            ray.cluster_resources(),
+            consequence="decoding would starve and the job would hang",
+            remedy="lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)",
+        )
         spec, size = models.segment, encoder_image_size(models.encoder)
-        ctx = ray.data.DataContext.get_current()    # this process's; restored below
+        ctx = ray.data.DataContext.get_current()  # this process's; restored below
         saved = ctx.enable_progress_bars, ctx.target_max_block_size
-        ctx.enable_progress_bars = False            # the driver draws one bar of its own
+        ctx.enable_progress_bars = False  # the driver draws one bar of its own
         # A decode task yields a chunk of segments at a time, but Ray Data packs a task's output into
         # blocks of up to 128 MiB (a whole toy-world video), so the encoder waited for a video to be
         # decoded to its end. Blocks of one chunk let encoding start on a video's first chunk.
         ctx.target_max_block_size = decode_chunk_bytes(ex, spec, size)
-        items = [{"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
-                 for vids in jobs.values() for job, _ in vids]
+        items = [
+            {"video_id": job.video_id, "uri": job.uri, "shard_id": job.shard_id}
+            for vids in jobs.values()
+            for job, _ in vids
+        ]
         chunk = ex.chunk_segments
 
         def decode(rows: dict):
@@ -221,18 +249,32 @@ def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store,
                 yield from segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk)
 
         threads = max(1, math.ceil(ex.actor_num_cpus))
-        ds = (ray.data.from_items(items, override_num_blocks=len(items))
-              # Decode tasks reserve the memory they hold, so Ray never packs more onto a node than fit
-              # (a dead decode worker is retried: Ray's default for tasks). Differing remote args also
-              # keep Ray Data from fusing this stage into the actor stage, which would decode inside
-              # the encoder actors, one video at a time.
-              .map_batches(decode, batch_size=1, num_cpus=ex.decode_num_cpus, memory=decode_task_memory(ex, spec, size),
-                           compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks))
-              .map_batches(FrozenModels, batch_size=ex.encode_batch,
-                           compute=ray.data.ActorPoolStrategy(size=ex.actors),
-                           num_cpus=ex.actor_num_cpus, num_gpus=ex.actor_num_gpus or None,
-                           fn_constructor_kwargs={"encoder_cfg": models.encoder, "tokenizer_cfg": models.tokenizer,
-                                                  "threads": threads}))
+        ds = (
+            ray.data.from_items(items, override_num_blocks=len(items))
+            # Decode tasks reserve the memory they hold, so Ray never packs more onto a node than fit
+            # (a dead decode worker is retried: Ray's default for tasks). Differing remote args also
+            # keep Ray Data from fusing this stage into the actor stage, which would decode inside
+            # the encoder actors, one video at a time.
+            .map_batches(
+                decode,
+                batch_size=1,
+                num_cpus=ex.decode_num_cpus,
+                memory=decode_task_memory(ex, spec, size),
+                compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks),
+            )
+            .map_batches(
+                FrozenModels,
+                batch_size=ex.encode_batch,
+                compute=ray.data.ActorPoolStrategy(size=ex.actors),
+                num_cpus=ex.actor_num_cpus,
+                num_gpus=ex.actor_num_gpus or None,
+                fn_constructor_kwargs={
+                    "encoder_cfg": models.encoder,
+                    "tokenizer_cfg": models.tokenizer,
+                    "threads": threads,
+                },
+            )
+        )
         assembler = ShardAssembler(jobs)
         progress = _Progress(len(items), report)
         try:

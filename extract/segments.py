@@ -70,23 +70,24 @@ def tok_times(spans: np.ndarray, frames: int, fps: float) -> np.ndarray:
 class SegmentChunk:
     """Consecutive segments of one video with the frames each model needs."""
 
-    first: int                 # index of the first segment in the video
-    spans: np.ndarray          # (n, 2) float32 seconds
-    clip: np.ndarray           # (n, F, S, S, 3) uint8
-    tok: np.ndarray            # (n, T, s, s, 3) uint8
-    clip_stamps: np.ndarray    # (n, F) timestamps of the frames taken
-    tok_stamps: np.ndarray     # (n, T)
+    first: int  # index of the first segment in the video
+    spans: np.ndarray  # (n, 2) float32 seconds
+    clip: np.ndarray  # (n, F, S, S, 3) uint8
+    tok: np.ndarray  # (n, T, s, s, 3) uint8
+    clip_stamps: np.ndarray  # (n, F) timestamps of the frames taken
+    tok_stamps: np.ndarray  # (n, T)
 
 
 @dataclass
 class VideoSummary:
-    duration: float            # seconds, from the decoded frames
-    fps: float                 # average frame rate
+    duration: float  # seconds, from the decoded frames
+    fps: float  # average frame rate
     n_segments: int
 
 
-def iter_segments(path: str | Path, spec: SegmentConfig, image_size: int, *, chunk: int = 32,
-                  summary: list | None = None) -> Iterator[SegmentChunk]:
+def iter_segments(
+    path: str | Path, spec: SegmentConfig, image_size: int, *, chunk: int = 32, summary: list | None = None
+) -> Iterator[SegmentChunk]:
     """Yield a video's segments in chunks of up to `chunk`, decoding it once; appends a
     `VideoSummary` to `summary` at the end. Raises VideoError (or TruncatedVideo) on bad input."""
     info = probe(path)
@@ -95,8 +96,10 @@ def iter_segments(path: str | Path, spec: SegmentConfig, image_size: int, *, chu
         declared = _demux_duration(path)
     spans = segment_spans(declared, spec.seconds, spec.min_fraction)
     if len(spans) == 0:
-        raise VideoError(f"{path}: {declared:.2f} s is shorter than half a segment "
-                         f"({spec.min_fraction * spec.seconds:.2f} s); no segment to extract")
+        raise VideoError(
+            f"{path}: {declared:.2f} s is shorter than half a segment "
+            f"({spec.min_fraction * spec.seconds:.2f} s); no segment to extract"
+        )
     sampler = _sampler(path, spans, spec, image_size)
     done = 0
     for ready in sampler.run():
@@ -116,7 +119,7 @@ def iter_segments(path: str | Path, spec: SegmentConfig, image_size: int, *, chu
     for a in range(done, same, chunk):
         yield _chunk(sampler, spans, a, min(a + chunk, same))
     if len(true_spans) > same:
-        tail = true_spans[max(same, done):]
+        tail = true_spans[max(same, done) :]
         again = _sampler(path, tail, spec, image_size)
         for _ in again.run():
             pass
@@ -129,8 +132,13 @@ def iter_segments(path: str | Path, spec: SegmentConfig, image_size: int, *, chu
 
 
 def _sampler(path, spans: np.ndarray, spec: SegmentConfig, image_size: int) -> FrameSampler:
-    return FrameSampler(path, [(clip_times(spans, spec.clip_frames), image_size),
-                               (tok_times(spans, spec.tok_frames, spec.tok_fps), spec.tok_size)])
+    return FrameSampler(
+        path,
+        [
+            (clip_times(spans, spec.clip_frames), image_size),
+            (tok_times(spans, spec.tok_frames, spec.tok_fps), spec.tok_size),
+        ],
+    )
 
 
 def _chunk(sampler: FrameSampler, spans: np.ndarray, a: int, b: int) -> SegmentChunk:

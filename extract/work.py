@@ -34,13 +34,27 @@ class VideoJob:
     shard_id: str
 
 
-def _rows(n: int, job: VideoJob, *, end: bool, status: str = "", error: str = "", duration: float = 0.0,
-          fps: float = 0.0, n_segments: int = 0) -> dict:
-    return {"video_id": np.array([job.video_id] * n, dtype=object),
-            "shard_id": np.array([job.shard_id] * n, dtype=object),
-            "end": np.full(n, end), "status": np.array([status] * n, dtype=object),
-            "error": np.array([error] * n, dtype=object), "duration": np.full(n, duration),
-            "fps": np.full(n, fps), "n_segments": np.full(n, n_segments, dtype=np.int64)}
+def _rows(
+    n: int,
+    job: VideoJob,
+    *,
+    end: bool,
+    status: str = "",
+    error: str = "",
+    duration: float = 0.0,
+    fps: float = 0.0,
+    n_segments: int = 0,
+) -> dict:
+    return {
+        "video_id": np.array([job.video_id] * n, dtype=object),
+        "shard_id": np.array([job.shard_id] * n, dtype=object),
+        "end": np.full(n, end),
+        "status": np.array([status] * n, dtype=object),
+        "error": np.array([error] * n, dtype=object),
+        "duration": np.full(n, duration),
+        "fps": np.full(n, fps),
+        "n_segments": np.full(n, n_segments, dtype=np.int64),
+    }
 
 
 def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: int = 32) -> Iterator[dict]:
@@ -51,8 +65,13 @@ def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: 
     try:
         for c in iter_segments(job.uri, spec, image_size, chunk=chunk, summary=summary):
             n = len(c.spans)
-            yield {**_rows(n, job, end=False), "seg": np.arange(c.first, c.first + n, dtype=np.int64),
-                   "span": c.spans, "clip": c.clip, "tok": c.tok}
+            yield {
+                **_rows(n, job, end=False),
+                "seg": np.arange(c.first, c.first + n, dtype=np.int64),
+                "span": c.spans,
+                "clip": c.clip,
+                "tok": c.tok,
+            }
     except Exception as exc:  # noqa: BLE001 - any failure of one video becomes its failed row
         if not isinstance(exc, VideoError):
             log.warning("video %s (%s) failed unexpectedly", job.video_id, job.uri, exc_info=True)
@@ -61,8 +80,13 @@ def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: 
     else:
         s = summary[0]
         end = _rows(1, job, end=True, status="ok", duration=s.duration, fps=s.fps, n_segments=s.n_segments)
-    yield {**end, "seg": np.full(1, -1, dtype=np.int64), "span": np.zeros((1, 2), np.float32),
-           "clip": np.zeros((1, *clip_shape), np.uint8), "tok": np.zeros((1, *tok_shape), np.uint8)}
+    yield {
+        **end,
+        "seg": np.full(1, -1, dtype=np.int64),
+        "span": np.zeros((1, 2), np.float32),
+        "clip": np.zeros((1, *clip_shape), np.uint8),
+        "tok": np.zeros((1, *tok_shape), np.uint8),
+    }
 
 
 class FrozenModels:
@@ -82,8 +106,12 @@ class FrozenModels:
         if threads:
             torch.set_num_threads(threads)
         self.encoder = ImageTextEncoder.from_config(encoder_cfg)
-        self.tokenizer = FrozenTokenizer(tokenizer_cfg.checkpoint, kappa=tokenizer_cfg.kappa,
-                                         device=tokenizer_cfg.device, batch_size=tokenizer_cfg.batch_size)
+        self.tokenizer = FrozenTokenizer(
+            tokenizer_cfg.checkpoint,
+            kappa=tokenizer_cfg.kappa,
+            device=tokenizer_cfg.device,
+            batch_size=tokenizer_cfg.batch_size,
+        )
 
     def __call__(self, batch: dict) -> dict:
         seg = ~batch["end"]
@@ -104,7 +132,7 @@ class FrozenModels:
 class _Video:
     job: VideoJob
     extra: dict
-    segments: dict[int, tuple] = field(default_factory=dict)   # seg -> (emb, codes, scores, importance, span)
+    segments: dict[int, tuple] = field(default_factory=dict)  # seg -> (emb, codes, scores, importance, span)
     end: dict | None = None
 
     @property
@@ -130,15 +158,24 @@ class ShardAssembler:
         for i in range(len(batch["end"])):
             video = self.pending.get(batch["shard_id"][i], {}).get(batch["video_id"][i])
             if video is None:
-                continue   # a late duplicate of a video whose shard is already written
+                continue  # a late duplicate of a video whose shard is already written
             was_complete = video.complete
             if batch["end"][i]:
-                video.end = {"status": batch["status"][i], "error": batch["error"][i] or None,
-                             "duration": float(batch["duration"][i]), "fps": float(batch["fps"][i]),
-                             "n_segments": int(batch["n_segments"][i])}
+                video.end = {
+                    "status": batch["status"][i],
+                    "error": batch["error"][i] or None,
+                    "duration": float(batch["duration"][i]),
+                    "fps": float(batch["fps"][i]),
+                    "n_segments": int(batch["n_segments"][i]),
+                }
             else:
-                video.segments[int(batch["seg"][i])] = (batch["emb"][i], batch["codes"][i], batch["scores"][i],
-                                                        batch["importance"][i], batch["span"][i])
+                video.segments[int(batch["seg"][i])] = (
+                    batch["emb"][i],
+                    batch["codes"][i],
+                    batch["scores"][i],
+                    batch["importance"][i],
+                    batch["span"][i],
+                )
             if video.complete and not was_complete:
                 finished.append({"video_id": video.job.video_id, "uri": video.job.uri, **video.end})
         return finished
@@ -154,15 +191,28 @@ class ShardAssembler:
             for video in videos.values():
                 end = video.end
                 if end["status"] != "ok" or end["n_segments"] == 0:
-                    writer.add_failed(video_id=video.job.video_id, uri=video.job.uri,
-                                      error=end["error"] or "no segments", extra=video.extra)
+                    writer.add_failed(
+                        video_id=video.job.video_id,
+                        uri=video.job.uri,
+                        error=end["error"] or "no segments",
+                        extra=video.extra,
+                    )
                     failed += 1
                     continue
                 rows = [video.segments[k] for k in range(end["n_segments"])]
                 emb, codes, scores, imp, span = (np.stack(col) for col in zip(*rows))
-                writer.add_video(video_id=video.job.video_id, uri=video.job.uri, duration=end["duration"],
-                                 fps=end["fps"], emb=emb, codes=codes, scores=scores, importance=imp,
-                                 span=span, extra=video.extra)
+                writer.add_video(
+                    video_id=video.job.video_id,
+                    uri=video.job.uri,
+                    duration=end["duration"],
+                    fps=end["fps"],
+                    emb=emb,
+                    codes=codes,
+                    scores=scores,
+                    importance=imp,
+                    span=span,
+                    extra=video.extra,
+                )
                 ok += 1
                 segments += len(rows)
         return ok, failed, segments

@@ -38,8 +38,9 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *,
-                 temp: str | os.PathLike | None = None) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, temp: str | os.PathLike | None = None
+) -> Path:
     """Call `write(f)` on a temp file beside `path`, then fsync, rename it over `path`, fsync the folder.
 
     The folder must exist. If `write` raises, the temp file is removed and `path` is untouched. `temp`

@@ -121,7 +121,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])!r} is a value, not a section")
+            raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is a value, not a section")
         node = child
     node[parts[-1]] = _Raw(value)
 
@@ -207,8 +207,15 @@ def _unknown_key_message(key: str, value: Any, prefix: str, valid: list[str], wh
     return msg
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               Path: "a path", Uri: "a path or URI", PathOrTag: "a path or a name"}
+_TYPE_WORDS = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    Path: "a path",
+    Uri: "a path or URI",
+    PathOrTag: "a path or a name",
+}
 
 
 def _describe(tp: Any) -> str:
@@ -235,8 +242,7 @@ def _coerce(value: Any, tp: Any, key: str, base: Path, where: str) -> Any:
     parsed = value.parsed if isinstance(value, _Raw) else value
 
     def bad() -> ConfigError:
-        return ConfigError(f"{key}: {parsed!r} ({type(parsed).__name__}) is the wrong type; "
-                           f"expected {_describe(tp)}")
+        return ConfigError(f"{key}: {parsed!r} ({type(parsed).__name__}) is the wrong type; expected {_describe(tp)}")
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -341,9 +347,13 @@ def field_docs(cls: type) -> dict[str, str]:
         source = textwrap.dedent(inspect.getsource(klass))
         body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
         for node, nxt in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 

@@ -27,8 +27,13 @@ log = logging.getLogger("lvmae")
 def configure_logging(verbose: int = 0) -> None:
     """Log to stderr: warnings by default, info with -v, debug with -vv."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
 
 
 LOG_INTERVAL_S = 30.0
@@ -55,9 +60,13 @@ class LogBar(tqdm):
 
     def __init__(self, *args: Any, interval: float = LOG_INTERVAL_S, file: TextIO | None = None, **kwargs: Any):
         # Updates never redraw (mininterval): only the timer and close() print.
-        super().__init__(*args, file=_Lines(file or sys.stderr), mininterval=float("inf"),
-                         bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]",
-                         **kwargs)
+        super().__init__(
+            *args,
+            file=_Lines(file or sys.stderr),
+            mininterval=float("inf"),
+            bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]",
+            **kwargs,
+        )
         self._stop = threading.Event()
         self._timer = threading.Thread(target=self._tick, args=(interval,), daemon=True, name="lvmae-progress")
         self._timer.start()
@@ -77,9 +86,17 @@ class LogBar(tqdm):
         super().close()
 
 
-def bar(iterable: Iterable | None = None, *, total: float | None = None, desc: str = "",
-        unit: str = "it", unit_scale: bool = False, disable: bool | None = None,
-        interval: float = LOG_INTERVAL_S, **kwargs: Any) -> tqdm:
+def bar(
+    iterable: Iterable | None = None,
+    *,
+    total: float | None = None,
+    desc: str = "",
+    unit: str = "it",
+    unit_scale: bool = False,
+    disable: bool | None = None,
+    interval: float = LOG_INTERVAL_S,
+    **kwargs: Any,
+) -> tqdm:
     """A tqdm bar showing count, rate (`unit`/s), elapsed and remaining time.
 
     `disable=None` draws the bar when stderr is a terminal and prints a status line every `interval`
@@ -124,7 +141,7 @@ class Summary:
     rows: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    timed: bool = True            # end with the wall time since `started` (off for reports of state)
+    timed: bool = True  # end with the wall time since `started` (off for reports of state)
 
     def add(self, label: str, value: Any) -> Summary:
         if isinstance(value, float):

@@ -152,17 +152,25 @@ def _release_to_session_log(held: logging.handlers.MemoryHandler) -> None:
     except OSError:
         held.close()
         return
-    to_file.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s"))
-    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == to_file.baseFilename
-               for h in ray_logger.handlers):
+    to_file.setFormatter(
+        logging.Formatter("%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s")
+    )
+    if not any(
+        isinstance(h, logging.FileHandler) and h.baseFilename == to_file.baseFilename for h in ray_logger.handlers
+    ):
         ray_logger.addHandler(to_file)
     held.setTarget(to_file)
     held.flush()
     held.close()
 
 
-def check_resources(requests: Mapping[str, Mapping[str, float]], cluster: Mapping[str, float], *,
-                    consequence: str = "", remedy: str = "") -> None:
+def check_resources(
+    requests: Mapping[str, Mapping[str, float]],
+    cluster: Mapping[str, float],
+    *,
+    consequence: str = "",
+    remedy: str = "",
+) -> None:
     """Fail fast when work cannot all be placed at once, instead of waiting forever for it.
 
     `requests` maps a Ray resource ("CPU", "GPU") to what each setting asks of it, e.g.
@@ -173,7 +181,10 @@ def check_resources(requests: Mapping[str, Mapping[str, float]], cluster: Mappin
     for resource, parts in requests.items():
         need, have = sum(parts.values()), float(cluster.get(resource, 0.0))
         if need > have:
-            asked = " plus ".join(f"{setting} ({amount:g})" if len(parts) > 1 else setting
-                                  for setting, amount in parts.items())
-            message = f"{asked} ask{'' if len(parts) > 1 else 's'} Ray for {need:g} {resource}s, but the cluster has {have:g}"
+            asked = " plus ".join(
+                f"{setting} ({amount:g})" if len(parts) > 1 else setting for setting, amount in parts.items()
+            )
+            message = (
+                f"{asked} ask{'' if len(parts) > 1 else 's'} Ray for {need:g} {resource}s, but the cluster has {have:g}"
+            )
             raise ResourceError("; ".join(part for part in (message, consequence, remedy) if part))

@@ -50,11 +50,19 @@ class SegmentConfig:
         check(self.seconds > 0, "seconds", self.seconds, "a positive number of seconds")
         check(0 < self.min_fraction <= 1, "min_fraction", self.min_fraction, "a fraction in (0, 1]")
         check(self.clip_frames >= 1, "clip_frames", self.clip_frames, "at least 1")
-        check(self.tok_frames >= 1 and (self.tok_frames - 1) % 4 == 0, "tok_frames",
-               self.tok_frames, "1 + 4k frames (1, 5, 9, 13, ...)")
+        check(
+            self.tok_frames >= 1 and (self.tok_frames - 1) % 4 == 0,
+            "tok_frames",
+            self.tok_frames,
+            "1 + 4k frames (1, 5, 9, 13, ...)",
+        )
         check(self.tok_fps > 0, "tok_fps", self.tok_fps, "a positive frame rate")
-        check(self.tok_size >= 8 and self.tok_size % 8 == 0, "tok_size", self.tok_size,
-               "a multiple of 8 pixels, at least 8")
+        check(
+            self.tok_size >= 8 and self.tok_size % 8 == 0,
+            "tok_size",
+            self.tok_size,
+            "a multiple of 8 pixels, at least 8",
+        )
 
 
 @dataclass
@@ -182,7 +190,9 @@ class ExtractConfig:
         check(self.actor_num_cpus > 0, "actor_num_cpus", self.actor_num_cpus, "a positive number of CPUs")
         check(self.actor_num_gpus >= 0, "actor_num_gpus", self.actor_num_gpus, "0 or more GPUs")
         check(self.decode_num_cpus > 0, "decode_num_cpus", self.decode_num_cpus, "a positive number of CPUs")
-        check(self.decode_tasks is None or self.decode_tasks >= 1, "decode_tasks", self.decode_tasks, "null or at least 1")
+        check(
+            self.decode_tasks is None or self.decode_tasks >= 1, "decode_tasks", self.decode_tasks, "null or at least 1"
+        )
         check(self.encode_batch >= 1, "encode_batch", self.encode_batch, "at least 1")
         check(self.chunk_segments >= 1, "chunk_segments", self.chunk_segments, "at least 1")
 
@@ -250,13 +260,21 @@ class PretrainConfig:
 
     def __post_init__(self):
         check(self.max_segments >= 2, "max_segments", self.max_segments, "at least 2")
-        check(2 <= self.min_segments <= self.max_segments, "min_segments", self.min_segments,
-               "at least 2 and at most max_segments")
+        check(
+            2 <= self.min_segments <= self.max_segments,
+            "min_segments",
+            self.min_segments,
+            "at least 2 and at most max_segments",
+        )
         check(0 < self.mask_ratio < 1, "mask_ratio", self.mask_ratio, "a fraction in (0, 1)")
         check(0 < self.kappa <= 1, "kappa", self.kappa, "a fraction in (0, 1]")
         check(self.code_weight >= 0, "code_weight", self.code_weight, "a weight >= 0")
-        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-               "device", self.device, "auto, cpu, cuda or cuda:N")
+        check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device",
+            self.device,
+            "auto, cpu, cuda or cuda:N",
+        )
         check(self.num_workers >= 1, "num_workers", self.num_workers, "at least 1")
         check(self.cpus_per_worker >= 0, "cpus_per_worker", self.cpus_per_worker, "a number of CPUs >= 0")
         check(self.steps >= 1, "steps", self.steps, "at least 1")
@@ -301,8 +319,12 @@ class CorpusSpec:
         check(self.videos >= 1, "videos", self.videos, "at least 1")
         lo, hi = self.minutes
         check(0 < lo <= hi, "minutes", list(self.minutes), "[min, max] with 0 < min <= max")
-        check(self.size >= 16 and self.size % 2 == 0, "size", self.size,
-              "an even number of pixels, at least 16 (yuv420p needs even sides)")
+        check(
+            self.size >= 16 and self.size % 2 == 0,
+            "size",
+            self.size,
+            "an even number of pixels, at least 16 (yuv420p needs even sides)",
+        )
         check(self.fps > 0, "fps", self.fps, "a positive frame rate")
 
     def corpus(self) -> CorpusSpec:
@@ -393,16 +415,15 @@ class Config:
         return to_plain(self)
 
 
-
-
 def find_default_config(cwd: Path | None = None) -> Path | None:
     """`pipeline.yaml` in the working directory, if there is one."""
     candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
     return candidate if candidate.is_file() else None
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                *, use_default_file: bool = True) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), *, use_default_file: bool = True
+) -> Config:
     """Read `path` (or ./pipeline.yaml, or built-in defaults), apply `key=value` overrides, check all.
 
     Raises ConfigError naming the offending key.

@@ -19,8 +19,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("lvmae.commands.store", "summarise or verify a feature store"),
     "tokenizer": ("lvmae.commands.tokenizer", "fit the MAGVIT-FSQ tokenizer and token scorer; held-out PSNR and AUC"),
     "toyworld": ("lvmae.commands.toyworld", "generate the procedural demo corpus; fit/evaluate the stand-in encoder"),
-    "pretrain": ("lvmae.commands.pretrain", "train the LV-MAE on the store's sequences (local or Ray Train, resumable)"),
-    "embed-sequences": ("lvmae.commands.embed_sequences", "write the pretrained encoder's per-segment outputs as a store"),
+    "pretrain": (
+        "lvmae.commands.pretrain",
+        "train the LV-MAE on the store's sequences (local or Ray Train, resumable)",
+    ),
+    "embed-sequences": (
+        "lvmae.commands.embed_sequences",
+        "write the pretrained encoder's per-segment outputs as a store",
+    ),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 
@@ -30,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lvmae",
         description="Long-video representation learning: extract segment features with frozen models, "
-                    "pretrain a masked-embedding autoencoder, retrieve and inspect.",
+        "pretrain a masked-embedding autoencoder, retrieve and inspect.",
         epilog=f"commands:\n{listing}\n\n`lvmae COMMAND --help` for a command's options; every command "
-               "takes --config FILE and --set KEY=VALUE.",
+        "takes --config FILE and --set KEY=VALUE.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lvmae {__version__}")

@@ -71,8 +71,8 @@ class Pretrained:
     """A frozen LV-MAE loaded from a run's file."""
 
     model: LVMAE
-    name: str              # the weights file's name
-    sha256: str            # of the weights file
+    name: str  # the weights file's name
+    sha256: str  # of the weights file
     pretrain: dict[str, Any]  # the pretrain config it was trained with
 
     @property
@@ -126,9 +126,9 @@ class TrainResult:
     resumed_from: int
     params: int
     first_loss: float | None
-    last_loss: float | None        # mean of the last 10 logged steps
+    last_loss: float | None  # mean of the last 10 logged steps
     val_loss: float | None
-    segments_per_s: float | None   # over the steps this process ran
+    segments_per_s: float | None  # over the steps this process ran
     wall_s: float
 
 
@@ -139,8 +139,13 @@ def read_result(out_dir: Path, *, resumed_from: int = 0, params: int = 0, wall_s
     ran = [r for r in steps if r["step"] >= resumed_from]
     seconds = sum(r["step_s"] for r in ran)
     return TrainResult(
-        out_dir=Path(out_dir), steps=steps[-1]["step"] + 1 if steps else 0, resumed_from=resumed_from,
-        params=params, first_loss=steps[0]["loss"] if steps else None,
+        out_dir=Path(out_dir),
+        steps=steps[-1]["step"] + 1 if steps else 0,
+        resumed_from=resumed_from,
+        params=params,
+        first_loss=steps[0]["loss"] if steps else None,
         last_loss=sum(r["loss"] for r in steps[-10:]) / len(steps[-10:]) if steps else None,
         val_loss=vals[-1]["val_loss"] if vals else None,
-        segments_per_s=sum(r["segments"] for r in ran) / seconds if seconds else None, wall_s=wall_s)
+        segments_per_s=sum(r["segments"] for r in ran) / seconds if seconds else None,
+        wall_s=wall_s,
+    )

@@ -67,8 +67,9 @@ def split_videos(videos: list[Video], val_fraction: float) -> tuple[list[Video],
     return [v for v in videos if v.video_id not in val], [v for v in videos if v.video_id in val]
 
 
-def sample_windows(videos: list[Video], n: int, *, min_segments: int, max_segments: int,
-                   rng: np.random.Generator) -> list[Window]:
+def sample_windows(
+    videos: list[Video], n: int, *, min_segments: int, max_segments: int, rng: np.random.Generator
+) -> list[Window]:
     """`n` windows of one length L, drawn log-uniformly in [min_segments, max_segments], so short and
     long contexts are both common and one batch wastes little on padding. Videos are drawn with
     probability proportional to their segment count (every segment equally likely to be in a window);
@@ -88,16 +89,19 @@ def sample_windows(videos: list[Video], n: int, *, min_segments: int, max_segmen
 
 def tile_windows(videos: list[Video], max_segments: int) -> list[Window]:
     """Every segment of the videos once, in consecutive windows of at most max_segments."""
-    return [Window(v.video_id, a, min(a + max_segments, v.n_segments))
-            for v in videos for a in range(0, v.n_segments, max_segments)]
+    return [
+        Window(v.video_id, a, min(a + max_segments, v.n_segments))
+        for v in videos
+        for a in range(0, v.n_segments, max_segments)
+    ]
 
 
 @dataclass
 class Batch:
-    emb: Tensor               # (B, T, D) float32
-    importance: Tensor        # (B, T) float32, 0 at padding
-    valid: Tensor             # (B, T) bool: True = a real segment, False = padding
-    codes: Tensor | None      # (B, T, t, h, w) int64 when asked for
+    emb: Tensor  # (B, T, D) float32
+    importance: Tensor  # (B, T) float32, 0 at padding
+    valid: Tensor  # (B, T) bool: True = a real segment, False = padding
+    codes: Tensor | None  # (B, T, t, h, w) int64 when asked for
     windows: list[Window]
 
     @property
@@ -108,8 +112,13 @@ class Batch:
         def move(x: Tensor) -> Tensor:
             return x.to(device, non_blocking=True)
 
-        return Batch(move(self.emb), move(self.importance), move(self.valid),
-                     None if self.codes is None else move(self.codes), self.windows)
+        return Batch(
+            move(self.emb),
+            move(self.importance),
+            move(self.valid),
+            None if self.codes is None else move(self.codes),
+            self.windows,
+        )
 
 
 def read_batch(store: Store, windows: list[Window], *, codes: bool = False) -> Batch:
@@ -122,11 +131,11 @@ def read_batch(store: Store, windows: list[Window], *, codes: bool = False) -> B
     valid = torch.zeros(B, T, dtype=torch.bool)
     code = torch.zeros(B, T, *seqs[0].get("codes").shape[1:], dtype=torch.int64) if codes else None
     for i, (w, seq) in enumerate(zip(windows, seqs)):
-        emb[i, :w.length] = torch.from_numpy(seq.get("emb").astype(np.float32))
-        importance[i, :w.length] = torch.from_numpy(seq.get("importance"))
-        valid[i, :w.length] = True
+        emb[i, : w.length] = torch.from_numpy(seq.get("emb").astype(np.float32))
+        importance[i, : w.length] = torch.from_numpy(seq.get("importance"))
+        valid[i, : w.length] = True
         if code is not None:
-            code[i, :w.length] = torch.from_numpy(seq.get("codes").astype(np.int64))
+            code[i, : w.length] = torch.from_numpy(seq.get("codes").astype(np.int64))
     return Batch(emb, importance, valid, code, list(windows))
 
 
@@ -144,8 +153,19 @@ def step_seeds(seed: int, stream: int, rank: int, step: int) -> tuple[np.random.
 class WindowSource:
     """The batches of one rank of a run: `batch(step)` always returns the same windows for a step."""
 
-    def __init__(self, store: Store, videos: list[Video], *, batch_size: int, min_segments: int,
-                 max_segments: int, seed: int, stream: int = TRAIN_STREAM, rank: int = 0, codes: bool = False):
+    def __init__(
+        self,
+        store: Store,
+        videos: list[Video],
+        *,
+        batch_size: int,
+        min_segments: int,
+        max_segments: int,
+        seed: int,
+        stream: int = TRAIN_STREAM,
+        rank: int = 0,
+        codes: bool = False,
+    ):
         if not videos:
             raise ValueError("no videos to draw windows from")
         self.store, self.videos, self.batch_size = store, videos, batch_size
@@ -154,8 +174,9 @@ class WindowSource:
 
     def windows(self, step: int) -> list[Window]:
         rng, _ = step_seeds(self.seed, self.stream, self.rank, step)
-        return sample_windows(self.videos, self.batch_size, min_segments=self.min_segments,
-                              max_segments=self.max_segments, rng=rng)
+        return sample_windows(
+            self.videos, self.batch_size, min_segments=self.min_segments, max_segments=self.max_segments, rng=rng
+        )
 
     def batch(self, step: int) -> Batch:
         return read_batch(self.store, self.windows(step), codes=self.codes)

@@ -60,12 +60,20 @@ class EvalResult:
     windows: int
     ratio: float
     split: str
-    decoder: str             # the decoder mask that picked the reconstructed segments
+    decoder: str  # the decoder mask that picked the reconstructed segments
 
 
 @torch.no_grad()
-def reconstruction_mse(pretrained: Pretrained, store: Store, *, split: str = "val", ratio: float | None = None,
-                       decoder: str = "trained", seed: int = 0, batch_windows: int = 8) -> EvalResult:
+def reconstruction_mse(
+    pretrained: Pretrained,
+    store: Store,
+    *,
+    split: str = "val",
+    ratio: float | None = None,
+    decoder: str = "trained",
+    seed: int = 0,
+    batch_windows: int = 8,
+) -> EvalResult:
     """Model and copy-nearest MSE on the reconstructed masked segments of the `split` videos ("val":
     those the checkpoint's training held out; "all": every video); `decoder` "trained" (the
     checkpoint's decoder mask) or any decoder mask name, such as "all"."""
@@ -78,19 +86,22 @@ def reconstruction_mse(pretrained: Pretrained, store: Store, *, split: str = "va
     if split == "val":
         videos = split_videos(videos, float(p["val_fraction"]))[1]
         if not videos:
-            raise ValueError("the checkpoint's training held out no videos of this store "
-                             f"(val_fraction {p['val_fraction']}); use split 'all'")
+            raise ValueError(
+                "the checkpoint's training held out no videos of this store "
+                f"(val_fraction {p['val_fraction']}); use split 'all'"
+            )
     model = pretrained.model
     device = next(model.parameters()).device
     windows = tile_windows(videos, pretrained.max_segments)
     sums = torch.zeros(2, dtype=torch.float64)
     n_reconstructed = 0
     for k in range(0, len(windows), batch_windows):
-        batch = read_batch(store, windows[k:k + batch_windows])
+        batch = read_batch(store, windows[k : k + batch_windows])
         generator = step_seeds(seed, EVAL_STREAM, 0, k)[1]
         hidden = random_mask(batch.valid, ratio, generator=generator)  # (B, T)
-        selected = decoder_mask(kind, hidden=hidden, importance=batch.importance, kappa=float(p["kappa"]),
-                                generator=generator)  # (B, T)
+        selected = decoder_mask(
+            kind, hidden=hidden, importance=batch.importance, kappa=float(p["kappa"]), generator=generator
+        )  # (B, T)
         out = model(batch.emb.to(device), batch.valid.to(device), hidden.to(device), selected.to(device))
         unit = F.normalize(batch.emb, dim=-1)  # (B, T, D)
         index, keep = out.index.cpu(), out.keep.cpu()  # (B, S)
@@ -100,9 +111,16 @@ def reconstruction_mse(pretrained: Pretrained, store: Store, *, split: str = "va
         for i, pred in enumerate((out.pred.float().cpu(), copied)):
             sums[i] += (pred - target).pow(2).mean(-1)[keep].sum().double()
         n_reconstructed += int(keep.sum())
-    return EvalResult(model_mse=float(sums[0] / max(n_reconstructed, 1)), copy_nearest_mse=float(sums[1] / max(n_reconstructed, 1)),
-                      reconstructed_segments=n_reconstructed, videos=len(videos), windows=len(windows), ratio=ratio, split=split,
-                      decoder=kind)
+    return EvalResult(
+        model_mse=float(sums[0] / max(n_reconstructed, 1)),
+        copy_nearest_mse=float(sums[1] / max(n_reconstructed, 1)),
+        reconstructed_segments=n_reconstructed,
+        videos=len(videos),
+        windows=len(windows),
+        ratio=ratio,
+        split=split,
+        decoder=kind,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("store", metavar="STORE", help="feature store (path or fsspec URI)")
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model.pt or checkpoint.pt of a pretraining run")
     parser.add_argument("--ratio", type=float, help="fraction of each window hidden (default: the run's mask_ratio)")
-    parser.add_argument("--decoder", default="trained",
-                        help="which hidden segments are reconstructed: trained (the checkpoint's decoder mask, "
-                             f"default) or one of {', '.join(DECODER_MASKS)}")
-    parser.add_argument("--split", choices=("val", "all"), default="val",
-                        help="val: the videos the run held out (default); all: every video")
+    parser.add_argument(
+        "--decoder",
+        default="trained",
+        help="which hidden segments are reconstructed: trained (the checkpoint's decoder mask, "
+        f"default) or one of {', '.join(DECODER_MASKS)}",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("val", "all"),
+        default="val",
+        help="val: the videos the run held out (default); all: every video",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation masks (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -123,13 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = reconstruction_mse(load_pretrained(args.checkpoint, args.device), Store.open(args.store),
-                                split=args.split, ratio=args.ratio, decoder=args.decoder, seed=args.seed)
+    result = reconstruction_mse(
+        load_pretrained(args.checkpoint, args.device),
+        Store.open(args.store),
+        split=args.split,
+        ratio=args.ratio,
+        decoder=args.decoder,
+        seed=args.seed,
+    )
     if args.json:
         print(json.dumps(asdict(result)))
     else:
-        print(f"{result.split} videos: {result.videos}, windows: {result.windows}, hidden segments "
-              f"reconstructed: {result.reconstructed_segments} (ratio {result.ratio:g}, decoder mask {result.decoder})")
+        print(
+            f"{result.split} videos: {result.videos}, windows: {result.windows}, hidden segments "
+            f"reconstructed: {result.reconstructed_segments} (ratio {result.ratio:g}, decoder mask {result.decoder})"
+        )
         print(f"model reconstruction MSE:   {result.model_mse:.6f}")
         print(f"copy-nearest-visible MSE:   {result.copy_nearest_mse:.6f}")
         print(f"model / copy:               {result.model_mse / result.copy_nearest_mse:.3f}")

@@ -55,13 +55,21 @@ def sequence_features(model: LVMAE, emb: np.ndarray | torch.Tensor, *, chunk: in
 
 def features_identity(source: Store, pretrained: Pretrained) -> StoreIdentity:
     """The identity of a store of LV-MAE features computed from `source`."""
-    return StoreIdentity(encoder={"name": f"lvmae:{pretrained.name}", "weights_sha256": pretrained.sha256,
-                                  "width": pretrained.model.cfg.width, "input_encoder": source.identity.encoder},
-                         tokenizer=None, segment=source.identity.segment)
+    return StoreIdentity(
+        encoder={
+            "name": f"lvmae:{pretrained.name}",
+            "weights_sha256": pretrained.sha256,
+            "width": pretrained.model.cfg.width,
+            "input_encoder": source.identity.encoder,
+        },
+        tokenizer=None,
+        segment=source.identity.segment,
+    )
 
 
-def embed_sequences(source: Store, pretrained: Pretrained, out_uri: str, *, chunk: int | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+def embed_sequences(
+    source: Store, pretrained: Pretrained, out_uri: str, *, chunk: int | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Write LV-MAE features of every video of `source` to the store at `out_uri`, shard by shard.
     Shards already committed there are skipped (a re-run resumes). Returns counts for a summary."""
     chunk = chunk or pretrained.max_segments
@@ -73,10 +81,16 @@ def embed_sequences(source: Store, pretrained: Pretrained, out_uri: str, *, chun
     todo = [s for s in shard_ids if s not in done]
     todo_rows = table.filter(pc.is_in(table["shard_id"], value_set=pa.array(todo, table["shard_id"].type)))
     total = int(pc.sum(todo_rows["n_segments"]).as_py() or 0)  # a failed video has 0
-    counts = {"shards_written": 0, "shards_skipped": len(shard_ids) - len(todo), "videos": 0, "failed": 0,
-              "segments": 0}
-    progress_bar = bar(total=total, desc="embed-sequences", unit="seg", unit_scale=True,
-                       disable=None if progress else True)
+    counts = {
+        "shards_written": 0,
+        "shards_skipped": len(shard_ids) - len(todo),
+        "videos": 0,
+        "failed": 0,
+        "segments": 0,
+    }
+    progress_bar = bar(
+        total=total, desc="embed-sequences", unit="seg", unit_scale=True, disable=None if progress else True
+    )
     try:
         for shard_id in todo:
             rows = table.filter(pc.equal(table["shard_id"], shard_id)).sort_by("row_start").to_pylist()
@@ -84,15 +98,23 @@ def embed_sequences(source: Store, pretrained: Pretrained, out_uri: str, *, chun
                 for row in rows:
                     extra = {name: row[name] for name in extra_names}
                     if row["status"] != "ok":
-                        writer.add_failed(video_id=row["video_id"], uri=row["uri"], error=row["error"] or "",
-                                          extra=extra)
+                        writer.add_failed(
+                            video_id=row["video_id"], uri=row["uri"], error=row["error"] or "", extra=extra
+                        )
                         counts["failed"] += 1
                         continue
                     seq = source.sequence(row["video_id"], arrays=("emb", "importance", "span"))
                     features = sequence_features(pretrained.model, seq.get("emb"), chunk=chunk)  # (T, W)
-                    writer.add_video(video_id=row["video_id"], uri=row["uri"], duration=row["duration"],
-                                     fps=row["fps"], emb=features, importance=seq.importance, span=seq.span,
-                                     extra=extra)
+                    writer.add_video(
+                        video_id=row["video_id"],
+                        uri=row["uri"],
+                        duration=row["duration"],
+                        fps=row["fps"],
+                        emb=features,
+                        importance=seq.importance,
+                        span=seq.span,
+                        extra=extra,
+                    )
                     counts["videos"] += 1
                     counts["segments"] += len(features)
                     progress_bar.update(len(features))

@@ -87,8 +87,14 @@ def consecutive_similarity(emb: Tensor, valid: Tensor) -> Tensor:
     return torch.cat([sim[:, :1], sim], dim=1)  # (B, T)
 
 
-def semantic_mask(emb: Tensor, ratio: float, *, valid: Tensor | None = None, direction: str = "dissimilar",
-                  generator: torch.Generator | None = None) -> Tensor:
+def semantic_mask(
+    emb: Tensor,
+    ratio: float,
+    *,
+    valid: Tensor | None = None,
+    direction: str = "dissimilar",
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """LV-MAE's semantic masking: rank segments by cosine similarity to the previous segment and hide
     the `round(ratio * n_valid)` at one end of that ranking.
 
@@ -117,8 +123,14 @@ def semantic_mask(emb: Tensor, ratio: float, *, valid: Tensor | None = None, dir
     return select_top(score, _encoder_count(valid, ratio), valid)
 
 
-def adaptive_mask(importance: Tensor, ratio: float, *, valid: Tensor | None = None,
-                  generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+def adaptive_mask(
+    importance: Tensor,
+    ratio: float,
+    *,
+    valid: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
     """Importance-weighted masking: hide `round(ratio * n_valid)` segments, sampled without replacement
     with probability proportional to `exp(z / temperature)`, where `z` is the importance standardised
     over the window's valid segments. More important segments are hidden more often, but every segment
@@ -149,23 +161,26 @@ def _decoder_count(hidden: Tensor, kappa: float) -> Tensor:
     return torch.where(n > 0, counts(n, kappa).clamp(min=1), torch.zeros_like(n))
 
 
-def decoder_all(hidden: Tensor, importance: Tensor | None = None, kappa: float = 1.0, *,
-                generator: torch.Generator | None = None) -> Tensor:
+def decoder_all(
+    hidden: Tensor, importance: Tensor | None = None, kappa: float = 1.0, *, generator: torch.Generator | None = None
+) -> Tensor:
     """LV-MAE: reconstruct every hidden segment. hidden (B, T) bool -> (B, T) bool, True = selected.
     `importance`, `kappa` and `generator` are accepted for a common signature and ignored."""
     return hidden.clone()
 
 
-def decoder_random(hidden: Tensor, importance: Tensor | None = None, kappa: float = 0.15, *,
-                   generator: torch.Generator | None = None) -> Tensor:
+def decoder_random(
+    hidden: Tensor, importance: Tensor | None = None, kappa: float = 0.15, *, generator: torch.Generator | None = None
+) -> Tensor:
     """Reconstruct `round(kappa * n_hidden)` hidden segments chosen uniformly at random.
     hidden (B, T) bool -> (B, T) bool, True = selected; a subset of `hidden`."""
     noise = _uniform(hidden.shape, generator, hidden.device)
     return select_top(noise, _decoder_count(hidden, kappa), hidden)
 
 
-def decoder_adaptive(hidden: Tensor, importance: Tensor, kappa: float = 0.15, *,
-                     generator: torch.Generator | None = None) -> Tensor:
+def decoder_adaptive(
+    hidden: Tensor, importance: Tensor, kappa: float = 0.15, *, generator: torch.Generator | None = None
+) -> Tensor:
     """LVMAE's adaptive decoder masking: reconstruct the `round(kappa * n_hidden)` most important hidden
     segments (ties: earlier first). hidden (B, T) bool, importance (B, T) float -> (B, T) bool,
     True = selected; a subset of `hidden`. Deterministic; `generator` is ignored."""
@@ -181,8 +196,16 @@ DECODER_MASKS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def encoder_mask(kind: str, *, emb: Tensor, importance: Tensor, valid: Tensor, ratio: float,
-                 generator: torch.Generator | None, direction: str = "dissimilar") -> Tensor:
+def encoder_mask(
+    kind: str,
+    *,
+    emb: Tensor,
+    importance: Tensor,
+    valid: Tensor,
+    ratio: float,
+    generator: torch.Generator | None,
+    direction: str = "dissimilar",
+) -> Tensor:
     """The encoder mask named by `pretrain.encoder_mask`. emb (B, T, D), importance (B, T), valid (B, T)
     -> (B, T) bool, True = hidden."""
     if kind == "random":
@@ -194,8 +217,9 @@ def encoder_mask(kind: str, *, emb: Tensor, importance: Tensor, valid: Tensor, r
     raise ValueError(f"unknown encoder mask {kind!r}; expected random, semantic or adaptive")
 
 
-def decoder_mask(kind: str, *, hidden: Tensor, importance: Tensor, kappa: float,
-                 generator: torch.Generator | None) -> Tensor:
+def decoder_mask(
+    kind: str, *, hidden: Tensor, importance: Tensor, kappa: float, generator: torch.Generator | None
+) -> Tensor:
     """The decoder mask named by `pretrain.decoder_mask`. hidden, importance (B, T) -> (B, T) bool,
     True = selected for reconstruction."""
     if kind not in DECODER_MASKS:

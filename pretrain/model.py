@@ -42,19 +42,19 @@ from torch import Tensor, nn
 class ModelConfig:
     """Architecture (from a preset) plus what the data fixes (D, FSQ levels) and the objective."""
 
-    dim_in: int                       # D
-    width: int = 256                  # encoder W
+    dim_in: int  # D
+    width: int = 256  # encoder W
     depth: int = 6
     heads: int = 4
-    decoder_width: int = 128          # Wd
+    decoder_width: int = 128  # Wd
     decoder_depth: int = 4
     decoder_heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     loss: Literal["mse", "cosine"] = "mse"
     code_levels: tuple[int, ...] = field(default_factory=tuple)  # FSQ levels; empty = no code head
-    code_weight: float = 0.1          # weight of the code loss against the reconstruction loss
-    rotary: bool = True               # also rotate queries and keys by position (RoPE) in every attention
+    code_weight: float = 0.1  # weight of the code loss against the reconstruction loss
+    rotary: bool = True  # also rotate queries and keys by position (RoPE) in every attention
 
     def __post_init__(self):
         for name in ("width", "decoder_width"):
@@ -145,8 +145,9 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, N, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)  # 3 × (B, H, N, W/H)
         if rope is not None:
             q, k = rotate(q, *rope), rotate(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, N, W/H)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, N, W/H)
         return self.proj(y.transpose(1, 2).reshape(B, N, W))  # (B, N, W)
 
 
@@ -244,12 +245,12 @@ def code_loss(logits: Tensor, target: Tensor, keep: Tensor, levels: tuple[int, .
 
 @dataclass
 class Output:
-    loss: Tensor               # scalar: recon + code_weight * code
-    recon: Tensor              # scalar reconstruction loss
-    code: Tensor | None        # scalar code loss, when the code head is on
-    pred: Tensor               # (B, S, D) predictions for the selected segments
-    index: Tensor              # (B, S) their positions in the window
-    keep: Tensor               # (B, S) bool: real (not padding) selected slots
+    loss: Tensor  # scalar: recon + code_weight * code
+    recon: Tensor  # scalar reconstruction loss
+    code: Tensor | None  # scalar code loss, when the code head is on
+    pred: Tensor  # (B, S, D) predictions for the selected segments
+    index: Tensor  # (B, S) their positions in the window
+    keep: Tensor  # (B, S) bool: real (not padding) selected slots
 
 
 # --- the autoencoder -----------------------------------------------------------------------------
@@ -263,8 +264,9 @@ class LVMAE(nn.Module):
         self.encoder = Transformer(cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.rotary)
         self.bridge = nn.Linear(cfg.width, cfg.decoder_width)
         self.mask_token = nn.Parameter(torch.zeros(cfg.decoder_width))
-        self.decoder = Transformer(cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout,
-                                   cfg.rotary)
+        self.decoder = Transformer(
+            cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout, cfg.rotary
+        )
         self.head = nn.Linear(cfg.decoder_width, cfg.dim_in)
         self.code_head = nn.Linear(cfg.decoder_width, sum(cfg.code_levels)) if cfg.code_levels else None
         self.apply(self._init)
@@ -288,7 +290,9 @@ class LVMAE(nn.Module):
         # Unit embeddings have entries of about 1/sqrt(D): scaled to about 1, like the sin-cos positions,
         # so that positions do not drown the content (unscaled, learning to read a hidden segment off its
         # neighbours took several times more steps in our runs).
-        x = self.embed(F.normalize(emb, dim=-1) * math.sqrt(self.cfg.dim_in)) + self.absolute(index, self.cfg.width)  # (B, N, W)
+        x = self.embed(F.normalize(emb, dim=-1) * math.sqrt(self.cfg.dim_in)) + self.absolute(
+            index, self.cfg.width
+        )  # (B, N, W)
         return self.encoder(x, keep, index)
 
     def features(self, emb: Tensor, valid: Tensor) -> Tensor:
@@ -297,8 +301,9 @@ class LVMAE(nn.Module):
         index = torch.arange(emb.shape[1], device=emb.device).expand(emb.shape[:2])  # (B, T)
         return self.encode(emb, valid, index)
 
-    def forward(self, emb: Tensor, valid: Tensor, hidden: Tensor, selected: Tensor,
-                codes: Tensor | None = None) -> Output:
+    def forward(
+        self, emb: Tensor, valid: Tensor, hidden: Tensor, selected: Tensor, codes: Tensor | None = None
+    ) -> Output:
         """emb (B, T, D); valid, hidden, selected (B, T) bool (selected ⊆ hidden ⊆ valid);
         codes (B, T, t, h, w) int when the code head is on."""
         vis_idx, vis_keep = gather_index(valid & ~hidden)  # (B, V)
@@ -306,15 +311,26 @@ class LVMAE(nn.Module):
         latent = self.encode(take(emb, vis_idx), vis_keep, vis_idx)  # (B, V, W)
         return self.decode(latent, vis_idx, vis_keep, sel_idx, sel_keep, emb, codes)
 
-    def decode(self, latent: Tensor, vis_idx: Tensor, vis_keep: Tensor, sel_idx: Tensor, sel_keep: Tensor,
-               emb: Tensor, codes: Tensor | None = None) -> Output:
+    def decode(
+        self,
+        latent: Tensor,
+        vis_idx: Tensor,
+        vis_keep: Tensor,
+        sel_idx: Tensor,
+        sel_keep: Tensor,
+        emb: Tensor,
+        codes: Tensor | None = None,
+    ) -> Output:
         """Decoder over the visible latents plus one mask token per selected segment, and the losses.
         latent (B, V, W), vis_idx/vis_keep (B, V), sel_idx/sel_keep (B, S), emb (B, T, D) for the targets."""
         V = vis_idx.shape[1]
         vis = self.bridge(latent) + self.absolute(vis_idx, self.cfg.decoder_width)  # (B, V, Wd)
-        queries = self.mask_token.expand(*sel_idx.shape, -1) + self.absolute(sel_idx, self.cfg.decoder_width)  # (B, S, Wd)
-        y = self.decoder(torch.cat([vis, queries], 1), torch.cat([vis_keep, sel_keep], 1),
-                         torch.cat([vis_idx, sel_idx], 1))  # (B, V+S, Wd)
+        queries = self.mask_token.expand(*sel_idx.shape, -1) + self.absolute(
+            sel_idx, self.cfg.decoder_width
+        )  # (B, S, Wd)
+        y = self.decoder(
+            torch.cat([vis, queries], 1), torch.cat([vis_keep, sel_keep], 1), torch.cat([vis_idx, sel_idx], 1)
+        )  # (B, V+S, Wd)
         y = y[:, V:]  # (B, S, Wd): only the mask tokens are read out
 
         pred = self.head(y)  # (B, S, D)

@@ -35,8 +35,12 @@ log = logging.getLogger("lvmae.pretrain")
 
 def worker_resources(p: PretrainConfig) -> dict[str, dict[str, float]]:
     """What the workers reserve in all, by Ray resource and the settings that ask for it."""
-    request = {"CPU": {f"pretrain.num_workers={p.num_workers} x pretrain.cpus_per_worker={p.cpus_per_worker:g}":
-                       p.num_workers * p.cpus_per_worker}}
+    request = {
+        "CPU": {
+            f"pretrain.num_workers={p.num_workers} x pretrain.cpus_per_worker={p.cpus_per_worker:g}": p.num_workers
+            * p.cpus_per_worker
+        }
+    }
     if p.use_gpu:
         request["GPU"] = {f"pretrain.use_gpu=true with pretrain.num_workers={p.num_workers}": float(p.num_workers)}
     return request
@@ -67,9 +71,15 @@ def _worker(config: dict[str, Any]) -> None:
             ray.train.report(row)
 
     context = ray.train.get_context()
-    env = RunEnv(device=ray.train.torch.get_device(), rank=context.get_world_rank(),
-                 world_size=context.get_world_size(), wrap_model=ray.train.torch.prepare_model,
-                 average=_mean_over_ranks, report=report, progress=False)
+    env = RunEnv(
+        device=ray.train.torch.get_device(),
+        rank=context.get_world_rank(),
+        world_size=context.get_world_size(),
+        wrap_model=ray.train.torch.prepare_model,
+        average=_mean_over_ranks,
+        report=report,
+        progress=False,
+    )
     train(p, store_uri=config["store_uri"], out_dir=config["out_dir"], resume=config["resume"], env=env)
 
 
@@ -87,9 +97,12 @@ def run(p: PretrainConfig, ray_cfg: RayConfig, *, store_uri: str, out_dir: Path,
     start = checkpoint_step(out_dir) if resume else 0
     started_here = init_ray(ray_cfg)
     try:
-        check_resources(worker_resources(p), ray.cluster_resources(),
-                        remedy="lower pretrain.num_workers or pretrain.cpus_per_worker (fractions like 0.5 are "
-                               "allowed), set pretrain.use_gpu=false, or give Ray more (ray.num_cpus)")
+        check_resources(
+            worker_resources(p),
+            ray.cluster_resources(),
+            remedy="lower pretrain.num_workers or pretrain.cpus_per_worker (fractions like 0.5 are "
+            "allowed), set pretrain.use_gpu=false, or give Ray more (ray.num_cpus)",
+        )
         resources = {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
         trainer = TorchTrainer(
             _worker,
@@ -104,5 +117,6 @@ def run(p: PretrainConfig, ray_cfg: RayConfig, *, store_uri: str, out_dir: Path,
             ray.shutdown()
     if result.error:
         raise PretrainError(f"Ray Train run failed: {result.error}") from result.error
-    return read_result(out_dir, resumed_from=start, params=saved_params(out_dir / MODEL),
-                       wall_s=time.perf_counter() - began)
+    return read_result(
+        out_dir, resumed_from=start, params=saved_params(out_dir / MODEL), wall_s=time.perf_counter() - began
+    )

@@ -33,8 +33,9 @@ class ProcedureWorld:
     procedures: list[list[int]]
 
 
-def make_world(dim: int = 32, *, steps: int = 8, procedures: int = 4, steps_per_procedure: int = 5,
-               seed: int = 0) -> ProcedureWorld:
+def make_world(
+    dim: int = 32, *, steps: int = 8, procedures: int = 4, steps_per_procedure: int = 5, seed: int = 0
+) -> ProcedureWorld:
     """Half of the procedures are reorderings of the other half's steps."""
     rng = np.random.default_rng(seed)
     protos = rng.standard_normal((steps, dim))
@@ -48,8 +49,16 @@ def make_world(dim: int = 32, *, steps: int = 8, procedures: int = 4, steps_per_
     return ProcedureWorld(protos.astype(np.float32), procs)
 
 
-def make_video(world: ProcedureWorld, procedure: int, n_segments: int, rng: np.random.Generator, *,
-               noise: float = 0.3, min_step: int = 3, max_step: int = 8) -> dict[str, np.ndarray]:
+def make_video(
+    world: ProcedureWorld,
+    procedure: int,
+    n_segments: int,
+    rng: np.random.Generator,
+    *,
+    noise: float = 0.3,
+    min_step: int = 3,
+    max_step: int = 8,
+) -> dict[str, np.ndarray]:
     """One video's arrays: emb (n, D) float16 unit rows, importance (n,), span (n, 2), and the step of
     each segment (n,) for checks."""
     order = world.procedures[procedure]
@@ -58,7 +67,7 @@ def make_video(world: ProcedureWorld, procedure: int, n_segments: int, rng: np.r
     i, k = 0, 0
     while i < n_segments:
         length = int(rng.integers(min_step, max_step + 1))
-        step_of[i:i + length] = order[k % len(order)]
+        step_of[i : i + length] = order[k % len(order)]
         first[i] = True
         i, k = i + length, k + 1
     dim = world.prototypes.shape[1]
@@ -66,8 +75,12 @@ def make_video(world: ProcedureWorld, procedure: int, n_segments: int, rng: np.r
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     importance = np.clip(np.where(first, 0.8, 0.2) + 0.1 * rng.standard_normal(n_segments), 0, 1)
     t0 = np.arange(n_segments, dtype=np.float32) * SEGMENT_SECONDS
-    return {"emb": emb.astype(np.float16), "importance": importance.astype(np.float32),
-            "span": np.stack([t0, t0 + SEGMENT_SECONDS], 1), "step": step_of}
+    return {
+        "emb": emb.astype(np.float16),
+        "importance": importance.astype(np.float32),
+        "span": np.stack([t0, t0 + SEGMENT_SECONDS], 1),
+        "step": step_of,
+    }
 
 
 def step_codes(step_of: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -80,17 +93,29 @@ def step_codes(step_of: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     return codes, rng.random(codes.shape).astype(np.float16)
 
 
-def write_procedure_store(uri: str, *, videos: int = 12, segments: tuple[int, int] = (40, 400), dim: int = 32,
-                          procedures: int = 4, noise: float = 0.3, tokenizer: bool = False, seed: int = 0,
-                          shard_videos: int = 8) -> Store:
+def write_procedure_store(
+    uri: str,
+    *,
+    videos: int = 12,
+    segments: tuple[int, int] = (40, 400),
+    dim: int = 32,
+    procedures: int = 4,
+    noise: float = 0.3,
+    tokenizer: bool = False,
+    seed: int = 0,
+    shard_videos: int = 8,
+) -> Store:
     """A store of `videos` procedure videos with lengths spread over `segments`; the manifest gets a
     `procedure` label column."""
     world = make_world(dim, procedures=procedures, seed=seed)
     rng = np.random.default_rng(seed + 1)
     ident = StoreIdentity(
         encoder={"name": "synthetic-procedures", "weights_sha256": "0" * 64, "dim": dim},
-        tokenizer={"name": "synthetic-fsq", "weights_sha256": "1" * 64, "levels": list(FSQ_LEVELS)} if tokenizer else None,
-        segment={"seconds": SEGMENT_SECONDS})
+        tokenizer={"name": "synthetic-fsq", "weights_sha256": "1" * 64, "levels": list(FSQ_LEVELS)}
+        if tokenizer
+        else None,
+        segment={"seconds": SEGMENT_SECONDS},
+    )
     store = Store.create(uri, ident)
     lengths = np.geomspace(segments[0], segments[1], videos).round().astype(int)
     for shard in range(0, videos, shard_videos):
@@ -101,7 +126,12 @@ def write_procedure_store(uri: str, *, videos: int = 12, segments: tuple[int, in
                 step_of = arrays.pop("step")
                 if tokenizer:
                     arrays["codes"], arrays["scores"] = step_codes(step_of, rng)
-                writer.add_video(video_id=f"video{v:04d}", uri=f"synthetic://video{v:04d}",
-                                 duration=float(lengths[v]) * SEGMENT_SECONDS, fps=8.0, **arrays,
-                                 extra={"procedure": procedure})
+                writer.add_video(
+                    video_id=f"video{v:04d}",
+                    uri=f"synthetic://video{v:04d}",
+                    duration=float(lengths[v]) * SEGMENT_SECONDS,
+                    fps=8.0,
+                    **arrays,
+                    extra={"procedure": procedure},
+                )
     return store

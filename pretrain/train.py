@@ -67,9 +67,9 @@ class RunEnv:
     rank: int = 0
     world_size: int = 1
     wrap_model: Callable[[nn.Module], nn.Module] = _identity  # e.g. DDP
-    average: Callable[[Tensor], Tensor] = _identity           # mean of a tensor over ranks
-    report: Callable[[dict[str, Any]], None] | None = None    # called with every step's metrics row
-    progress: bool = True                                     # show the progress bar (main rank only)
+    average: Callable[[Tensor], Tensor] = _identity  # mean of a tensor over ranks
+    report: Callable[[dict[str, Any]], None] | None = None  # called with every step's metrics row
+    progress: bool = True  # show the progress bar (main rank only)
 
     @property
     def is_main(self) -> bool:
@@ -88,8 +88,10 @@ def build_model_config(p: PretrainConfig, store: Store) -> ModelConfig:
     if p.code_head:
         tokenizer = store.identity.tokenizer
         if not tokenizer or not tokenizer.get("levels"):
-            raise PretrainError(f"pretrain.code_head is on but store {store.uri} has no tokenizer with FSQ levels "
-                                "in its identity; set pretrain.code_head=false")
+            raise PretrainError(
+                f"pretrain.code_head is on but store {store.uri} has no tokenizer with FSQ levels "
+                "in its identity; set pretrain.code_head=false"
+            )
         levels = tuple(int(level) for level in tokenizer["levels"])
     return model_config(p.preset, dim_in=dim_in, loss=p.loss, code_levels=levels, code_weight=p.code_weight)
 
@@ -100,10 +102,18 @@ def make_optimizer(model: nn.Module, p: PretrainConfig) -> torch.optim.AdamW:
 
 def make_masks(batch: Batch, p: PretrainConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """(hidden, selected), both (B, T) bool, for one batch under the config's masking."""
-    hidden = encoder_mask(p.encoder_mask, emb=batch.emb, importance=batch.importance, valid=batch.valid,
-                          ratio=p.mask_ratio, generator=generator, direction=p.semantic_direction)
-    selected = decoder_mask(p.decoder_mask, hidden=hidden, importance=batch.importance, kappa=p.kappa,
-                            generator=generator)
+    hidden = encoder_mask(
+        p.encoder_mask,
+        emb=batch.emb,
+        importance=batch.importance,
+        valid=batch.valid,
+        ratio=p.mask_ratio,
+        generator=generator,
+        direction=p.semantic_direction,
+    )
+    selected = decoder_mask(
+        p.decoder_mask, hidden=hidden, importance=batch.importance, kappa=p.kappa, generator=generator
+    )
     return hidden, selected
 
 
@@ -122,16 +132,28 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _restore(state: dict[str, Any], model: LVMAE, mcfg: ModelConfig, p: PretrainConfig,
-             opt: torch.optim.Optimizer, sched: LambdaLR, path: Path) -> int:
+def _restore(
+    state: dict[str, Any],
+    model: LVMAE,
+    mcfg: ModelConfig,
+    p: PretrainConfig,
+    opt: torch.optim.Optimizer,
+    sched: LambdaLR,
+    path: Path,
+) -> int:
     if state.get("model_config") != mcfg.to_dict():
-        raise PretrainError(f"{path} was trained with model {state.get('model_config')}, but this config builds "
-                            f"{mcfg.to_dict()}; resume with the same preset, store and objective, or choose "
-                            "another pretrain.checkpoint_dir")
+        raise PretrainError(
+            f"{path} was trained with model {state.get('model_config')}, but this config builds "
+            f"{mcfg.to_dict()}; resume with the same preset, store and objective, or choose "
+            "another pretrain.checkpoint_dir"
+        )
     changed = sorted(k for k, v in plain_settings(p).items() if state["pretrain"].get(k) != v)
     if changed:
-        log.warning("resuming %s with changed settings %s: the run is no longer the one that was started",
-                    path, ", ".join(f"pretrain.{k}" for k in changed))
+        log.warning(
+            "resuming %s with changed settings %s: the run is no longer the one that was started",
+            path,
+            ", ".join(f"pretrain.{k}" for k in changed),
+        )
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -155,8 +177,14 @@ def validate(model: nn.Module, batches: list[tuple[Batch, Tensor, Tensor]], env:
     return float(env.average(total / len(batches)))
 
 
-def train(p: PretrainConfig, *, store_uri: str, out_dir: str | Path | None = None, resume: bool = False,
-          env: RunEnv | None = None) -> TrainResult:
+def train(
+    p: PretrainConfig,
+    *,
+    store_uri: str,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    env: RunEnv | None = None,
+) -> TrainResult:
     """Train (or resume) an LV-MAE on the sequences of the store at `store_uri`; returns what the
     metrics say. `out_dir` defaults to `p.checkpoint_dir`."""
     began = time.perf_counter()
@@ -176,8 +204,10 @@ def train(p: PretrainConfig, *, store_uri: str, out_dir: str | Path | None = Non
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     start = 0
     if ckpt_path.exists() and not resume:
-        raise PretrainError(f"{out} already holds a checkpoint; pass --resume to continue it, or choose another "
-                            "output folder (--out or pretrain.checkpoint_dir)")
+        raise PretrainError(
+            f"{out} already holds a checkpoint; pass --resume to continue it, or choose another "
+            "output folder (--out or pretrain.checkpoint_dir)"
+        )
     if resume and ckpt_path.exists():
         start = _restore(load_state(ckpt_path), model, mcfg, p, opt, sched, ckpt_path)
         log.info("resuming %s at step %d", ckpt_path, start)
@@ -193,26 +223,59 @@ def train(p: PretrainConfig, *, store_uri: str, out_dir: str | Path | None = Non
             metrics_path.unlink(missing_ok=True)
 
     net = env.wrap_model(model)
-    source = WindowSource(store, train_videos, batch_size=p.batch_size, min_segments=p.min_segments,
-                          max_segments=p.max_segments, seed=p.seed, rank=env.rank, codes=p.code_head)
+    source = WindowSource(
+        store,
+        train_videos,
+        batch_size=p.batch_size,
+        min_segments=p.min_segments,
+        max_segments=p.max_segments,
+        seed=p.seed,
+        rank=env.rank,
+        codes=p.code_head,
+    )
     val_batches = []
     if val_videos:
-        val_source = WindowSource(store, val_videos, batch_size=p.batch_size, min_segments=p.min_segments,
-                                  max_segments=p.max_segments, seed=p.seed, stream=VAL_STREAM, rank=env.rank,
-                                  codes=p.code_head)
-        val_batches = [(b, *make_masks(b, p, val_source.mask_generator(k)))
-                       for k, b in ((k, val_source.batch(k)) for k in range(p.val_batches))]
+        val_source = WindowSource(
+            store,
+            val_videos,
+            batch_size=p.batch_size,
+            min_segments=p.min_segments,
+            max_segments=p.max_segments,
+            seed=p.seed,
+            stream=VAL_STREAM,
+            rank=env.rank,
+            codes=p.code_head,
+        )
+        val_batches = [
+            (b, *make_masks(b, p, val_source.mask_generator(k)))
+            for k, b in ((k, val_source.batch(k)) for k in range(p.val_batches))
+        ]
 
     def checkpoint(next_step: int) -> None:
         if env.is_main:
-            save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "rng": _rng_state(), "step": next_step, "data_position": next_step,
-                         "model_config": mcfg.to_dict(), "pretrain": plain_settings(p),
-                         "store": {"uri": store.uri, "identity": store.identity.to_attrs()}}, ckpt_path)
+            save_state(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": _rng_state(),
+                    "step": next_step,
+                    "data_position": next_step,
+                    "model_config": mcfg.to_dict(),
+                    "pretrain": plain_settings(p),
+                    "store": {"uri": store.uri, "identity": store.identity.to_attrs()},
+                },
+                ckpt_path,
+            )
 
     metrics = open(metrics_path, "a") if env.is_main else None
-    progress = bar(total=p.steps, initial=start, desc="pretrain", unit="step",
-                   disable=None if env.progress and env.is_main else True)
+    progress = bar(
+        total=p.steps,
+        initial=start,
+        desc="pretrain",
+        unit="step",
+        disable=None if env.progress and env.is_main else True,
+    )
     model.train()
     try:
         for step, batch in source.iterate(start, p.steps):
@@ -228,9 +291,16 @@ def train(p: PretrainConfig, *, store_uri: str, out_dir: str | Path | None = Non
             losses = env.average(torch.stack([output.loss.detach().float(), output.recon.detach().float()]))
             step_s = time.perf_counter() - t0
             segments = batch.segments * env.world_size
-            row = {"step": step, "loss": float(losses[0]), "recon": float(losses[1]), "lr": lr,
-                   "grad_norm": float(grad_norm), "segments": segments, "window": max(w.length for w in batch.windows),
-                   "step_s": step_s}
+            row = {
+                "step": step,
+                "loss": float(losses[0]),
+                "recon": float(losses[1]),
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "segments": segments,
+                "window": max(w.length for w in batch.windows),
+                "step_s": step_s,
+            }
             if output.code is not None:
                 row["code"] = float(env.average(output.code.detach().float()))
             if metrics:
@@ -251,9 +321,16 @@ def train(p: PretrainConfig, *, store_uri: str, out_dir: str | Path | None = Non
             if env.report:
                 env.report(row)
         if env.is_main:
-            save_state({"model": model.state_dict(), "model_config": mcfg.to_dict(), "pretrain": plain_settings(p),
-                         "step": p.steps, "store": {"uri": store.uri, "identity": store.identity.to_attrs()}},
-                        out / MODEL)
+            save_state(
+                {
+                    "model": model.state_dict(),
+                    "model_config": mcfg.to_dict(),
+                    "pretrain": plain_settings(p),
+                    "step": p.steps,
+                    "store": {"uri": store.uri, "identity": store.identity.to_attrs()},
+                },
+                out / MODEL,
+            )
     finally:
         progress.close()
         if metrics:

@@ -32,5 +32,16 @@ from store.summary import StoreSummary
 from store.verify import Problem, VerifyReport
 from store.writer import ShardWriter
 
-__all__ = ["SCHEMA_VERSION", "Dims", "EmbeddingBatch", "Problem", "Segments", "ShardWriter", "Store", "StoreError",
-           "StoreIdentity", "StoreSummary", "VerifyReport"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Dims",
+    "EmbeddingBatch",
+    "Problem",
+    "Segments",
+    "ShardWriter",
+    "Store",
+    "StoreError",
+    "StoreIdentity",
+    "StoreSummary",
+    "VerifyReport",
+]

@@ -37,7 +37,7 @@ import numpy as np
 from store.layout import Location, StoreError
 
 _MISSING = np.uint64(2**64 - 1)  # the shard index's (offset, length) of a chunk that was never written
-_BLOSC_MEMCPYED = 0x02           # blosc header flag: the data follow the header uncompressed and unshuffled
+_BLOSC_MEMCPYED = 0x02  # blosc header flag: the data follow the header uncompressed and unshuffled
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ class _Encoding:
     shape: tuple[int, ...]
     dtype: np.dtype
     fill_value: Any
-    shard_rows: int        # rows per zarr shard (one data file)
-    chunk_rows: int        # rows per inner chunk
-    separator: str         # chunk key separator
+    shard_rows: int  # rows per zarr shard (one data file)
+    chunk_rows: int  # rows per inner chunk
+    separator: str  # chunk key separator
     blosc: bool
-    crc: bool              # inner chunks end in a crc32c
+    crc: bool  # inner chunks end in a crc32c
     index_crc: bool
 
     @property
@@ -100,9 +100,17 @@ def _encoding(meta: dict) -> _Encoding | None:
         fill = meta.get("fill_value", 0)
         if not isinstance(fill, (int, float)):  # "NaN", "Infinity" and hex strings: left to zarr
             return None
-        return _Encoding(shape=shape, dtype=dtype.newbyteorder("<"), fill_value=fill, shard_rows=shard_shape[0],
-                         chunk_rows=inner_shape[0], separator=key.get("separator", "/"), blosc="blosc" in rest,
-                         crc="crc32c" in rest, index_crc=len(index) == 2)
+        return _Encoding(
+            shape=shape,
+            dtype=dtype.newbyteorder("<"),
+            fill_value=fill,
+            shard_rows=shard_shape[0],
+            chunk_rows=inner_shape[0],
+            separator=key.get("separator", "/"),
+            blosc="blosc" in rest,
+            crc="crc32c" in rest,
+            index_crc=len(index) == 2,
+        )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
 
@@ -131,7 +139,7 @@ class _Shard:
         self.n_chunks = enc.chunks_per_shard
         self._map: mmap.mmap | None = None
         self.size = 0
-        self.index: np.ndarray | None = None   # (n_chunks, 2) uint64 offset, length; None: no file
+        self.index: np.ndarray | None = None  # (n_chunks, 2) uint64 offset, length; None: no file
         # Which chunks of a mapped file have passed their checksum and decoded: the map shows one
         # unchanging file (the store never rewrites a file in place), so each chunk is checked once.
         # None for fetched files, whose every read is checked.
@@ -153,8 +161,10 @@ class _Shard:
             return  # every chunk of this shard is the fill value: zarr writes no file then
         n_bytes = self.n_chunks * 16 + (4 if self.reader.encoding.index_crc else 0)
         if self.size < n_bytes:
-            raise self.reader.error(f"zarr shard file {self.path} is {self.size} bytes, shorter than its "
-                                    f"{n_bytes}-byte chunk index (truncated?)")
+            raise self.reader.error(
+                f"zarr shard file {self.path} is {self.size} bytes, shorter than its "
+                f"{n_bytes}-byte chunk index (truncated?)"
+            )
         raw = self.fetch(self.size - n_bytes, self.size)
         if self.reader.encoding.index_crc:
             self.reader.check_crc(raw, f"the chunk index of {self.path}")
@@ -229,8 +239,8 @@ class RowReader:
         rows = enc.chunk_rows
         for chunk in range(start // rows, -(-stop // rows)):
             first = chunk * rows
-            lo, hi = max(first, start), min(first + rows, stop)      # the rows of this chunk wanted
-            target = out[lo - start:hi - start]
+            lo, hi = max(first, start), min(first + rows, stop)  # the rows of this chunk wanted
+            target = out[lo - start : hi - start]
             if not self._decode(chunk, lo - first, hi - first, target):
                 target[...] = enc.fill_value
         return out
@@ -258,8 +268,10 @@ class RowReader:
             header = data[:16].tobytes()
             size, stored = int.from_bytes(header[4:8], "little"), int.from_bytes(header[12:16], "little")
             if len(header) < 16 or stored != len(data) or size != expected:
-                raise self.error(f"{what} does not decompress: its blosc header says {size} bytes in {stored}; "
-                                 f"expected {expected} bytes in {len(data)} (corrupted)")
+                raise self.error(
+                    f"{what} does not decompress: its blosc header says {size} bytes in {stored}; "
+                    f"expected {expected} bytes in {len(data)} (corrupted)"
+                )
             if header[2] & _BLOSC_MEMCPYED:
                 data = data[16:]  # blosc found nothing to gain and stored the bytes as they are
             else:
@@ -275,7 +287,7 @@ class RowReader:
         if data is not None:  # the chunk's raw little-endian bytes: copy the rows wanted
             if len(data) != expected:
                 raise self.error(f"{what} holds {len(data)} bytes, not {expected} (corrupted)")
-            dest.reshape(-1).view(np.uint8)[:] = data[lo * self._row_bytes:hi * self._row_bytes]
+            dest.reshape(-1).view(np.uint8)[:] = data[lo * self._row_bytes : hi * self._row_bytes]
         if shard.checked is not None:
             shard.checked[at] = True
         return True

@@ -26,12 +26,14 @@ def _plain(value: Any, what: str) -> Any:
 
 def _check_model(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise StoreError(f"store identity: {what} must be a dict with {', '.join(REQUIRED_MODEL_KEYS)}; "
-                         f"got {type(value).__name__}")
+        raise StoreError(
+            f"store identity: {what} must be a dict with {', '.join(REQUIRED_MODEL_KEYS)}; got {type(value).__name__}"
+        )
     missing = [key for key in REQUIRED_MODEL_KEYS if key not in value]
     if missing:
-        raise StoreError(f"store identity: {what} lacks {', '.join(missing)} "
-                         f"(has {', '.join(sorted(value)) or 'nothing'})")
+        raise StoreError(
+            f"store identity: {what} lacks {', '.join(missing)} (has {', '.join(sorted(value)) or 'nothing'})"
+        )
     return _plain(dict(value), what)
 
 
@@ -51,8 +53,7 @@ class StoreIdentity:
         if self.tokenizer is not None:
             object.__setattr__(self, "tokenizer", _check_model(self.tokenizer, "tokenizer"))
         if not isinstance(self.segment, Mapping) or "seconds" not in self.segment:
-            raise StoreError("store identity: segment must be a dict with at least 'seconds'; "
-                             f"got {self.segment!r}")
+            raise StoreError(f"store identity: segment must be a dict with at least 'seconds'; got {self.segment!r}")
         object.__setattr__(self, "segment", _plain(dict(self.segment), "segment"))
 
     @property
@@ -61,8 +62,12 @@ class StoreIdentity:
 
     def to_attrs(self) -> dict[str, Any]:
         """The root attribute value."""
-        return {"schema_version": self.schema_version, "encoder": self.encoder,
-                "tokenizer": self.tokenizer, "segment": self.segment}
+        return {
+            "schema_version": self.schema_version,
+            "encoder": self.encoder,
+            "tokenizer": self.tokenizer,
+            "segment": self.segment,
+        }
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> StoreIdentity:
@@ -72,8 +77,7 @@ class StoreIdentity:
         value = attrs[ROOT_ATTR]
         version = value.get("schema_version") if isinstance(value, Mapping) else None
         if version != SCHEMA_VERSION:
-            raise StoreError(f"{where} has store schema version {version!r}; this lvmae reads version "
-                             f"{SCHEMA_VERSION}")
+            raise StoreError(f"{where} has store schema version {version!r}; this lvmae reads version {SCHEMA_VERSION}")
         try:
             return cls(encoder=value["encoder"], tokenizer=value["tokenizer"], segment=value["segment"])
         except KeyError as exc:
@@ -87,8 +91,11 @@ class StoreIdentity:
 
         def walk(a: Any, b: Any, prefix: str) -> list[str]:
             if isinstance(a, dict) and isinstance(b, dict):
-                return [key for k in sorted(set(a) | set(b))
-                        for key in walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)]
+                return [
+                    key
+                    for k in sorted(set(a) | set(b))
+                    for key in walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+                ]
             return [] if a == b else [prefix]
 
         return walk(self.to_attrs(), other.to_attrs(), "")

@@ -112,8 +112,10 @@ _SHARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 def check_shard_id(shard_id: Any) -> str:
     if not isinstance(shard_id, str) or not _SHARD_ID.fullmatch(shard_id):
-        raise StoreError(f"shard id {shard_id!r} is not usable: use letters, digits, '_' and '-' "
-                         "(first a letter or digit), e.g. '000003'")
+        raise StoreError(
+            f"shard id {shard_id!r} is not usable: use letters, digits, '_' and '-' "
+            "(first a letter or digit), e.g. '000003'"
+        )
     return shard_id
 
 
@@ -164,8 +166,7 @@ class Location:
         # through fsspec.
         if self.is_local:
             return zarr.storage.LocalStore(self.root, read_only=read_only)
-        return zarr.storage.FsspecStore.from_url(self.uri, storage_options=self.storage_options,
-                                                 read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(self.uri, storage_options=self.storage_options, read_only=read_only)
 
     def entries(self, *parts: str) -> dict[str, dict[str, Any]]:
         """What is directly under a folder of the store, by name, with the filesystem's info on each

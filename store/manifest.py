@@ -19,17 +19,19 @@ import pyarrow.parquet as pq
 from foundation.files import atomic_write_bytes
 from store.layout import MANIFEST_DIR, Location, StoreError, manifest_name, manifest_temp_prefix
 
-COLUMNS = pa.schema([
-    ("video_id", pa.string()),
-    ("uri", pa.string()),
-    ("duration", pa.float64()),   # seconds; null for a failed video
-    ("fps", pa.float64()),        # null for a failed video
-    ("n_segments", pa.int64()),   # 0 for a failed video
-    ("shard_id", pa.string()),
-    ("row_start", pa.int64()),    # first row of the video's segments in the shard's arrays
-    ("status", pa.string()),      # "ok" | "failed"
-    ("error", pa.string()),       # null for an ok video
-])
+COLUMNS = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("uri", pa.string()),
+        ("duration", pa.float64()),  # seconds; null for a failed video
+        ("fps", pa.float64()),  # null for a failed video
+        ("n_segments", pa.int64()),  # 0 for a failed video
+        ("shard_id", pa.string()),
+        ("row_start", pa.int64()),  # first row of the video's segments in the shard's arrays
+        ("status", pa.string()),  # "ok" | "failed"
+        ("error", pa.string()),  # null for an ok video
+    ]
+)
 STATUSES = ("ok", "failed")
 
 
@@ -49,9 +51,11 @@ def committed(location: Location) -> dict[str, tuple]:
     """Committed shard ids, each with its manifest file's signature (size and modification stamp as the
     filesystem reports them), which changes when a shard is overwritten."""
     suffix = ".parquet"
-    return {name[:-len(suffix)]: tuple(info.get(key) for key in ("size", "mtime", "created", "ETag"))
-            for name, info in location.entries(MANIFEST_DIR).items()
-            if name.endswith(suffix) and not name.startswith(".")}
+    return {
+        name[: -len(suffix)]: tuple(info.get(key) for key in ("size", "mtime", "created", "ETag"))
+        for name, info in location.entries(MANIFEST_DIR).items()
+        if name.endswith(suffix) and not name.startswith(".")
+    }
 
 
 def committed_shard_ids(location: Location) -> set[str]:

@@ -48,11 +48,11 @@ class Segments:
     """Segments of one video in time order (or a window of them), in their stored dtypes. Arrays the
     store does not have (no tokenizer) or that were not asked for are None."""
 
-    emb: np.ndarray | None         # (T, D) float16
-    codes: np.ndarray | None       # (T, t, h, w) int16
-    scores: np.ndarray | None      # (T, t, h, w) float16
+    emb: np.ndarray | None  # (T, D) float16
+    codes: np.ndarray | None  # (T, t, h, w) int16
+    scores: np.ndarray | None  # (T, t, h, w) float16
     importance: np.ndarray | None  # (T,) float32
-    span: np.ndarray | None        # (T, 2) float32 seconds [t_start, t_end)
+    span: np.ndarray | None  # (T, 2) float32 seconds [t_start, t_end)
 
     def get(self, name: str) -> np.ndarray:
         """An array that was read; a StoreError when it was not asked for or the store has none."""
@@ -66,18 +66,18 @@ class Segments:
 class EmbeddingBatch:
     """Up to `batch_size` consecutive segments of one shard, with the ids that name each row."""
 
-    emb: np.ndarray       # (n, D) float16
+    emb: np.ndarray  # (n, D) float16
     video_id: np.ndarray  # (n,) str
-    row: np.ndarray       # (n,) int64: the segment's index within its video
-    span: np.ndarray      # (n, 2) float32 seconds
+    row: np.ndarray  # (n,) int64: the segment's index within its video
+    span: np.ndarray  # (n, 2) float32 seconds
 
 
 @dataclass(frozen=True)
 class Dims:
     """Per-segment sizes, the same in every shard of a store; None while no shard has segments."""
 
-    emb: int | None                              # D
-    token_grid: tuple[int, int, int] | None      # (t, h, w); None also for stores without a tokenizer
+    emb: int | None  # D
+    token_grid: tuple[int, int, int] | None  # (t, h, w); None also for stores without a tokenizer
 
 
 class _Entry(NamedTuple):
@@ -123,12 +123,14 @@ class Store:
         except FileNotFoundError:  # zarr's GroupNotFoundError, or a local root folder that does not exist
             return None
         except (BaseZarrError, ValueError) as exc:
-            raise StoreError(f"{location.uri} is not an lvmae store: its root is not a readable zarr group "
-                             f"({exc})") from None
+            raise StoreError(
+                f"{location.uri} is not an lvmae store: its root is not a readable zarr group ({exc})"
+            ) from None
 
     @classmethod
-    def create(cls, uri: str | os.PathLike, identity: StoreIdentity, *,
-               storage_options: dict[str, Any] | None = None) -> Store:
+    def create(
+        cls, uri: str | os.PathLike, identity: StoreIdentity, *, storage_options: dict[str, Any] | None = None
+    ) -> Store:
         """Open the store at `uri` for writing, creating it when absent. A store made with another
         identity is refused; the error shows both."""
         if not isinstance(identity, StoreIdentity):
@@ -156,8 +158,7 @@ class Store:
             if location.fs.exists(location.root):
                 raise StoreError(f"{location.uri} is not an lvmae store: there is no zarr group (zarr.json) there")
             raise StoreError(f"no store at {location.uri}: nothing there")
-        return cls(location, StoreIdentity.from_attrs(group.attrs.asdict(), f"store {location.uri}"),
-                   writable=False)
+        return cls(location, StoreIdentity.from_attrs(group.attrs.asdict(), f"store {location.uri}"), writable=False)
 
     @staticmethod
     def _refuse_foreign_folder(location: Location) -> None:
@@ -168,11 +169,15 @@ class Store:
         # have one in flight.
         foreign = [name for name in location.listdir() if name not in own and not name.endswith(".partial")]
         if foreign:
-            raise StoreError(f"{location.uri} already holds other files ({', '.join(foreign[:5])}); refusing to "
-                             "create a store inside it: name a new or empty folder")
+            raise StoreError(
+                f"{location.uri} already holds other files ({', '.join(foreign[:5])}); refusing to "
+                "create a store inside it: name a new or empty folder"
+            )
         if manifest.committed_shard_ids(location):
-            raise StoreError(f"{location.uri} has committed shards but no root zarr.json: the store's identity "
-                             "is lost; refusing to adopt its shards under a new identity")
+            raise StoreError(
+                f"{location.uri} has committed shards but no root zarr.json: the store's identity "
+                "is lost; refusing to adopt its shards under a new identity"
+            )
 
     def _check_identity_on_storage(self) -> None:
         group = self._root_group(self.location, self._read_store)
@@ -188,14 +193,14 @@ class Store:
         """The writer of one shard, as a context manager. A committed shard is refused unless
         `overwrite=True`; leftovers of an uncommitted one are replaced."""
         if not self.writable:
-            raise StoreError(f"store {self.uri} was opened read-only (Store.open); use "
-                             "Store.create(uri, identity) to write shards")
+            raise StoreError(
+                f"store {self.uri} was opened read-only (Store.open); use Store.create(uri, identity) to write shards"
+            )
         check_shard_id(shard_id)
         if shard_id in self._open_writers:
             raise StoreError(f"shard {shard_id} already has an open writer in this process; one writer per shard")
         if not overwrite and shard_id in self.committed_shards():
-            raise StoreError(f"shard {shard_id} is already committed in {self.uri}; pass overwrite=True to "
-                             "replace it")
+            raise StoreError(f"shard {shard_id} is already committed in {self.uri}; pass overwrite=True to replace it")
         self._open_writers.add(shard_id)
         return ShardWriter(_WriterHost(self), shard_id, overwrite=overwrite)
 
@@ -235,8 +240,10 @@ class Store:
         for name, shape in shapes.items():
             if stored[name] != shape:
                 letters = ", ".join(map(str, ARRAYS[name].trailing))
-                raise StoreError(f"shard {shard_id}: {name} rows have shape ({letters}) = {shape} but committed "
-                                 f"shard {other}'s have {stored[name]}; all shards of a store share them")
+                raise StoreError(
+                    f"shard {shard_id}: {name} rows have shape ({letters}) = {shape} but committed "
+                    f"shard {other}'s have {stored[name]}; all shards of a store share them"
+                )
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -255,20 +262,25 @@ class Store:
                 self._arrays[key] = zarr.open_array(self._read_store, path=path, mode="r")
             except (BaseZarrError, ValueError, OSError) as exc:
                 missing = isinstance(exc, ArrayNotFoundError)
-                raise StoreError(f"shard {shard_id}: array {path} is "
-                                 f"{'missing' if missing else f'unreadable: {exc}'}") from None
+                raise StoreError(
+                    f"shard {shard_id}: array {path} is {'missing' if missing else f'unreadable: {exc}'}"
+                ) from None
         return self._arrays[key]
 
     def read_rows(self, shard_id: str, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of one array of a committed shard. Read directly from its files
         (`store.direct`) when they have the encoding this store writes, else through zarr."""
-        reader = self._readers.get((shard_id, name), lambda: RowReader.open(
-            self.location, shard_path(shard_id, name), f"shard {shard_id}: {name}"))
+        reader = self._readers.get(
+            (shard_id, name),
+            lambda: RowReader.open(self.location, shard_path(shard_id, name), f"shard {shard_id}: {name}"),
+        )
         if reader is None:
             return np.asarray(self.shard_array(shard_id, name)[start:stop])
         if stop > reader.shape[0]:
-            raise StoreError(f"shard {shard_id}: rows [{start}, {stop}) of {name} asked for, but it has "
-                             f"{reader.shape[0]} rows (the manifest and the array disagree; run `lvmae store verify`)")
+            raise StoreError(
+                f"shard {shard_id}: rows [{start}, {stop}) of {name} asked for, but it has "
+                f"{reader.shape[0]} rows (the manifest and the array disagree; run `lvmae store verify`)"
+            )
         return reader.read(start, stop)
 
     def videos(self, status: str | None = None) -> pa.Table:
@@ -307,19 +319,24 @@ class Store:
             n_shards = len(self._manifests)  # as of the index just built
             if not n_shards:
                 raise StoreError(f"store {self.uri} has no committed shards: nothing to read")
-            raise StoreError(f"no video {video_id!r} in store {self.uri} ({len(self._index)} videos in "
-                             f"{n_shards} committed shards)")
+            raise StoreError(
+                f"no video {video_id!r} in store {self.uri} ({len(self._index)} videos in {n_shards} committed shards)"
+            )
         ok = [entry for entry in entries if entry.status == "ok"]
         if not ok:
-            raise StoreError(f"video {video_id!r} has no segments: it failed in shard {entries[0].shard_id}: "
-                             f"{entries[0].error}")
+            raise StoreError(
+                f"video {video_id!r} has no segments: it failed in shard {entries[0].shard_id}: {entries[0].error}"
+            )
         if len(ok) > 1:
-            raise StoreError(f"video {video_id!r} is committed in several shards "
-                             f"({', '.join(entry.shard_id for entry in ok)}); remove the duplicates")
+            raise StoreError(
+                f"video {video_id!r} is committed in several shards "
+                f"({', '.join(entry.shard_id for entry in ok)}); remove the duplicates"
+            )
         return ok[0]
 
-    def sequence(self, video_id: str, start: int | None = None, stop: int | None = None, *,
-                 arrays: Collection[str] | None = None) -> Segments:
+    def sequence(
+        self, video_id: str, start: int | None = None, stop: int | None = None, *, arrays: Collection[str] | None = None
+    ) -> Segments:
         """The segments `[start, stop)` of one video (all of them by default); only the chunks holding
         those rows are read. `arrays` limits what is read, e.g. ("emb", "importance")."""
         entry = self._locate(video_id)
@@ -333,8 +350,9 @@ class Store:
         if not 0 <= start <= stop <= n:
             raise StoreError(f"video {video_id!r}: window [{start}, {stop}) is outside its {n} segments")
         a, b = entry.row_start + start, entry.row_start + stop
-        return Segments(**{name: self.read_rows(entry.shard_id, name, a, b) if name in names else None
-                           for name in ARRAYS})
+        return Segments(
+            **{name: self.read_rows(entry.shard_id, name, a, b) if name in names else None for name in ARRAYS}
+        )
 
     def iter_embeddings(self, batch_size: int = 65536) -> Iterator[EmbeddingBatch]:
         """Every segment of every ok video exactly once, shard by shard, in batches of at most
@@ -347,8 +365,9 @@ class Store:
             found = f"no ok videos ({failed} failed)" if self._manifests else "no committed shards"
             raise StoreError(f"store {self.uri} has {found}: no embeddings to stream")
         ok = ok.sort_by([("shard_id", "ascending"), ("row_start", "ascending")])
-        return self._embedding_batches(ok.select(["shard_id", "video_id", "row_start", "n_segments"]).to_pydict(),
-                                       batch_size)
+        return self._embedding_batches(
+            ok.select(["shard_id", "video_id", "row_start", "n_segments"]).to_pydict(), batch_size
+        )
 
     def _embedding_batches(self, ok: dict[str, list], batch_size: int) -> Iterator[EmbeddingBatch]:
         for shard_id, group in itertools.groupby(range(len(ok["shard_id"])), key=ok["shard_id"].__getitem__):
@@ -360,8 +379,12 @@ class Store:
                 b = min(a + batch_size, total)
                 rows = np.arange(a, b)
                 owner = np.searchsorted(starts, rows, side="right") - 1  # the video each row belongs to
-                yield EmbeddingBatch(emb=self.read_rows(shard_id, "emb", a, b), video_id=video_ids[owner],
-                                     row=rows - starts[owner], span=self.read_rows(shard_id, "span", a, b))
+                yield EmbeddingBatch(
+                    emb=self.read_rows(shard_id, "emb", a, b),
+                    video_id=video_ids[owner],
+                    row=rows - starts[owner],
+                    span=self.read_rows(shard_id, "span", a, b),
+                )
 
     def dims(self) -> Dims:
         """D and the token grid, from the first committed shard that has segments."""

@@ -32,12 +32,12 @@ class StoreSummary:
     shards: int
     videos_ok: int
     videos_failed: int
-    segments: int                       # of the ok videos
-    hours: float                        # of video, ok videos
-    emb_dim: int | None                 # D; None while no shard has segments
-    token_grid: list[int] | None        # (t, h, w); None without a tokenizer
-    identity: dict[str, Any]            # StoreIdentity.to_attrs()
-    failed: list[dict[str, str]] = field(default_factory=list)   # {"video_id", "error"} per failed video
+    segments: int  # of the ok videos
+    hours: float  # of video, ok videos
+    emb_dim: int | None  # D; None while no shard has segments
+    token_grid: list[int] | None  # (t, h, w); None without a tokenizer
+    identity: dict[str, Any]  # StoreIdentity.to_attrs()
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"video_id", "error"} per failed video
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +56,8 @@ def summarize(store: SummarizedStore) -> StoreSummary:
         emb_dim=dims.emb,
         token_grid=list(dims.token_grid) if dims.token_grid else None,
         identity=store.identity.to_attrs(),
-        failed=[{"video_id": video_id, "error": error}
-                for video_id, error in zip(failed["video_id"].to_pylist(), failed["error"].to_pylist())],
+        failed=[
+            {"video_id": video_id, "error": error}
+            for video_id, error in zip(failed["video_id"].to_pylist(), failed["error"].to_pylist())
+        ],
     )

@@ -42,7 +42,7 @@ class VerifiedStore(Protocol):
 @dataclass(frozen=True)
 class Problem:
     shard: str
-    array: str | None      # None: the manifest, or the shard as a whole
+    array: str | None  # None: the manifest, or the shard as a whole
     message: str
 
     def __str__(self) -> str:
@@ -70,8 +70,8 @@ class VerifyReport:
 def verify(store: VerifiedStore) -> VerifyReport:
     report = VerifyReport(uri=store.uri)
     committed = sorted(store.committed_shards())
-    ok_videos: dict[str, str] = {}                             # video id -> shard that has it
-    shapes: dict[str, tuple[tuple[int, ...], str]] = {}        # array -> (per-segment shape, shard)
+    ok_videos: dict[str, str] = {}  # video id -> shard that has it
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}  # array -> (per-segment shape, shard)
     for shard_id in bar(committed, desc="verify", unit="shard"):
         report.problems += _check_shard(store, shard_id, ok_videos, shapes, report)
         report.shards += 1
@@ -79,8 +79,13 @@ def verify(store: VerifiedStore) -> VerifyReport:
     return report
 
 
-def _check_shard(store: VerifiedStore, shard_id: str, ok_videos: dict[str, str],
-                 shapes: dict[str, tuple[tuple[int, ...], str]], report: VerifyReport) -> list[Problem]:
+def _check_shard(
+    store: VerifiedStore,
+    shard_id: str,
+    ok_videos: dict[str, str],
+    shapes: dict[str, tuple[tuple[int, ...], str]],
+    report: VerifyReport,
+) -> list[Problem]:
     def problem(message: str, array: str | None = None) -> Problem:
         return Problem(shard_id, array, message)
 
@@ -107,8 +112,12 @@ def _check_shard(store: VerifiedStore, shard_id: str, ok_videos: dict[str, str],
             continue
         # Ok videos fill the shard's rows one after another, in row order.
         if row["row_start"] != total or row["n_segments"] < 1:
-            problems.append(problem(f"video {video!r}: rows [{row['row_start']}, +{row['n_segments']}) do not "
-                                    f"follow the previous video's end at row {total}"))
+            problems.append(
+                problem(
+                    f"video {video!r}: rows [{row['row_start']}, +{row['n_segments']}) do not "
+                    f"follow the previous video's end at row {total}"
+                )
+            )
         total = max(total, row["row_start"] + row["n_segments"])
         if video in ok_videos:
             problems.append(problem(f"video {video!r} is also committed in shard {ok_videos[video]}"))
@@ -122,8 +131,9 @@ def _check_shard(store: VerifiedStore, shard_id: str, ok_videos: dict[str, str],
     return problems
 
 
-def _check_array(store: VerifiedStore, shard_id: str, name: str, total: int,
-                 shapes: dict[str, tuple[tuple[int, ...], str]]) -> str | None:
+def _check_array(
+    store: VerifiedStore, shard_id: str, name: str, total: int, shapes: dict[str, tuple[tuple[int, ...], str]]
+) -> str | None:
     """What is wrong with one array of a shard, or None."""
     try:
         array = store.shard_array(shard_id, name)
@@ -136,8 +146,9 @@ def _check_array(store: VerifiedStore, shard_id: str, name: str, total: int,
         return f"{name} is {array.dtype}; expected {spec.dtype}"
     per_segment = tuple(array.shape[1:])
     template = spec.template
-    if len(per_segment) != len(template) or any(want is not None and got != want
-                                                for got, want in zip(per_segment, template)):
+    if len(per_segment) != len(template) or any(
+        want is not None and got != want for got, want in zip(per_segment, template)
+    ):
         return f"{name} rows have shape {per_segment}; expected {spec.trailing}"
     seen, where = shapes.setdefault(name, (per_segment, shard_id))
     if seen != per_segment:
@@ -155,8 +166,10 @@ def _check_array(store: VerifiedStore, shard_id: str, name: str, total: int,
         except Exception as exc:  # noqa: BLE001
             return f"{name} rows [{start}, {stop}) are unreadable: {exc}"
         if not same:
-            return (f"{name} rows [{start}, {stop}) read differently through zarr and through the store's "
-                    "direct reader (store.direct)")
+            return (
+                f"{name} rows [{start}, {stop}) read differently through zarr and through the store's "
+                "direct reader (store.direct)"
+            )
     return None
 
 
@@ -171,8 +184,9 @@ def _orphans(location: Location, committed: set[str]) -> list[str]:
         if name.endswith(".partial"):
             orphans.append(f"{SHARDS_DIR}/{name} (zarr temp file of an interrupted write)")
         elif name != "zarr.json" and name not in committed:
-            orphans.append(f"{SHARDS_DIR}/{name}/ (no manifest: an uncommitted shard; re-running shard {name} "
-                           "replaces it)")
+            orphans.append(
+                f"{SHARDS_DIR}/{name}/ (no manifest: an uncommitted shard; re-running shard {name} replaces it)"
+            )
     for name in location.listdir(MANIFEST_DIR):
         if name.startswith(".") and name.endswith(".tmp"):
             orphans.append(f"{MANIFEST_DIR}/{name} (temp file of a writer that died before its rename)")

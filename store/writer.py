@@ -48,23 +48,28 @@ def _array(value: Any, name: str, video_id: str, shape: tuple[int | None, ...]) 
     arr = np.asarray(value)
     if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
         letters = ", ".join(str(size) for size in ("n", *ARRAYS[name].trailing))
-        raise StoreError(f"video {video_id!r}: {name} has shape {arr.shape}; expected ({letters}) = "
-                         f"({', '.join('?' if size is None else str(size) for size in shape)})")
+        raise StoreError(
+            f"video {video_id!r}: {name} has shape {arr.shape}; expected ({letters}) = "
+            f"({', '.join('?' if size is None else str(size) for size in shape)})"
+        )
     dtype = ARRAYS[name].dtype
     if dtype.kind == "i":
         if arr.dtype.kind not in "iu":
             raise StoreError(f"video {video_id!r}: {name} must be integers; got {arr.dtype}")
         info = np.iinfo(dtype)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise StoreError(f"video {video_id!r}: {name} has values in [{arr.min()}, {arr.max()}], outside "
-                             f"{dtype}'s [{info.min}, {info.max}]")
+            raise StoreError(
+                f"video {video_id!r}: {name} has values in [{arr.min()}, {arr.max()}], outside "
+                f"{dtype}'s [{info.min}, {info.max}]"
+            )
     # A copy in the stored dtype: the caller may reuse its buffers before the commit. Overflow to inf in
     # a float16 cast is reported just below, as an error naming the video, not as a numpy warning.
     with np.errstate(over="ignore"):
         out = np.array(arr, dtype=dtype)
     if dtype.kind == "f" and not np.isfinite(out).all():
-        raise StoreError(f"video {video_id!r}: {name} has values that are not finite as {dtype} "
-                         "(NaN, inf, or too large)")
+        raise StoreError(
+            f"video {video_id!r}: {name} has values that are not finite as {dtype} (NaN, inf, or too large)"
+        )
     return out
 
 
@@ -117,9 +122,20 @@ class ShardWriter:
             raise StoreError(f"video {video_id!r}: extra columns {clash} clash with the manifest's own columns")
         return extra
 
-    def add_video(self, *, video_id: str, uri: str, duration: float, fps: float, emb: Any,
-                  codes: Any = None, scores: Any = None, importance: Any, span: Any,
-                  extra: Mapping[str, Any] | None = None) -> None:
+    def add_video(
+        self,
+        *,
+        video_id: str,
+        uri: str,
+        duration: float,
+        fps: float,
+        emb: Any,
+        codes: Any = None,
+        scores: Any = None,
+        importance: Any,
+        span: Any,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         """Add the segments of one video in time order: `emb (n, D)`, `codes`/`scores (n, t, h, w)` (exactly
         when the store has a tokenizer), `importance (n,)`, `span (n, 2)` seconds; `extra` scalars become
         manifest columns. A video without segments is a failure: record it with `add_failed`."""
@@ -127,37 +143,66 @@ class ShardWriter:
         emb_arr = np.asarray(emb)
         n = emb_arr.shape[0] if emb_arr.ndim == 2 else None
         if not n:
-            raise StoreError(f"video {video_id!r}: emb must be (n, D) with n >= 1 segments; got shape "
-                             f"{emb_arr.shape} (a video without segments is recorded with add_failed)")
+            raise StoreError(
+                f"video {video_id!r}: emb must be (n, D) with n >= 1 segments; got shape "
+                f"{emb_arr.shape} (a video without segments is recorded with add_failed)"
+            )
         given = {"emb": emb_arr, "codes": codes, "scores": scores, "importance": importance, "span": span}
         tokenizer = self.store.identity.has_tokenizer
         for name in ("codes", "scores"):
             if (given[name] is None) == tokenizer:
-                raise StoreError(f"video {video_id!r}: {name} "
-                                 + ("is required: the store's identity has a tokenizer" if tokenizer
-                                    else "given, but the store's identity has no tokenizer"))
+                raise StoreError(
+                    f"video {video_id!r}: {name} "
+                    + (
+                        "is required: the store's identity has a tokenizer"
+                        if tokenizer
+                        else "given, but the store's identity has no tokenizer"
+                    )
+                )
         arrays = {}
         for name in self._names:
             trailing = self._dims.get(name, ARRAYS[name].template)
             arrays[name] = arr = _array(given[name], name, video_id, (n, *trailing))
             self._dims.setdefault(name, arr.shape[1:])
         if arrays.get("codes") is not None and arrays["codes"].shape != arrays["scores"].shape:
-            raise StoreError(f"video {video_id!r}: codes {arrays['codes'].shape} and scores "
-                             f"{arrays['scores'].shape} must have the same (n, t, h, w) shape")
+            raise StoreError(
+                f"video {video_id!r}: codes {arrays['codes'].shape} and scores "
+                f"{arrays['scores'].shape} must have the same (n, t, h, w) shape"
+            )
         for name, arr in arrays.items():
             self._parts[name].append(arr)
-        self._rows.append({"video_id": video_id, "uri": str(uri), "duration": float(duration), "fps": float(fps),
-                           "n_segments": n, "shard_id": self.shard_id, "row_start": self._n, "status": "ok",
-                           "error": None})
+        self._rows.append(
+            {
+                "video_id": video_id,
+                "uri": str(uri),
+                "duration": float(duration),
+                "fps": float(fps),
+                "n_segments": n,
+                "shard_id": self.shard_id,
+                "row_start": self._n,
+                "status": "ok",
+                "error": None,
+            }
+        )
         self._extras.append(extra)
         self._n += n
 
     def add_failed(self, *, video_id: str, uri: str, error: str, extra: Mapping[str, Any] | None = None) -> None:
         """Record a video that produced no segments, with the reason."""
         extra = self._check_video(video_id, extra)
-        self._rows.append({"video_id": video_id, "uri": str(uri), "duration": None, "fps": None,
-                           "n_segments": 0, "shard_id": self.shard_id, "row_start": self._n,
-                           "status": "failed", "error": str(error)})
+        self._rows.append(
+            {
+                "video_id": video_id,
+                "uri": str(uri),
+                "duration": None,
+                "fps": None,
+                "n_segments": 0,
+                "shard_id": self.shard_id,
+                "row_start": self._n,
+                "status": "failed",
+                "error": str(error),
+            }
+        )
         self._extras.append(extra)
 
     # ---------------------------------------------------------------------------------------------
@@ -173,8 +218,9 @@ class ShardWriter:
         table = manifest.build_table(sid, self._rows, self._extras)
         if sid in store.committed_shards():
             if not self.overwrite:
-                raise StoreError(f"shard {sid} was committed by another writer while this one ran; "
-                                 "one writer per shard")
+                raise StoreError(
+                    f"shard {sid} was committed by another writer while this one ran; one writer per shard"
+                )
             manifest.remove(store.location, sid)  # from here on the shard does not exist for readers
         store.forget_shard(sid)
         group = store.group()

@@ -42,7 +42,7 @@ MODEL_NAME = "toyclip"
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "toyclip.pt"
 
-LOOKS = all_looks()   # caption id -> Look, in caption-bank order
+LOOKS = all_looks()  # caption id -> Look, in caption-bank order
 
 # open_clip's preprocessing normalisation (OPENAI_DATASET_MEAN / STD); at 64 px its resize and
 # crop are the identity on our 64x64 frames, so training normalises tensors directly.
@@ -80,8 +80,7 @@ def sample_frames(rng: np.random.Generator, caption_ids: np.ndarray, size: int) 
         look = LOOKS[cid]
         t = np.array([rng.uniform(0, 30)])
         params.append(motion_params(look, Layout.random(rng), str(rng.choice(motions)), t, size))
-    stacked = FrameParams(*[np.concatenate([getattr(p, f) for p in params])
-                            for f in FrameParams.__dataclass_fields__])
+    stacked = FrameParams(*[np.concatenate([getattr(p, f) for p in params]) for f in FrameParams.__dataclass_fields__])
     frames, _ = render(stacked, size)
     return frames
 
@@ -94,9 +93,11 @@ def video_like(frames: np.ndarray, rng: np.random.Generator, noise: float = 2.0)
     cb = -0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2]
     cr = 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2]
     B, S, _ = y.shape
+
     def sub(c):
         c = c.reshape(B, S // 2, 2, S // 2, 2).mean(axis=(2, 4))
         return c.repeat(2, axis=1).repeat(2, axis=2)
+
     cb, cr = sub(cb), sub(cr)
     out = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
     out += rng.normal(0, noise, out.shape).astype(np.float32)
@@ -118,8 +119,8 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class HeldOut:
-    frames: np.ndarray        # (N, S, S, 3) uint8, decoded from h264
-    labels: np.ndarray        # (N,) index into the caption bank
+    frames: np.ndarray  # (N, S, S, 3) uint8, decoded from h264
+    labels: np.ndarray  # (N,) index into the caption bank
     seed: int
 
 
@@ -155,8 +156,9 @@ def labelled_frames(corpus, n: int, seed: int, *, max_candidates: int | None = N
     return HeldOut(np.stack(frames)[pick], np.array(labels)[pick], seed)
 
 
-def heldout_frames(n: int = 1000, seed: int = 1000, size: int = 64, fps: float = 8.0,
-                   workdir: str | Path | None = None) -> HeldOut:
+def heldout_frames(
+    n: int = 1000, seed: int = 1000, size: int = 64, fps: float = 8.0, workdir: str | Path | None = None
+) -> HeldOut:
     """`n` labelled frames decoded from a fresh corpus of seed `seed`: 24 one-minute videos (every
     procedure class twice, with their distractors), all decoded, frames drawn uniformly."""
     from toyworld.generate import frame_counts, generate
@@ -191,15 +193,22 @@ def zero_shot(model, tokenizer, held: HeldOut, batch: int = 500) -> dict:
     text = F.normalize(model.encode_text(tokenizer(bank)).float(), dim=-1)
     preds = []
     for start in range(0, len(held.frames), batch):
-        img = F.normalize(model.encode_image(to_tensor(held.frames[start:start + batch])).float(), dim=-1)
+        img = F.normalize(model.encode_image(to_tensor(held.frames[start : start + batch])).float(), dim=-1)
         preds.append((img @ text.T).argmax(dim=-1).numpy())
     pred = np.concatenate(preds)
     truth_looks = [LOOKS[i] for i in held.labels]
     pred_looks = [LOOKS[i] for i in pred]
+
     def agree(attr):
         return float(np.mean([getattr(a, attr) == getattr(b, attr) for a, b in zip(truth_looks, pred_looks)]))
-    return {"top1": float(np.mean(pred == held.labels)), "shape": agree("shape"),
-            "colour": agree("colour"), "background": agree("background"), "frames": int(len(pred))}
+
+    return {
+        "top1": float(np.mean(pred == held.labels)),
+        "shape": agree("shape"),
+        "colour": agree("colour"),
+        "background": agree("background"),
+        "frames": int(len(pred)),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,18 +229,21 @@ def create_model(pretrained: str | Path | None = None):
 
     register_model_configs()
     model, _, preprocess = open_clip.create_model_and_transforms(
-        MODEL_NAME, pretrained=str(pretrained) if pretrained else None)
+        MODEL_NAME, pretrained=str(pretrained) if pretrained else None
+    )
     return model, preprocess, open_clip.get_tokenizer(MODEL_NAME)
 
 
-def fit_encoder(out: str | Path, settings: EncoderFitConfig = EncoderFitConfig(), *, command: str = "",
-                progress: bool | None = None) -> FitResult:
+def fit_encoder(
+    out: str | Path, settings: EncoderFitConfig = EncoderFitConfig(), *, command: str = "", progress: bool | None = None
+) -> FitResult:
     """Fit toyclip from scratch, evaluate it zero-shot on held-out frames, save fp16 weights + provenance."""
     out = Path(out)
     bank_size = len(caption_bank())
     if settings.batch_size > bank_size:  # a batch holds distinct captions
-        raise ValueError(f"toyworld.fit.batch_size: {settings.batch_size} is more than the caption bank's "
-                         f"{bank_size} captions")
+        raise ValueError(
+            f"toyworld.fit.batch_size: {settings.batch_size} is more than the caption bank's {bank_size} captions"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -250,12 +262,13 @@ def fit_encoder(out: str | Path, settings: EncoderFitConfig = EncoderFitConfig()
     started = time.perf_counter()
     model.train()
     steps_done = 0
-    with bar(total=settings.steps, desc="fit toyclip", unit="step",
-             disable=None if progress is None else not progress) as pbar:
+    with bar(
+        total=settings.steps, desc="fit toyclip", unit="step", disable=None if progress is None else not progress
+    ) as pbar:
         for step in range(settings.steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            ids = rng.permutation(len(bank))[:settings.batch_size]
+            ids = rng.permutation(len(bank))[: settings.batch_size]
             images = to_tensor(video_like(sample_frames(rng, ids, settings.size), rng))
             img = F.normalize(model.encode_image(images), dim=-1)
             txt = F.normalize(model.encode_text(text_tokens[ids]), dim=-1)
@@ -266,7 +279,7 @@ def fit_encoder(out: str | Path, settings: EncoderFitConfig = EncoderFitConfig()
             loss.backward()
             opt.step()
             with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))   # CLIP's cap on the temperature
+                model.logit_scale.clamp_(0, math.log(100))  # CLIP's cap on the temperature
             losses.append(loss.item())
             steps_done = step + 1
             pbar.update(1)
@@ -294,7 +307,7 @@ def fit_encoder(out: str | Path, settings: EncoderFitConfig = EncoderFitConfig()
         "world_fingerprint": world_fingerprint(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"open_clip {open_clip.__version__}",
+        f"open_clip {open_clip.__version__}",
         "final_loss": float(np.mean(losses[-50:])),
     }
     write_provenance(out, provenance)
@@ -304,8 +317,9 @@ def fit_encoder(out: str | Path, settings: EncoderFitConfig = EncoderFitConfig()
     return FitResult(out, provenance, losses)
 
 
-def record_evaluation(weights: Path, held: HeldOut | None = None, *, seed: int = 1000, frames: int = 1000,
-                      size: int = 64) -> dict:
+def record_evaluation(
+    weights: Path, held: HeldOut | None = None, *, seed: int = 1000, frames: int = 1000, size: int = 64
+) -> dict:
     """Evaluate `weights` zero-shot (held-out video frames, and every caption of the bank) and write
     the figures into its provenance file. Returns the updated provenance."""
     model, _, tokenizer = create_model(weights)

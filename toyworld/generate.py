@@ -37,7 +37,7 @@ from toyworld.world import caption_bank, motion_params, render
 # Bump when rendering or the world changes: corpora (and the demo's cache) keyed on it are redone.
 CORPUS_VERSION = 1
 CHUNK_FRAMES = 256
-CRF = 18   # near-transparent at 64x64; the encoder and tokenizer see what a real decoder gives
+CRF = 18  # near-transparent at 64x64; the encoder and tokenizer see what a real decoder gives
 # Same seed, same frames: rendering is bit-exact. libx264 here is not quite: the same frames
 # encoded in another order or process now and then decode slightly apart (seen: a few of 240
 # frames differ, by up to 21 levels at a few pixels, 66 dB PSNR or more), whatever its thread settings.
@@ -72,8 +72,9 @@ def video_plan(spec: CorpusSpec, index: int, n_frames: int) -> list[PlannedStep]
     return plan_video(procedure_of(spec, index), n_frames / spec.fps, rng)
 
 
-def render_frames(plan: list[PlannedStep], frame_indices: np.ndarray, fps: float,
-                  size: int) -> tuple[np.ndarray, np.ndarray]:
+def render_frames(
+    plan: list[PlannedStep], frame_indices: np.ndarray, fps: float, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Frames (F, S, S, 3) uint8 and object masks (F, S, S) of a planned video at `frame_indices`."""
     t = np.asarray(frame_indices, dtype=np.float64) / fps
     starts = np.array([s.t_start for s in plan])
@@ -88,8 +89,9 @@ def render_frames(plan: list[PlannedStep], frame_indices: np.ndarray, fps: float
     return frames, masks
 
 
-def iter_chunks(plan: list[PlannedStep], n_frames: int, fps: float, size: int,
-                chunk: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
+def iter_chunks(
+    plan: list[PlannedStep], n_frames: int, fps: float, size: int, chunk: int = CHUNK_FRAMES
+) -> Iterator[np.ndarray]:
     for start in range(0, n_frames, chunk):
         yield render_frames(plan, np.arange(start, min(start + chunk, n_frames)), fps, size)[0]
 
@@ -106,7 +108,7 @@ def write_mp4(path: Path, chunks: Iterator[np.ndarray], size: int, fps: float) -
         for frames in chunks:
             for rgb in frames:
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = n                              # one tick of 1/fps per frame
+                frame.pts = n  # one tick of 1/fps per frame
                 frame.time_base = 1 / rate
                 for packet in stream.encode(frame):
                     container.mux(packet)
@@ -118,12 +120,24 @@ def write_mp4(path: Path, chunks: Iterator[np.ndarray], size: int, fps: float) -
 
 def truth_rows(spec: CorpusSpec, index: int, plan: list[PlannedStep], file: str) -> list[dict]:
     proc = procedure_of(spec, index)
-    return [{
-        "video_id": video_id(spec, index), "file": file, "procedure": proc.name, "group": proc.group,
-        "kind": s.kind, "step_index": s.step_index, "t_start": float(s.t_start), "t_end": float(s.t_end),
-        "caption": s.look.caption, "shape": s.look.shape, "colour": s.look.colour,
-        "background": s.look.background, "motion": s.motion,
-    } for s in plan]
+    return [
+        {
+            "video_id": video_id(spec, index),
+            "file": file,
+            "procedure": proc.name,
+            "group": proc.group,
+            "kind": s.kind,
+            "step_index": s.step_index,
+            "t_start": float(s.t_start),
+            "t_end": float(s.t_end),
+            "caption": s.look.caption,
+            "shape": s.look.shape,
+            "colour": s.look.colour,
+            "background": s.look.background,
+            "motion": s.motion,
+        }
+        for s in plan
+    ]
 
 
 def _make_video(spec: CorpusSpec, index: int, frame_count: int, out: Path) -> tuple[dict, list[dict]]:
@@ -133,9 +147,19 @@ def _make_video(spec: CorpusSpec, index: int, frame_count: int, out: Path) -> tu
     written = write_mp4(tmp, iter_chunks(plan, frame_count, spec.fps, spec.size), spec.size, spec.fps)
     os.replace(tmp, out / file)  # a half-written video never carries the final name
     proc = procedure_of(spec, index)
-    video = {"id": video_id(spec, index), "uri": file, "label": proc.name, "group": proc.group,
-             "duration": written / spec.fps, "n_frames": written, "fps": spec.fps,
-             "width": spec.size, "height": spec.size, "seed": spec.seed, "index": index}
+    video = {
+        "id": video_id(spec, index),
+        "uri": file,
+        "label": proc.name,
+        "group": proc.group,
+        "duration": written / spec.fps,
+        "n_frames": written,
+        "fps": spec.fps,
+        "width": spec.size,
+        "height": spec.size,
+        "seed": spec.seed,
+        "index": index,
+    }
     return video, truth_rows(spec, index, plan, file)
 
 
@@ -145,7 +169,7 @@ class Corpus:
     spec: CorpusSpec
     videos: pa.Table
     truth: pa.Table
-    seconds: float            # wall-clock time generation took (0 when loaded from disk)
+    seconds: float  # wall-clock time generation took (0 when loaded from disk)
 
     @property
     def video_seconds(self) -> float:
@@ -161,16 +185,16 @@ def load_corpus(out: str | Path) -> Corpus:
     out = Path(out)
     marker = out / "corpus.json"
     if not marker.is_file():
-        raise FileNotFoundError(f"{out}: not a finished toy-world corpus (no corpus.json); "
-                                f"run `lvmae toyworld generate --out {out}`")
+        raise FileNotFoundError(
+            f"{out}: not a finished toy-world corpus (no corpus.json); run `lvmae toyworld generate --out {out}`"
+        )
     meta = json.loads(marker.read_text())
     meta.pop("corpus_version", None)
     spec = CorpusSpec(**{**meta, "minutes": tuple(meta["minutes"])})
     return Corpus(out, spec, pq.read_table(out / "videos.parquet"), pq.read_table(out / "truth.parquet"), 0.0)
 
 
-def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None,
-             progress: bool | None = None) -> Corpus:
+def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None, progress: bool | None = None) -> Corpus:
     """Render and encode every video of `spec` into `out`; truth files and corpus.json come last."""
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
@@ -181,8 +205,13 @@ def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None,
     results: list[tuple[dict, list[dict]] | None] = [None] * spec.videos
     # Longest first so the pool does not end waiting on one long video.
     order = sorted(range(spec.videos), key=lambda i: -frames[i])
-    with bar(total=sum(frames) / spec.fps, desc="toyworld render+encode", unit="video-s",
-             unit_scale=True, disable=None if progress is None else not progress) as pbar:
+    with bar(
+        total=sum(frames) / spec.fps,
+        desc="toyworld render+encode",
+        unit="video-s",
+        unit_scale=True,
+        disable=None if progress is None else not progress,
+    ) as pbar:
         if workers == 1:
             for i in order:
                 results[i] = _make_video(spec, i, frames[i], out)
@@ -201,4 +230,3 @@ def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None,
     (out / "captions.txt").write_text("\n".join(caption_bank()) + "\n")
     atomic_write_json(out / "corpus.json", spec_key(spec))  # the marker of a finished corpus, last
     return Corpus(out, spec, videos, truth, time.perf_counter() - started)
-

@@ -14,8 +14,9 @@ from foundation.schema import CorpusSpec
 from toyworld.generate import generate, load_corpus, render_frames, video_plan
 
 
-def heldout_clips(n: int = 256, seed: int = 5000, frames: int = 9, size: int = 64, fps: float = 8.0,
-                  videos: int = 12) -> HeldOutClips:
+def heldout_clips(
+    n: int = 256, seed: int = 5000, frames: int = 9, size: int = 64, fps: float = 8.0, videos: int = 12
+) -> HeldOutClips:
     """`n` clips at random places of a fresh corpus of one-minute videos (12: every procedure class once)."""
     spec = CorpusSpec(videos=videos, minutes=(1.0, 1.0), seed=seed, size=size, fps=fps)
     rng = np.random.default_rng(seed)

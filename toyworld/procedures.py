@@ -36,10 +36,10 @@ class StepSpec:
 
 @dataclass(frozen=True)
 class Procedure:
-    name: str                       # e.g. "p07"
-    group: int                      # classes of one group share their steps
-    order: tuple[int, ...]          # permutation of the group's steps
-    steps: tuple[StepSpec, ...]     # the steps in this class's order
+    name: str  # e.g. "p07"
+    group: int  # classes of one group share their steps
+    order: tuple[int, ...]  # permutation of the group's steps
+    steps: tuple[StepSpec, ...]  # the steps in this class's order
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class PlannedStep:
 
     t_start: float
     t_end: float
-    kind: str                       # step | idle | distractor
-    step_index: int                 # position in the procedure, -1 for idle and distractor steps
+    kind: str  # step | idle | distractor
+    step_index: int  # position in the procedure, -1 for idle and distractor steps
     look: Look
     motion: str
     layout: Layout
@@ -89,8 +89,9 @@ def procedures() -> tuple[Procedure, ...]:
             if all(_cyclic_key(order) != _cyclic_key(o) for o in orders):
                 orders.append(order)
         for order in orders:
-            out.append(Procedure(name=f"p{len(out):02d}", group=group, order=order,
-                                 steps=tuple(base[i] for i in order)))
+            out.append(
+                Procedure(name=f"p{len(out):02d}", group=group, order=order, steps=tuple(base[i] for i in order))
+            )
     return tuple(out)
 
 
@@ -123,8 +124,17 @@ def plan_video(proc: Procedure, duration: float, rng: np.random.Generator) -> li
                     look = Look(None, None, str(rng.choice(list(BACKGROUNDS))))
                     plan.append(PlannedStep(t, t + length, "idle", -1, look, "still", Layout.random(rng)))
                 else:
-                    plan.append(PlannedStep(t, t + length, "distractor", -1, _distractor_look(rng, proc),
-                                            str(rng.choice(MOTIONS)), Layout.random(rng)))
+                    plan.append(
+                        PlannedStep(
+                            t,
+                            t + length,
+                            "distractor",
+                            -1,
+                            _distractor_look(rng, proc),
+                            str(rng.choice(MOTIONS)),
+                            Layout.random(rng),
+                        )
+                    )
                 t += length
                 if t >= duration:
                     break

@@ -90,23 +90,29 @@ def caption_bank() -> list[str]:
 class Layout:
     """Where and how an object moves during one step. Lengths are fractions of the frame side."""
 
-    x: float            # start centre
+    x: float  # start centre
     y: float
     radius: float
-    angle: float        # radians at step start
-    speed: float        # frame sides per second for left/right/up/down
-    spin: float         # radians per second for spin
-    grow_hz: float      # grow cycles per second
-    phase: float        # in [0, 1): offsets periodic motions so steps do not all start alike
+    angle: float  # radians at step start
+    speed: float  # frame sides per second for left/right/up/down
+    spin: float  # radians per second for spin
+    grow_hz: float  # grow cycles per second
+    phase: float  # in [0, 1): offsets periodic motions so steps do not all start alike
 
     @staticmethod
     def random(rng: np.random.Generator) -> Layout:
         radius = rng.uniform(*RADIUS_RANGE)
         lo, hi = margin(radius, GROW_RANGE[1]), 1 - margin(radius, GROW_RANGE[1])
-        return Layout(x=rng.uniform(lo, hi), y=rng.uniform(lo, hi), radius=radius,
-                      angle=rng.uniform(0, 2 * np.pi), speed=rng.uniform(0.08, 0.16),
-                      spin=rng.choice([-1, 1]) * rng.uniform(1.5, 3.0), grow_hz=rng.uniform(0.25, 0.5),
-                      phase=rng.uniform(0, 1))
+        return Layout(
+            x=rng.uniform(lo, hi),
+            y=rng.uniform(lo, hi),
+            radius=radius,
+            angle=rng.uniform(0, 2 * np.pi),
+            speed=rng.uniform(0.08, 0.16),
+            spin=rng.choice([-1, 1]) * rng.uniform(1.5, 3.0),
+            grow_hz=rng.uniform(0.25, 0.5),
+            phase=rng.uniform(0, 1),
+        )
 
 
 def margin(radius: float, scale: float = 1.0) -> float:
@@ -119,13 +125,13 @@ def margin(radius: float, scale: float = 1.0) -> float:
 class FrameParams:
     """Per-frame drawing parameters, each an array of length F (centre/radius in pixels)."""
 
-    shape: np.ndarray        # (F,) int index into SHAPES, -1 for no object
-    colour: np.ndarray       # (F, 3) uint8
-    background: np.ndarray   # (F, 3) uint8
-    cx: np.ndarray           # (F,)
-    cy: np.ndarray           # (F,)
-    radius: np.ndarray       # (F,)
-    angle: np.ndarray        # (F,)
+    shape: np.ndarray  # (F,) int index into SHAPES, -1 for no object
+    colour: np.ndarray  # (F, 3) uint8
+    background: np.ndarray  # (F, 3) uint8
+    cx: np.ndarray  # (F,)
+    cy: np.ndarray  # (F,)
+    radius: np.ndarray  # (F,)
+    angle: np.ndarray  # (F,)
 
 
 def motion_params(look: Look, layout: Layout, motion: str, t: np.ndarray, size: int) -> FrameParams:
@@ -161,8 +167,9 @@ def motion_params(look: Look, layout: Layout, motion: str, t: np.ndarray, size: 
         shape = np.where(blink_visible(t, layout.phase), shape, -1)
     colour = np.tile(np.array(COLOURS[look.colour] if look.colour else (0, 0, 0), np.uint8), (F, 1))
     background = np.tile(np.array(BACKGROUNDS[look.background], np.uint8), (F, 1))
-    return FrameParams(shape=shape, colour=colour, background=background,
-                       cx=x * size, cy=y * size, radius=r * size, angle=angle)
+    return FrameParams(
+        shape=shape, colour=colour, background=background, cx=x * size, cy=y * size, radius=r * size, angle=angle
+    )
 
 
 def blink_visible(t: np.ndarray, phase: float) -> np.ndarray:
@@ -172,8 +179,8 @@ def blink_visible(t: np.ndarray, phase: float) -> np.ndarray:
 def render(p: FrameParams, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw frames. Returns (frames (F, S, S, 3) uint8 RGB, object masks (F, S, S) bool)."""
     F = p.shape.shape[0]
-    coords = np.arange(size, dtype=np.float32) + 0.5              # pixel centres
-    Y, X = np.meshgrid(coords, coords, indexing="ij")             # (S, S)
+    coords = np.arange(size, dtype=np.float32) + 0.5  # pixel centres
+    Y, X = np.meshgrid(coords, coords, indexing="ij")  # (S, S)
     mask = np.zeros((F, size, size), dtype=bool)
     for k in np.unique(p.shape):
         if k < 0:
@@ -181,17 +188,17 @@ def render(p: FrameParams, size: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.nonzero(p.shape == k)[0]
         cos = np.cos(p.angle[idx]).astype(np.float32)[:, None, None]
         sin = np.sin(p.angle[idx]).astype(np.float32)[:, None, None]
-        dx = X[None] - p.cx[idx].astype(np.float32)[:, None, None]   # (f, S, S)
+        dx = X[None] - p.cx[idx].astype(np.float32)[:, None, None]  # (f, S, S)
         dy = Y[None] - p.cy[idx].astype(np.float32)[:, None, None]
         inv_r = (1.0 / p.radius[idx]).astype(np.float32)[:, None, None]
-        u = (dx * cos + dy * sin) * inv_r                            # object frame, unit radius
+        u = (dx * cos + dy * sin) * inv_r  # object frame, unit radius
         v = (-dx * sin + dy * cos) * inv_r
         mask[idx] = _shape_mask(SHAPES[k], u, v)
     frames = np.empty((F, size, size, 3), dtype=np.uint8)
     # A gentle vertical shading (+-8 %) so backgrounds are not perfectly flat colour fields.
     shade = (0.92 + 0.16 * (coords / size)).astype(np.float32)[None, :, None, None]  # (1, S, 1, 1)
     bg = np.clip(p.background.astype(np.float32)[:, None, None, :] * shade, 0, 255).astype(np.uint8)
-    frames[:] = bg                                                 # (F, S, S, 3) via broadcast
+    frames[:] = bg  # (F, S, S, 3) via broadcast
     obj = np.broadcast_to(p.colour[:, None, None, :], frames.shape)
     np.copyto(frames, obj, where=mask[..., None])
     return frames, mask
@@ -209,10 +216,10 @@ def _regular_polygon(u: np.ndarray, v: np.ndarray, n: int, circumradius: float) 
 
 def _star(u: np.ndarray, v: np.ndarray, points: int = 5, outer: float = 1.25, inner: float = 0.55) -> np.ndarray:
     r = np.hypot(u, v)
-    theta = np.arctan2(v, u) + np.pi / 2                         # 0 at the top point
+    theta = np.arctan2(v, u) + np.pi / 2  # 0 at the top point
     sector = 2 * np.pi / points
-    phi = np.abs((theta % sector) - sector / 2)                  # 0 mid-way between two points
-    phi = sector / 2 - phi                                       # 0 at a point, sector/2 at an inner corner
+    phi = np.abs((theta % sector) - sector / 2)  # 0 mid-way between two points
+    phi = sector / 2 - phi  # 0 at a point, sector/2 at an inner corner
     px, py = r * np.cos(phi), r * np.sin(phi)
     c, s = np.cos(sector / 2), np.sin(sector / 2)
     # Straight edge from the outer point (outer, 0) to the inner corner (inner*c, inner*s).
@@ -224,7 +231,7 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "circle":
         return r2 <= 1.0
     if shape == "ring":
-        return (r2 <= 1.0) & (r2 >= 0.55 ** 2)
+        return (r2 <= 1.0) & (r2 >= 0.55**2)
     if shape == "square":
         return (np.abs(u) <= 0.82) & (np.abs(v) <= 0.82)
     if shape == "triangle":

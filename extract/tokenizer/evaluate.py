@@ -35,9 +35,9 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 @dataclass
 class HeldOutClips:
-    clips: np.ndarray          # (N, T, S, S, 3) uint8, decoded
-    masks: np.ndarray          # (N, T, S, S) bool, object pixels (from the renderer)
-    seed: int                  # of the corpus they come from
+    clips: np.ndarray  # (N, T, S, S, 3) uint8, decoded
+    masks: np.ndarray  # (N, T, S, S) bool, object pixels (from the renderer)
+    seed: int  # of the corpus they come from
 
 
 @torch.no_grad()
@@ -46,27 +46,31 @@ def evaluate(model: VideoTokenizer, held: HeldOutClips, *, kappa: float = 0.15, 
     device = next(model.parameters()).device
     sq_err, scores = [], []
     for start in range(0, len(held.clips), batch):
-        x = to_input(held.clips[start:start + batch]).to(device)
+        x = to_input(held.clips[start : start + batch]).to(device)
         codes, _, logits = model.encode(x)
         recon = model.decode(codes).clamp(-1, 1)
         sq_err.append((recon - x).pow(2).mean(dim=(1, 2, 3, 4)).float().cpu())
         scores.append(torch.sigmoid(logits.float()).cpu())
-    mse = torch.cat(sq_err)                                               # (N,) per clip, range [-1, 1]
-    scores = torch.cat(scores)                                            # (N, T', h, w)
-    masks = torch.from_numpy(held.masks).float()                          # (N, T, S, S)
-    coverage = token_footprint_mean(masks)                                # (N, T', h, w)
-    moving_clip = (held.masks != held.masks[:, :1]).any(axis=(1, 2, 3))   # the object's mask changes
+    mse = torch.cat(sq_err)  # (N,) per clip, range [-1, 1]
+    scores = torch.cat(scores)  # (N, T', h, w)
+    masks = torch.from_numpy(held.masks).float()  # (N, T, S, S)
+    coverage = token_footprint_mean(masks)  # (N, T', h, w)
+    moving_clip = (held.masks != held.masks[:, :1]).any(axis=(1, 2, 3))  # the object's mask changes
     moving = (coverage >= 0.25) & torch.from_numpy(moving_clip)[:, None, None, None]
     static_bg = coverage == 0
-    auc = roc_auc(scores[moving].numpy(), scores[static_bg].numpy()) if moving.any() and static_bg.any() else float("nan")
+    auc = (
+        roc_auc(scores[moving].numpy(), scores[static_bg].numpy()) if moving.any() and static_bg.any() else float("nan")
+    )
     imp = importance(scores, kappa)
     empty = torch.from_numpy(~held.masks.any(axis=(1, 2, 3)))
     return {
         "psnr_db": float(10 * torch.log10(4.0 / mse.mean())),
         "psnr_db_worst_clip": float(10 * torch.log10(4.0 / mse.max())),
         "scorer_motion_auc": auc,
-        "tokens_moving_object": int(moving.sum()), "tokens_static_background": int(static_bg.sum()),
+        "tokens_moving_object": int(moving.sum()),
+        "tokens_static_background": int(static_bg.sum()),
         "importance_moving_clips": float(imp[torch.from_numpy(moving_clip)].mean()) if moving_clip.any() else None,
         "importance_empty_clips": float(imp[empty].mean()) if empty.any() else None,
-        "clips": len(held.clips), "seed": held.seed,
+        "clips": len(held.clips),
+        "seed": held.seed,
     }

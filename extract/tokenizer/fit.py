@@ -46,7 +46,9 @@ LR_FLOOR = 0.05
 # --------------------------------------------------------------------------------------------
 
 
-def load_frames(paths: Sequence[str | Path], fps: float, size: int, *, progress: bool | None = None) -> list[np.ndarray]:
+def load_frames(
+    paths: Sequence[str | Path], fps: float, size: int, *, progress: bool | None = None
+) -> list[np.ndarray]:
     """Every video resampled to `fps` and centre-cropped to `size` x `size`: one (N, S, S, 3) array each.
 
     Clips for fitting are drawn from these in memory (about 12 KB a frame at 64 px).
@@ -70,7 +72,7 @@ def sample_clips(videos: list[np.ndarray], rng: np.random.Generator, batch: int,
     clips = []
     for k in which:
         start = rng.integers(0, len(usable[k]) - frames + 1)
-        clips.append(usable[k][start:start + frames])
+        clips.append(usable[k][start : start + frames])
     return np.stack(clips)
 
 
@@ -92,27 +94,28 @@ def standardise(log_err: torch.Tensor) -> torch.Tensor:
     return (log_err - log_err.mean()) / log_err.std().clamp_min(1e-3)
 
 
-def train_step(model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitConfig,
-               generator: torch.Generator) -> dict:
+def train_step(
+    model: VideoTokenizer, x: torch.Tensor, settings: TokenizerFitConfig, generator: torch.Generator
+) -> dict:
     """Losses of one step (not yet backpropagated): total, reconstruction, scorer; and PSNR."""
     B = x.shape[0]
-    codes, _, logits = model.encode(x)                                   # (B, L, T', h, w), (B, T', h, w)
+    codes, _, logits = model.encode(x)  # (B, L, T', h, w), (B, T', h, w)
     keep = torch.ones_like(logits)
     half = B // 2
     drop = torch.rand(logits[:half].shape, generator=generator) < settings.drop_ratio
     keep[:half] = (~drop).float()
-    recon = model.decode(codes, keep)                                    # (B, 3, T, S, S)
+    recon = model.decode(codes, keep)  # (B, 3, T, S, S)
     err = (recon - x).pow(2)
     rec_loss = err.mean() if settings.recon_loss == "mse" else (recon - x).abs().mean()
     with torch.no_grad():
         # Error each dropped token left behind, over its own footprint (pixels x frames).
-        token_err = token_footprint_mean(err[:half].mean(1))            # (half, T', h, w)
+        token_err = token_footprint_mean(err[:half].mean(1))  # (half, T', h, w)
         target = standardise(torch.log(token_err[drop] + 1e-5))
         full_mse = err[half:].mean()
     # Huber: a few tokens with huge errors (an object's edge dropped) must not dominate the ranking.
     score_loss = F.smooth_l1_loss(logits[:half][drop], target)
     total = rec_loss + settings.scorer_weight * score_loss
-    psnr = 10 * math.log10(4.0 / max(float(full_mse), 1e-10))           # signal range [-1, 1]: peak^2 = 4
+    psnr = 10 * math.log10(4.0 / max(float(full_mse), 1e-10))  # signal range [-1, 1]: peak^2 = 4
     return {"loss": total, "rec": rec_loss.item(), "score": score_loss.item(), "psnr": psnr}
 
 
@@ -130,8 +133,9 @@ def save_tokenizer(model: VideoTokenizer, path: Path, meta: dict) -> None:
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"tokenizer checkpoint {str(path)!r} does not exist; fit one with "
-                                "`lvmae tokenizer fit --out FILE`")
+        raise FileNotFoundError(
+            f"tokenizer checkpoint {str(path)!r} does not exist; fit one with `lvmae tokenizer fit --out FILE`"
+        )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or "arch" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path}: not an lvmae tokenizer checkpoint (needs 'arch' and 'state_dict')")
@@ -144,11 +148,18 @@ def _resume_path(out: Path) -> Path:
     return out.with_suffix(".ckpt")
 
 
-def _save_resume(out: Path, model, opt, step: int, rng: np.random.Generator, gen: torch.Generator,
-                 settings: dict, elapsed: float) -> None:
-    blob = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-            "rng": json.dumps(rng.bit_generator.state), "torch_gen": gen.get_state(),
-            "settings": settings, "elapsed": elapsed}
+def _save_resume(
+    out: Path, model, opt, step: int, rng: np.random.Generator, gen: torch.Generator, settings: dict, elapsed: float
+) -> None:
+    blob = {
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "step": step,
+        "rng": json.dumps(rng.bit_generator.state),
+        "torch_gen": gen.get_state(),
+        "settings": settings,
+        "elapsed": elapsed,
+    }
     atomic_write(_resume_path(out), lambda f: torch.save(blob, f))
 
 
@@ -156,14 +167,17 @@ def record_provenance(checkpoint: str | Path, fit: dict, heldout: dict) -> dict:
     """Write the provenance beside `checkpoint`: the fit (command, settings, steps, time) and the
     held-out figures."""
     checkpoint = Path(checkpoint)
-    return write_provenance(checkpoint, {
-        "file": checkpoint.name,
-        "sha256": sha256_file(checkpoint),
-        "fit": fit,
-        "heldout": heldout,
-        "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-    })
+    return write_provenance(
+        checkpoint,
+        {
+            "file": checkpoint.name,
+            "sha256": sha256_file(checkpoint),
+            "fit": fit,
+            "heldout": heldout,
+            "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,9 +185,17 @@ def record_provenance(checkpoint: str | Path, fit: dict, heldout: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def fit_tokenizer(videos: Sequence[str | Path], out: str | Path, settings: TokenizerFitConfig,
-                  segment: SegmentConfig, *, arch: TokenizerArch = TokenizerArch(), resume: bool = False,
-                  progress: bool | None = None, meta: dict | None = None) -> tuple[VideoTokenizer, dict]:
+def fit_tokenizer(
+    videos: Sequence[str | Path],
+    out: str | Path,
+    settings: TokenizerFitConfig,
+    segment: SegmentConfig,
+    *,
+    arch: TokenizerArch = TokenizerArch(),
+    resume: bool = False,
+    progress: bool | None = None,
+    meta: dict | None = None,
+) -> tuple[VideoTokenizer, dict]:
     """Fit on clips of `segment.tok_frames` frames, `segment.tok_size` pixels, at `segment.tok_fps`
     from `videos`; write `out` (+ `.ckpt` for resuming, `.log.jsonl`). Returns (model, meta)."""
     out = Path(out)
@@ -183,8 +205,7 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path, settings: Token
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     model = VideoTokenizer(arch)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
-                            betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.99))
     rng = np.random.default_rng(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     step, elapsed_before = 0, 0.0
@@ -207,8 +228,16 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path, settings: Token
     model.train()
     started = time.perf_counter()
     recent: list[dict] = []
-    with bar(total=settings.steps, initial=step, desc="fit tokenizer", unit="step",
-             disable=None if progress is None else not progress) as pbar, open(log_path, "a") as log:
+    with (
+        bar(
+            total=settings.steps,
+            initial=step,
+            desc="fit tokenizer",
+            unit="step",
+            disable=None if progress is None else not progress,
+        ) as pbar,
+        open(log_path, "a") as log,
+    ):
         while step < settings.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
@@ -227,20 +256,33 @@ def fit_tokenizer(videos: Sequence[str | Path], out: str | Path, settings: Token
             if step % settings.log_every == 0 or step == settings.steps:
                 mean = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]}
                 recent.clear()
-                log.write(json.dumps({"step": step, "lr": lr_at(step - 1), **mean,
-                                      "seconds": round(elapsed_before + time.perf_counter() - started, 1)}) + "\n")
+                log.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "lr": lr_at(step - 1),
+                            **mean,
+                            "seconds": round(elapsed_before + time.perf_counter() - started, 1),
+                        }
+                    )
+                    + "\n"
+                )
                 log.flush()
                 pbar.set_postfix(rec=f"{mean['rec']:.4f}", psnr=f"{mean['psnr']:.1f}", score=f"{mean['score']:.3f}")
             if step % settings.checkpoint_every == 0:
-                _save_resume(out, model, opt, step, rng, gen, recorded,
-                             elapsed_before + time.perf_counter() - started)
+                _save_resume(out, model, opt, step, rng, gen, recorded, elapsed_before + time.perf_counter() - started)
             if settings.max_minutes and elapsed_before + time.perf_counter() - started > settings.max_minutes * 60:
                 break
     fit_seconds = elapsed_before + time.perf_counter() - started
     _save_resume(out, model, opt, step, rng, gen, recorded, fit_seconds)
     model.eval()
-    info = {**(meta or {}), "settings": recorded, "steps_done": step, "fit_seconds": round(fit_seconds, 1),
-            "videos": len(pool),
-            "clip_frames_in_memory": int(sum(len(v) for v in pool))}
+    info = {
+        **(meta or {}),
+        "settings": recorded,
+        "steps_done": step,
+        "fit_seconds": round(fit_seconds, 1),
+        "videos": len(pool),
+        "clip_frames_in_memory": int(sum(len(v) for v in pool)),
+    }
     save_tokenizer(model, out, info)
     return model, info

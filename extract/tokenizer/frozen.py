@@ -25,15 +25,20 @@ def tokenizer_identity(checkpoint: str | Path, kappa: float, *, levels: list[int
     checkpoint = Path(checkpoint)
     if levels is None:
         levels = list(torch.load(checkpoint, map_location="cpu", weights_only=True)["arch"]["levels"])
-    return {"name": "magvit-fsq", "file": checkpoint.name, "weights_sha256": sha256_file(checkpoint),
-            "levels": levels, "kappa": kappa}
+    return {
+        "name": "magvit-fsq",
+        "file": checkpoint.name,
+        "weights_sha256": sha256_file(checkpoint),
+        "levels": levels,
+        "kappa": kappa,
+    }
 
 
 @dataclass
 class TokenizerOutput:
-    indices: np.ndarray      # (B, T', h, w) int16 FSQ indices (the codebook has < 2^15 entries)
-    scores: np.ndarray       # (B, T', h, w) float16 in (0, 1)
-    importance: np.ndarray   # (B,) float32
+    indices: np.ndarray  # (B, T', h, w) int16 FSQ indices (the codebook has < 2^15 entries)
+    scores: np.ndarray  # (B, T', h, w) float16 in (0, 1)
+    importance: np.ndarray  # (B,) float32
 
 
 class FrozenTokenizer:
@@ -57,7 +62,7 @@ class FrozenTokenizer:
         """clips (B, T, S, S, 3) uint8 -> FSQ indices, token scores, importance."""
         idx, scores, imp = [], [], []
         for start in range(0, len(clips), self.batch_size):
-            x = to_input(clips[start:start + self.batch_size]).to(self.device)
+            x = to_input(clips[start : start + self.batch_size]).to(self.device)
             _, indices, logits = self.model.encode(x)
             s = torch.sigmoid(logits.float())
             idx.append(indices.to(torch.int16).cpu())
@@ -65,10 +70,12 @@ class FrozenTokenizer:
             imp.append(importance(s, self.kappa).cpu())
         if not idx:
             T, h, w = self.grid(clips.shape[1], clips.shape[2]) if clips.ndim == 5 else (0, 0, 0)
-            return TokenizerOutput(np.zeros((0, T, h, w), np.int16), np.zeros((0, T, h, w), np.float16),
-                                   np.zeros(0, np.float32))
-        return TokenizerOutput(torch.cat(idx).numpy(), torch.cat(scores).numpy(),
-                               torch.cat(imp).numpy().astype(np.float32))
+            return TokenizerOutput(
+                np.zeros((0, T, h, w), np.int16), np.zeros((0, T, h, w), np.float16), np.zeros(0, np.float32)
+            )
+        return TokenizerOutput(
+            torch.cat(idx).numpy(), torch.cat(scores).numpy(), torch.cat(imp).numpy().astype(np.float32)
+        )
 
     @torch.no_grad()
     def reconstruct(self, indices: np.ndarray) -> np.ndarray:

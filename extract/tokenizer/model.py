@@ -29,10 +29,10 @@ from vector_quantize_pytorch import FSQ
 class TokenizerArch:
     """Architecture; saved in every checkpoint so a file rebuilds its own model."""
 
-    channels: tuple[int, int, int] = (32, 48, 64)   # 32x32 stage, 16x16 x 5-frame stage, latent stage
-    levels: tuple[int, ...] = (8, 8, 8, 6, 5)       # FSQ levels: 15,360 codes, fits int16
+    channels: tuple[int, int, int] = (32, 48, 64)  # 32x32 stage, 16x16 x 5-frame stage, latent stage
+    levels: tuple[int, ...] = (8, 8, 8, 6, 5)  # FSQ levels: 15,360 codes, fits int16
     scorer_channels: int = 32
-    groups: int = 8                                 # GroupNorm groups (per frame)
+    groups: int = 8  # GroupNorm groups (per frame)
 
     @property
     def codebook_size(self) -> int:
@@ -46,8 +46,12 @@ class TokenizerArch:
 
     @staticmethod
     def from_dict(d: dict) -> TokenizerArch:
-        return TokenizerArch(channels=tuple(d["channels"]), levels=tuple(d["levels"]),
-                             scorer_channels=d["scorer_channels"], groups=d["groups"])
+        return TokenizerArch(
+            channels=tuple(d["channels"]),
+            levels=tuple(d["levels"]),
+            scorer_channels=d["scorer_channels"],
+            groups=d["groups"],
+        )
 
 
 SPATIAL_DOWN = 4
@@ -70,7 +74,7 @@ class CausalConv3d(nn.Module):
         self.time_pad = kt - 1
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kh // 2, kw // 2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:      # (B, C, T, H, W)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         if self.time_pad:
             x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0), mode="replicate")
         return self.conv(x)
@@ -79,7 +83,7 @@ class CausalConv3d(nn.Module):
 class FrameNorm(nn.GroupNorm):
     """GroupNorm over each frame separately: statistics over time would leak the future into the past."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:      # (B, C, T, H, W)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         B, C, T, H, W = x.shape
         y = super().forward(x.transpose(1, 2).reshape(B * T, C, H, W))
         return y.reshape(B, T, C, H, W).transpose(1, 2)
@@ -98,13 +102,13 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.norm2(h)))
 
 
-def space_to_depth(x: torch.Tensor) -> torch.Tensor:        # (B, C, T, H, W) -> (B, 4C, T, H/2, W/2)
+def space_to_depth(x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> (B, 4C, T, H/2, W/2)
     B, C, T, H, W = x.shape
     y = F.pixel_unshuffle(x.transpose(1, 2).reshape(B * T, C, H, W), 2)
     return y.reshape(B, T, 4 * C, H // 2, W // 2).transpose(1, 2)
 
 
-def depth_to_space(x: torch.Tensor) -> torch.Tensor:        # (B, 4C, T, H, W) -> (B, C, T, 2H, 2W)
+def depth_to_space(x: torch.Tensor) -> torch.Tensor:  # (B, 4C, T, H, W) -> (B, C, T, 2H, 2W)
     B, C4, T, H, W = x.shape
     y = F.pixel_shuffle(x.transpose(1, 2).reshape(B * T, C4, H, W), 2)
     return y.reshape(B, T, C4 // 4, 2 * H, 2 * W).transpose(1, 2)
@@ -123,19 +127,19 @@ class Encoder(nn.Module):
         super().__init__()
         c0, c1, c2 = arch.channels
         g = arch.groups
-        self.stem = CausalConv3d(12, c0, (1, 3, 3))                          # 32x32, spatial only
-        self.down1 = CausalConv3d(c0, c1, (3, 3, 3), stride=(2, 2, 2))     # T 9 -> 5, 32 -> 16
+        self.stem = CausalConv3d(12, c0, (1, 3, 3))  # 32x32, spatial only
+        self.down1 = CausalConv3d(c0, c1, (3, 3, 3), stride=(2, 2, 2))  # T 9 -> 5, 32 -> 16
         self.res1 = ResBlock(c1, g)
-        self.down2 = CausalConv3d(c1, c2, (3, 3, 3), stride=(2, 1, 1))     # T 5 -> 3
+        self.down2 = CausalConv3d(c1, c2, (3, 3, 3), stride=(2, 1, 1))  # T 5 -> 3
         self.res2 = ResBlock(c2, g)
         self.norm = FrameNorm(g, c2)
         self.proj = nn.Conv3d(c2, len(arch.levels), 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, T, H, W) in [-1, 1] -> (latent (B, L, T', h, w), features (B, c2, T', h, w))."""
-        h = self.stem(space_to_depth(x))                                    # (B, c0, T, H/2, W/2)
-        h = self.res1(self.down1(F.silu(h)))                                 # (B, c1, (T+1)/2, h, w)
-        feats = self.res2(self.down2(h))                                     # (B, c2, T', h, w)
+        h = self.stem(space_to_depth(x))  # (B, c0, T, H/2, W/2)
+        h = self.res1(self.down1(F.silu(h)))  # (B, c1, (T+1)/2, h, w)
+        feats = self.res2(self.down2(h))  # (B, c2, T', h, w)
         return self.proj(F.silu(self.norm(feats))), feats
 
 
@@ -145,25 +149,25 @@ class Decoder(nn.Module):
         c0, c1, c2 = arch.channels
         g = arch.groups
         L = len(arch.levels)
-        self.inp = CausalConv3d(L + 1, c2, (3, 3, 3))                        # codes + "dropped" flag
+        self.inp = CausalConv3d(L + 1, c2, (3, 3, 3))  # codes + "dropped" flag
         self.res2 = ResBlock(c2, g)
-        self.up_t1 = CausalConv3d(c2, 2 * c1, (3, 3, 3))                     # T' 3 -> 5
+        self.up_t1 = CausalConv3d(c2, 2 * c1, (3, 3, 3))  # T' 3 -> 5
         self.res1 = ResBlock(c1, g)
-        self.up_t2 = CausalConv3d(c1, 2 * c1, (3, 3, 3))                     # T 5 -> 9
-        self.up_s = CausalConv3d(c1, 4 * c0, (1, 3, 3))                      # 16 -> 32
+        self.up_t2 = CausalConv3d(c1, 2 * c1, (3, 3, 3))  # T 5 -> 9
+        self.up_s = CausalConv3d(c1, 4 * c0, (1, 3, 3))  # 16 -> 32
         self.norm0 = FrameNorm(g, c0)
         self.conv0 = CausalConv3d(c0, c0, (1, 3, 3))
         self.norm_out = FrameNorm(g, c0)
-        self.out = CausalConv3d(c0, 12, (1, 3, 3))                           # 32 -> 64 by depth_to_space
+        self.out = CausalConv3d(c0, 12, (1, 3, 3))  # 32 -> 64 by depth_to_space
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, L + 1, T', h, w) -> frames (B, 3, T, H, W), unbounded (trained towards [-1, 1])."""
         h = self.res2(self.inp(z))
-        h = self.res1(depth_to_time(self.up_t1(F.silu(h))))                 # (B, c1, 2T'-1, h, w)
-        h = depth_to_time(self.up_t2(F.silu(h)))                             # (B, c1, T, h, w)
-        h = depth_to_space(self.up_s(F.silu(h)))                             # (B, c0, T, 2h, 2w)
+        h = self.res1(depth_to_time(self.up_t1(F.silu(h))))  # (B, c1, 2T'-1, h, w)
+        h = depth_to_time(self.up_t2(F.silu(h)))  # (B, c1, T, h, w)
+        h = depth_to_space(self.up_s(F.silu(h)))  # (B, c0, T, 2h, 2w)
         h = h + self.conv0(F.silu(self.norm0(h)))
-        return depth_to_space(self.out(F.silu(self.norm_out(h))))            # (B, 3, T, H, W)
+        return depth_to_space(self.out(F.silu(self.norm_out(h))))  # (B, 3, T, H, W)
 
 
 class Scorer(nn.Module):
@@ -176,8 +180,8 @@ class Scorer(nn.Module):
         self.conv = CausalConv3d(c2, arch.scorer_channels, (3, 3, 3))
         self.head = nn.Conv3d(arch.scorer_channels, 1, 1)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:                 # (B, c2, T', h, w)
-        return self.head(F.silu(self.conv(self.norm(feats))))[:, 0]         # (B, T', h, w) logits
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:  # (B, c2, T', h, w)
+        return self.head(F.silu(self.conv(self.norm(feats))))[:, 0]  # (B, T', h, w) logits
 
 
 class VideoTokenizer(nn.Module):
@@ -202,7 +206,7 @@ class VideoTokenizer(nn.Module):
         """codes (B, L, T', h, w); keep (B, T', h, w) in {0, 1} or None for all tokens."""
         if keep is None:
             keep = torch.ones_like(codes[:, 0])
-        keep = keep.unsqueeze(1).to(codes.dtype)                             # (B, 1, T', h, w)
+        keep = keep.unsqueeze(1).to(codes.dtype)  # (B, 1, T', h, w)
         dropped = self.dropped.view(1, -1, 1, 1, 1)
         z = torch.cat([codes * keep + dropped * (1 - keep), 1 - keep], dim=1)  # (B, L + 1, T', h, w)
         return self.decoder(z)

@@ -34,12 +34,20 @@ class CommandFailed(LvmaeError):
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE",
-                        help="pipeline config (default: ./pipeline.yaml if present, else built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, e.g. --set pretrain.mask_ratio=0.75 (repeatable)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging (-v info, also Ray's own messages; -vv debug)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="pipeline config (default: ./pipeline.yaml if present, else built-in defaults)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set pretrain.mask_ratio=0.75 (repeatable)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, also Ray's own messages; -vv debug)"
+    )
 
 
 @dataclass

@@ -24,12 +24,23 @@ def _keys(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-COMMAND = Command("lvmae config", "Inspect the pipeline configuration.", actions={
-    "show": Action("print the effective config (file + --set overrides, paths resolved)",
-                   "Print the effective config: the file, then --set overrides, paths resolved.", _show,
-                   lambda p: p.add_argument("--json", action="store_true", help="JSON instead of YAML")),
-    "keys": Action("list every key with its type, default and meaning",
-                   "List every config key with its type, default and meaning.", _keys,
-                   lambda p: p.add_argument("--json", action="store_true", help="JSON lines instead of a table"),
-                   config=False, options=False),
-})
+COMMAND = Command(
+    "lvmae config",
+    "Inspect the pipeline configuration.",
+    actions={
+        "show": Action(
+            "print the effective config (file + --set overrides, paths resolved)",
+            "Print the effective config: the file, then --set overrides, paths resolved.",
+            _show,
+            lambda p: p.add_argument("--json", action="store_true", help="JSON instead of YAML"),
+        ),
+        "keys": Action(
+            "list every key with its type, default and meaning",
+            "List every config key with its type, default and meaning.",
+            _keys,
+            lambda p: p.add_argument("--json", action="store_true", help="JSON lines instead of a table"),
+            config=False,
+            options=False,
+        ),
+    },
+)

@@ -21,8 +21,8 @@ from lvmae.commands.command import Command
 @dataclass
 class Stage:
     name: str
-    key: Callable[[Demo], dict]          # what the stage's result depends on
-    run: Callable[[Demo], dict]          # does the work; returns rows for the summary
+    key: Callable[[Demo], dict]  # what the stage's result depends on
+    run: Callable[[Demo], dict]  # does the work; returns rows for the summary
 
 
 @dataclass
@@ -64,16 +64,23 @@ def _corpus_run(d: Demo) -> dict:
 
     corpus = generate(_corpus_spec(d), d.corpus_dir)
     summarize_corpus(corpus).print()
-    return {"corpus": str(d.corpus_dir), "videos": corpus.videos.num_rows,
-            "video hours": round(corpus.video_seconds / 3600, 2)}
+    return {
+        "corpus": str(d.corpus_dir),
+        "videos": corpus.videos.num_rows,
+        "video hours": round(corpus.video_seconds / 3600, 2),
+    }
 
 
 def _encoder_key(d: Demo) -> dict:
     from foundation.files import sha256_file
 
     weights = Path(d.cfg.encoder.pretrained)
-    return {"model": d.cfg.encoder.model, "weights": str(weights),
-            "sha256": sha256_file(weights) if weights.is_file() else None, "corpus": _corpus_key(d)}
+    return {
+        "model": d.cfg.encoder.model,
+        "weights": str(weights),
+        "sha256": sha256_file(weights) if weights.is_file() else None,
+        "corpus": _corpus_key(d),
+    }
 
 
 def _encoder_run(d: Demo) -> dict:
@@ -83,7 +90,9 @@ def _encoder_run(d: Demo) -> dict:
 
     weights = Path(d.cfg.encoder.pretrained)
     if d.cfg.encoder.model != MODEL_NAME:
-        return {"encoder": f"{d.cfg.encoder.model} ({d.cfg.encoder.pretrained}): not the toy-world stand-in, not checked"}
+        return {
+            "encoder": f"{d.cfg.encoder.model} ({d.cfg.encoder.pretrained}): not the toy-world stand-in, not checked"
+        }
     if not weights.is_file():
         # The shipped weights were removed or moved: fit them again (slow; normally never happens).
         print(f"stand-in weights {weights} not found: fitting them now (about half an hour on 2 cores)")
@@ -92,9 +101,11 @@ def _encoder_run(d: Demo) -> dict:
     model, _, tokenizer = create_model(weights)
     scores = zero_shot(model, tokenizer, labelled_frames(load_corpus(d.corpus_dir), 1000, seed=0))
     fitted = provenance.get("fit_seconds")
-    return {"encoder weights": str(weights),
-            "fitted": f"{human_seconds(fitted)}, {provenance['steps_done']} steps" if fitted else "unknown",
-            "zero-shot top-1 (demo corpus)": f"{scores['top1']:.1%} of {scores['frames']} frames"}
+    return {
+        "encoder weights": str(weights),
+        "fitted": f"{human_seconds(fitted)}, {provenance['steps_done']} steps" if fitted else "unknown",
+        "zero-shot top-1 (demo corpus)": f"{scores['top1']:.1%} of {scores['frames']} frames",
+    }
 
 
 def _tokenizer_key(d: Demo) -> dict:
@@ -125,8 +136,12 @@ def _tokenizer_run(d: Demo) -> dict:
 
 
 def _extract_key(d: Demo) -> dict:
-    return {"corpus": _corpus_key(d), "encoder": _encoder_key(d)["sha256"],
-            "tokenizer": _tokenizer_key(d)["sha256"], "segment": d.cfg.to_dict()["segment"]}
+    return {
+        "corpus": _corpus_key(d),
+        "encoder": _encoder_key(d)["sha256"],
+        "tokenizer": _tokenizer_key(d)["sha256"],
+        "segment": d.cfg.to_dict()["segment"],
+    }
 
 
 def _extract_run(d: Demo) -> dict:
@@ -146,20 +161,29 @@ def _extract_run(d: Demo) -> dict:
             stale = True
         if stale:
             shutil.rmtree(d.store_dir)
-    report = run_extract(d.cfg.extract, models, d.cfg.ray, inputs=d.corpus_dir / "videos.parquet",
-                         store_uri=str(d.store_dir))
+    report = run_extract(
+        d.cfg.extract, models, d.cfg.ray, inputs=d.corpus_dir / "videos.parquet", store_uri=str(d.store_dir)
+    )
     report.summary(str(d.store_dir), d.cfg.extract.runner).print()
     if report.videos_ok == 0:
         raise SystemExit("lvmae demo: extraction produced no video")
-    return {"store": str(d.store_dir), "videos": f"{report.videos_ok} ok, {report.videos_failed} failed",
-            "segments": report.segments, "segments/s": round(report.segments / max(report.seconds, 1e-9), 1)}
+    return {
+        "store": str(d.store_dir),
+        "videos": f"{report.videos_ok} ok, {report.videos_failed} failed",
+        "segments": report.segments,
+        "segments/s": round(report.segments / max(report.seconds, 1e-9), 1),
+    }
 
 
 def _pretrain_config(d: Demo):
     import dataclasses
 
-    return dataclasses.replace(d.cfg, pretrain=dataclasses.replace(d.cfg.pretrain, steps=d.cfg.demo.pretrain_steps,
-                                                                   checkpoint_dir=d.out / "pretrain"))
+    return dataclasses.replace(
+        d.cfg,
+        pretrain=dataclasses.replace(
+            d.cfg.pretrain, steps=d.cfg.demo.pretrain_steps, checkpoint_dir=d.out / "pretrain"
+        ),
+    )
 
 
 def _pretrain_key(d: Demo) -> dict:
@@ -185,11 +209,16 @@ def _pretrain_run(d: Demo) -> dict:
     atomic_write_text(stamp, key)
     result = train(cfg.pretrain, store_uri=str(d.store_dir), out_dir=out, resume=(out / "checkpoint.pt").exists())
     ev = reconstruction_mse(load_pretrained(out / "model.pt"), Store.open(str(d.store_dir)), split="val")
-    return {"checkpoint": str(out / "model.pt"), "steps": result.steps,
-            "loss first → last": f"{result.first_loss:.4f} → {result.last_loss:.4f}",
-            f"held-out MSE ({ev.decoder} decoder)": (f"model {ev.model_mse:.5f} vs copy-nearest "
-                                                     f"{ev.copy_nearest_mse:.5f} ({ev.reconstructed_segments} segments "
-                                                     f"of {ev.videos} videos)")}
+    return {
+        "checkpoint": str(out / "model.pt"),
+        "steps": result.steps,
+        "loss first → last": f"{result.first_loss:.4f} → {result.last_loss:.4f}",
+        f"held-out MSE ({ev.decoder} decoder)": (
+            f"model {ev.model_mse:.5f} vs copy-nearest "
+            f"{ev.copy_nearest_mse:.5f} ({ev.reconstructed_segments} segments "
+            f"of {ev.videos} videos)"
+        ),
+    }
 
 
 STAGES: list[Stage] = [
@@ -232,5 +261,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 COMMAND = Command(
     "lvmae demo",
-    "Run every stage on the embedded default (toy world): " + ", ".join(s.name for s in STAGES)
-    + ". Finished stages are skipped on a re-run.", run=_run, arguments=_arguments)
+    "Run every stage on the embedded default (toy world): "
+    + ", ".join(s.name for s in STAGES)
+    + ". Finished stages are skipped on a re-run.",
+    run=_run,
+    arguments=_arguments,
+)

@@ -12,11 +12,19 @@ from lvmae.commands.command import Command, CommandFailed
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URI", help="store of segment embeddings to encode (default: paths.store)")
-    parser.add_argument("--checkpoint", metavar="FILE", type=Path,
-                        help="model.pt or checkpoint.pt of a pretraining run (default: pretrain.checkpoint_dir/model.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="model.pt or checkpoint.pt of a pretraining run (default: pretrain.checkpoint_dir/model.pt)",
+    )
     parser.add_argument("--out", metavar="URI", help="store to write (default: pretrain.embeddings_store)")
-    parser.add_argument("--chunk", type=int, metavar="N",
-                        help="encode at most N consecutive segments at once (default: the run's max_segments)")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        metavar="N",
+        help="encode at most N consecutive segments at once (default: the run's max_segments)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: pretrain.device)")
 
 
@@ -49,4 +57,6 @@ COMMAND = Command(
     "Run the frozen LV-MAE encoder over every video of a store (nothing hidden; long videos in chunks) and write "
     "its per-segment outputs as another store with the same shard ids, video ids, spans and labels, read with the "
     "same Store API. Shards already written are skipped, so a re-run resumes.",
-    run=_run, arguments=_arguments)
+    run=_run,
+    arguments=_arguments,
+)

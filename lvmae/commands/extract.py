@@ -9,11 +9,17 @@ from lvmae.commands.command import Command, CommandFailed
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--inputs", help="directory, list file or parquet/CSV with a uri column (default: extract.inputs)")
+    parser.add_argument(
+        "--inputs", help="directory, list file or parquet/CSV with a uri column (default: extract.inputs)"
+    )
     parser.add_argument("--store", help="store path or URI (default: paths.store)")
-    parser.add_argument("--runner", choices=["ray", "local"], help="ray pipeline or one local process (default: extract.runner)")
+    parser.add_argument(
+        "--runner", choices=["ray", "local"], help="ray pipeline or one local process (default: extract.runner)"
+    )
     parser.add_argument("--no-resume", action="store_true", help="redo shards that are already committed")
-    parser.add_argument("--strict", action="store_true", help="exit non-zero if any video fails (default: extract.strict)")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit non-zero if any video fails (default: extract.strict)"
+    )
 
 
 def models_of(cfg: Config):
@@ -27,8 +33,15 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     from extract.runner import run_extract
 
     store = args.store or str(cfg.paths.store)
-    report = run_extract(cfg.extract, models_of(cfg), cfg.ray, store_uri=store, inputs=args.inputs,
-                         runner=args.runner, resume=False if args.no_resume else None)
+    report = run_extract(
+        cfg.extract,
+        models_of(cfg),
+        cfg.ray,
+        store_uri=store,
+        inputs=args.inputs,
+        runner=args.runner,
+        resume=False if args.no_resume else None,
+    )
     report.summary(store, args.runner or cfg.extract.runner).print()
     attempted = report.videos_ok + report.videos_failed
     if attempted and report.videos_ok == 0:
@@ -43,4 +56,8 @@ COMMAND = Command(
     "Decode videos into segments, run the frozen image-text encoder and the tokenizer over every segment, and "
     "write embedding, token and importance shards to the store. A re-run skips committed shards; a video that "
     "cannot be read becomes a failed manifest row.",
-    run=_run, arguments=_arguments, error_status=2, errors=(ValueError, FileNotFoundError))
+    run=_run,
+    arguments=_arguments,
+    error_status=2,
+    errors=(ValueError, FileNotFoundError),
+)

@@ -12,11 +12,14 @@ from lvmae.commands.command import Command
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URI", help="feature store to read (default: paths.store)")
-    parser.add_argument("--out", metavar="DIR", type=Path,
-                        help="folder for checkpoints and metrics (default: pretrain.checkpoint_dir)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in the output folder from its last checkpoint, exactly as if "
-                             "it had not stopped")
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, help="folder for checkpoints and metrics (default: pretrain.checkpoint_dir)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the output folder from its last checkpoint, exactly as if it had not stopped",
+    )
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
@@ -33,12 +36,17 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     else:
         result = train(p, store_uri=store_uri, out_dir=out, resume=args.resume)
     summary = Summary(f"pretrain {result.out_dir}")
-    summary.started -= result.wall_s   # the wall time shown is the run's
+    summary.started -= result.wall_s  # the wall time shown is the run's
     summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)
     summary.add("trainer", p.trainer if p.trainer == "local" else f"ray, {p.num_workers} workers")
-    summary.add("steps", f"{result.steps:,}" + (f" (resumed at {result.resumed_from:,})" if result.resumed_from else ""))
-    summary.add("masking", f"encoder {p.encoder_mask} {p.mask_ratio:g}, decoder {p.decoder_mask}"
-                + (f" kappa {p.kappa:g}" if p.decoder_mask != "all" else ""))
+    summary.add(
+        "steps", f"{result.steps:,}" + (f" (resumed at {result.resumed_from:,})" if result.resumed_from else "")
+    )
+    summary.add(
+        "masking",
+        f"encoder {p.encoder_mask} {p.mask_ratio:g}, decoder {p.decoder_mask}"
+        + (f" kappa {p.kappa:g}" if p.decoder_mask != "all" else ""),
+    )
     if result.first_loss is not None:
         summary.add("loss first step → last 10", f"{result.first_loss:.4f} → {result.last_loss:.4f}")
     summary.add("validation loss", f"{result.val_loss:.4f}" if result.val_loss is not None else "-")
@@ -53,4 +61,6 @@ COMMAND = Command(
     "Train the masked-embedding autoencoder (LV-MAE) on windows of the store's segment sequences. Settings come "
     "from the config's pretrain section (`lvmae config keys`); pretrain.trainer=ray runs Ray Train workers with "
     "DDP. Writes checkpoint.pt (resumable), model.pt (final weights) and metrics.jsonl to the output folder.",
-    run=_run, arguments=_arguments)
+    run=_run,
+    arguments=_arguments,
+)

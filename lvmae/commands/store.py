@@ -12,8 +12,9 @@ from lvmae.commands.command import Action, Command, CommandFailed
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("store", nargs="?", metavar="STORE",
-                        help="store path or fsspec URI (default: paths.store of the config)")
+    parser.add_argument(
+        "store", nargs="?", metavar="STORE", help="store path or fsspec URI (default: paths.store of the config)"
+    )
 
 
 def _open(args: argparse.Namespace, cfg: Config | None):
@@ -70,16 +71,30 @@ def _needs_config(args: argparse.Namespace) -> bool:
     return args.store is None  # a store named on the command line needs no config file
 
 
-COMMAND = Command("lvmae store", "Inspect and check a feature store (zarr shards + parquet manifests).", actions={
-    "info": Action("videos ok/failed, segments, hours of video, dims, identity",
-                   "Summarise a store: committed shards, videos ok and failed, segments, hours of video, "
-                   "embedding width, token grid, identity.", _info,
-                   lambda p: (_arguments(p), p.add_argument("--json", action="store_true",
-                                                            help="one JSON object instead of the summary")),
-                   config=_needs_config),
-    "verify": Action("read every committed shard; exit 1 on any problem",
-                     "Read every chunk of every committed shard and check its arrays against its manifest. "
-                     "Problems name their shard and make the exit status 1. Orphans (what writers that died "
-                     "before committing left behind) are listed; readers never see them and re-running their "
-                     "shard replaces them, so they are not problems.", _verify, _arguments, config=_needs_config),
-})
+COMMAND = Command(
+    "lvmae store",
+    "Inspect and check a feature store (zarr shards + parquet manifests).",
+    actions={
+        "info": Action(
+            "videos ok/failed, segments, hours of video, dims, identity",
+            "Summarise a store: committed shards, videos ok and failed, segments, hours of video, "
+            "embedding width, token grid, identity.",
+            _info,
+            lambda p: (
+                _arguments(p),
+                p.add_argument("--json", action="store_true", help="one JSON object instead of the summary"),
+            ),
+            config=_needs_config,
+        ),
+        "verify": Action(
+            "read every committed shard; exit 1 on any problem",
+            "Read every chunk of every committed shard and check its arrays against its manifest. "
+            "Problems name their shard and make the exit status 1. Orphans (what writers that died "
+            "before committing left behind) are listed; readers never see them and re-running their "
+            "shard replaces them, so they are not problems.",
+            _verify,
+            _arguments,
+            config=_needs_config,
+        ),
+    },
+)

@@ -19,16 +19,25 @@ FIT_CORPUS = {"videos": 12, "minutes": (4.0, 4.0), "seed": 11}
 
 
 def _fit_arguments(fit: argparse.ArgumentParser) -> None:
-    fit.add_argument("--out", type=Path, required=True, help="checkpoint to write (resume state and loss log go beside it)")
-    fit.add_argument("--videos", help="directory, list file or parquet/CSV of videos (default: a generated toy-world corpus)")
+    fit.add_argument(
+        "--out", type=Path, required=True, help="checkpoint to write (resume state and loss log go beside it)"
+    )
+    fit.add_argument(
+        "--videos", help="directory, list file or parquet/CSV of videos (default: a generated toy-world corpus)"
+    )
     fit.add_argument("--steps", type=int, help="optimizer steps (default: tokenizer.fit.steps)")
     fit.add_argument("--batch-size", type=int, help="clips per step (default: tokenizer.fit.batch_size)")
     fit.add_argument("--lr", type=float, help="peak learning rate (default: tokenizer.fit.lr)")
     fit.add_argument("--seed", type=int, help="random seed (default: tokenizer.fit.seed)")
-    fit.add_argument("--max-minutes", type=float, help="stop after this much fitting time, then save "
-                                                       "(default: tokenizer.fit.max_minutes)")
+    fit.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop after this much fitting time, then save (default: tokenizer.fit.max_minutes)",
+    )
     fit.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
-    fit.add_argument("--eval-clips", type=int, help="held-out clips for the final check (default: tokenizer.fit.eval_clips)")
+    fit.add_argument(
+        "--eval-clips", type=int, help="held-out clips for the final check (default: tokenizer.fit.eval_clips)"
+    )
 
 
 def _eval_arguments(ev: argparse.ArgumentParser) -> None:
@@ -45,8 +54,13 @@ def _fit_videos(args, cfg: Config) -> list[str]:
 
     if args.videos:
         return [v.uri for v in list_inputs(args.videos)]
-    spec = CorpusSpec(videos=FIT_CORPUS["videos"], minutes=FIT_CORPUS["minutes"], seed=FIT_CORPUS["seed"],  # type: ignore[arg-type]
-                      size=cfg.segment.tok_size, fps=cfg.segment.tok_fps)
+    spec = CorpusSpec(
+        videos=FIT_CORPUS["videos"],
+        minutes=FIT_CORPUS["minutes"],
+        seed=FIT_CORPUS["seed"],  # type: ignore[arg-type]
+        size=cfg.segment.tok_size,
+        fps=cfg.segment.tok_fps,
+    )
     root = cfg.paths.work_dir / "tokenizer-fit-corpus"
     if not is_complete(root, spec):
         generate(spec, root)
@@ -64,8 +78,14 @@ def _fit(args: argparse.Namespace, cfg: Config) -> int:
     from extract.tokenizer.evaluate import evaluate
     from extract.tokenizer.fit import fit_tokenizer, record_provenance
 
-    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "max_minutes": args.max_minutes, "eval_clips": args.eval_clips}
+    given = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "max_minutes": args.max_minutes,
+        "eval_clips": args.eval_clips,
+    }
     try:
         settings = dataclasses.replace(cfg.tokenizer.fit, **{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
@@ -90,8 +110,10 @@ def _add_figures(summary: Summary, f: dict) -> None:
     summary.add("held-out PSNR (all tokens)", f"{f['psnr_db']:.2f} dB on {f['clips']} clips (seed {f['seed']})")
     summary.add("scorer ROC AUC", f"{f['scorer_motion_auc']:.3f} (moving object vs static background tokens)")
     if f.get("importance_moving_clips") is not None and f.get("importance_empty_clips") is not None:
-        summary.add("importance", f"{f['importance_moving_clips']:.3f} moving-object clips, "
-                                  f"{f['importance_empty_clips']:.3f} empty clips")
+        summary.add(
+            "importance",
+            f"{f['importance_moving_clips']:.3f} moving-object clips, {f['importance_empty_clips']:.3f} empty clips",
+        )
 
 
 def _eval(args: argparse.Namespace, cfg: Config) -> int:
@@ -119,13 +141,23 @@ def _eval(args: argparse.Namespace, cfg: Config) -> int:
 
 
 COMMAND = Command(
-    "lvmae tokenizer", "The frozen video tokenizer: MAGVIT-v2-style causal 3D CNN, FSQ, token scorer.", actions={
-        "fit": Action("fit tokenizer and scorer on clips sampled from videos",
-                      "Fit the tokenizer and its scorer jointly on clips sampled from videos (default: a toy-world "
-                      "corpus generated for the fit), then check it on held-out toy-world clips and write the "
-                      "figures into its provenance. Settings: the config's tokenizer.fit section.", _fit,
-                      _fit_arguments),
-        "eval": Action("held-out PSNR and scorer ROC AUC of a checkpoint",
-                       "Reconstruction PSNR and scorer ROC AUC (moving object vs static background) on held-out "
-                       "toy-world clips of another seed.", _eval, _eval_arguments),
-    })
+    "lvmae tokenizer",
+    "The frozen video tokenizer: MAGVIT-v2-style causal 3D CNN, FSQ, token scorer.",
+    actions={
+        "fit": Action(
+            "fit tokenizer and scorer on clips sampled from videos",
+            "Fit the tokenizer and its scorer jointly on clips sampled from videos (default: a toy-world "
+            "corpus generated for the fit), then check it on held-out toy-world clips and write the "
+            "figures into its provenance. Settings: the config's tokenizer.fit section.",
+            _fit,
+            _fit_arguments,
+        ),
+        "eval": Action(
+            "held-out PSNR and scorer ROC AUC of a checkpoint",
+            "Reconstruction PSNR and scorer ROC AUC (moving object vs static background) on held-out "
+            "toy-world clips of another seed.",
+            _eval,
+            _eval_arguments,
+        ),
+    },
+)

@@ -28,7 +28,9 @@ def _minutes(text: str) -> tuple[float, float]:
 def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--out", type=Path, help="corpus directory (default: toyworld.out)")
     gen.add_argument("--videos", type=int, help="number of videos (default: toyworld.videos)")
-    gen.add_argument("--minutes", type=_minutes, metavar="MIN-MAX", help="video lengths in minutes (default: toyworld.minutes)")
+    gen.add_argument(
+        "--minutes", type=_minutes, metavar="MIN-MAX", help="video lengths in minutes (default: toyworld.minutes)"
+    )
     gen.add_argument("--seed", type=int, help="random seed (default: toyworld.seed)")
     gen.add_argument("--size", type=int, help="frame side in pixels (default: toyworld.size)")
     gen.add_argument("--fps", type=float, help="frames per second (default: toyworld.fps)")
@@ -38,13 +40,19 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
 def _fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--out", type=Path, required=True, help="weights file to write (provenance goes beside it)")
     fit.add_argument("--steps", type=int, help="optimizer steps (default: toyworld.fit.steps)")
-    fit.add_argument("--batch-size", type=int, help="frames per step, distinct captions (default: toyworld.fit.batch_size)")
+    fit.add_argument(
+        "--batch-size", type=int, help="frames per step, distinct captions (default: toyworld.fit.batch_size)"
+    )
     fit.add_argument("--lr", type=float, help="peak learning rate (default: toyworld.fit.lr)")
     fit.add_argument("--seed", type=int, help="random seed (default: toyworld.fit.seed)")
-    fit.add_argument("--max-minutes", type=float, help="stop after this much wall time, then save "
-                                                       "(default: toyworld.fit.max_minutes)")
-    fit.add_argument("--eval-frames", type=int, help="held-out frames for the zero-shot check "
-                                                     "(default: toyworld.fit.eval_frames)")
+    fit.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop after this much wall time, then save (default: toyworld.fit.max_minutes)",
+    )
+    fit.add_argument(
+        "--eval-frames", type=int, help="held-out frames for the zero-shot check (default: toyworld.fit.eval_frames)"
+    )
 
 
 def _eval_arguments(ev: argparse.ArgumentParser) -> None:
@@ -52,8 +60,11 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--frames", type=int, help="held-out frames (default: toyworld.fit.eval_frames)")
     ev.add_argument("--seed", type=int, help="held-out corpus seed (default: toyworld.fit.eval_seed)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
-    ev.add_argument("--record", action="store_true",
-                    help="also write the figures into the weights' provenance file (after a change to the evaluation)")
+    ev.add_argument(
+        "--record",
+        action="store_true",
+        help="also write the figures into the weights' provenance file (after a change to the evaluation)",
+    )
 
 
 def _replace(settings, given: dict):
@@ -67,8 +78,10 @@ def _replace(settings, given: dict):
 def _generate(args: argparse.Namespace, cfg: Config) -> int:
     from toyworld.generate import generate
 
-    spec = _replace(cfg.toyworld.corpus(), {"videos": args.videos, "minutes": args.minutes, "seed": args.seed,
-                                            "size": args.size, "fps": args.fps})
+    spec = _replace(
+        cfg.toyworld.corpus(),
+        {"videos": args.videos, "minutes": args.minutes, "seed": args.seed, "size": args.size, "fps": args.fps},
+    )
     corpus = generate(spec, args.out or cfg.toyworld.out, workers=args.workers)
     summarize_corpus(corpus).print()
     return 0
@@ -76,12 +89,17 @@ def _generate(args: argparse.Namespace, cfg: Config) -> int:
 
 def summarize_corpus(corpus) -> Summary:
     s = Summary(f"toy-world corpus: {corpus.root}")
-    s.started -= corpus.seconds   # the summary's wall time is the generation's
+    s.started -= corpus.seconds  # the summary's wall time is the generation's
     durations = corpus.videos.column("duration").to_pylist()
     s.add("videos", len(durations))
-    s.add("video time", f"{human_seconds(sum(durations))} ({min(durations) / 60:.1f}-{max(durations) / 60:.1f} min each)")
-    s.add("frames", f"{sum(corpus.videos.column('n_frames').to_pylist()):,} at {corpus.spec.fps:g} fps, "
-                    f"{corpus.spec.size}x{corpus.spec.size}")
+    s.add(
+        "video time", f"{human_seconds(sum(durations))} ({min(durations) / 60:.1f}-{max(durations) / 60:.1f} min each)"
+    )
+    s.add(
+        "frames",
+        f"{sum(corpus.videos.column('n_frames').to_pylist()):,} at {corpus.spec.fps:g} fps, "
+        f"{corpus.spec.size}x{corpus.spec.size}",
+    )
     s.add("procedure classes", len(set(corpus.videos.column("label").to_pylist())))
     s.add("steps in truth", corpus.truth.num_rows)
     if corpus.seconds:
@@ -96,9 +114,17 @@ def summarize_corpus(corpus) -> Summary:
 def _fit(args: argparse.Namespace, cfg: Config) -> int:
     from toyworld.encoder import fit_encoder
 
-    settings = _replace(cfg.toyworld.fit, {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                                           "seed": args.seed, "max_minutes": args.max_minutes,
-                                           "eval_frames": args.eval_frames})
+    settings = _replace(
+        cfg.toyworld.fit,
+        {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "max_minutes": args.max_minutes,
+            "eval_frames": args.eval_frames,
+        },
+    )
     command = "lvmae toyworld fit-encoder " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
     s = Summary(f"stand-in encoder fitted: {args.out}")
     try:
@@ -110,7 +136,9 @@ def _fit(args: argparse.Namespace, cfg: Config) -> int:
     z = p["zero_shot"]
     s.add("zero-shot top-1", f"{z['top1']:.1%} on {z['frames']} held-out frames (seed {settings.eval_seed})")
     s.add("shape / colour / background", f"{z['shape']:.1%} / {z['colour']:.1%} / {z['background']:.1%}")
-    s.add("whole caption bank", f"{p['zero_shot_whole_bank']['top1']:.1%} of {p['zero_shot_whole_bank']['frames']} frames")
+    s.add(
+        "whole caption bank", f"{p['zero_shot_whole_bank']['top1']:.1%} of {p['zero_shot_whole_bank']['frames']} frames"
+    )
     s.note(f"provenance: {result.weights.with_suffix('.provenance.json')}")
     s.print()
     return 0
@@ -140,15 +168,29 @@ def _evaluate(args: argparse.Namespace, cfg: Config) -> int:
 
 
 COMMAND = Command(
-    "lvmae toyworld", "The embedded default: procedural captioned videos and the stand-in encoder.", actions={
-        "generate": Action("render a corpus of h264 videos with ground truth and caption bank",
-                           "Render a corpus: videos/*.mp4, videos.parquet, truth.parquet, captions.txt. Options "
-                           "default to the config's toyworld section.", _generate, _generate_arguments),
-        "fit-encoder": Action("fit the stand-in open_clip encoder on rendered frames",
-                              "Fit toyclip contrastively on rendered frames and captions, evaluate it zero-shot on "
-                              "held-out frames, save fp16 weights and a provenance file. Settings: the config's "
-                              "toyworld.fit section.", _fit, _fit_arguments),
-        "eval-encoder": Action("zero-shot caption accuracy of encoder weights on held-out frames",
-                               "Classify frames decoded from a held-out corpus against the whole caption bank.",
-                               _evaluate, _eval_arguments),
-    })
+    "lvmae toyworld",
+    "The embedded default: procedural captioned videos and the stand-in encoder.",
+    actions={
+        "generate": Action(
+            "render a corpus of h264 videos with ground truth and caption bank",
+            "Render a corpus: videos/*.mp4, videos.parquet, truth.parquet, captions.txt. Options "
+            "default to the config's toyworld section.",
+            _generate,
+            _generate_arguments,
+        ),
+        "fit-encoder": Action(
+            "fit the stand-in open_clip encoder on rendered frames",
+            "Fit toyclip contrastively on rendered frames and captions, evaluate it zero-shot on "
+            "held-out frames, save fp16 weights and a provenance file. Settings: the config's "
+            "toyworld.fit section.",
+            _fit,
+            _fit_arguments,
+        ),
+        "eval-encoder": Action(
+            "zero-shot caption accuracy of encoder weights on held-out frames",
+            "Classify frames decoded from a held-out corpus against the whole caption bank.",
+            _evaluate,
+            _eval_arguments,
+        ),
+    },
+)

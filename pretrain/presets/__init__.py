@@ -15,8 +15,17 @@ import yaml
 from foundation.errors import LvmaeError
 
 PRESET_DIR = Path(__file__).parent
-ARCHITECTURE_KEYS = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads",
-                     "mlp_ratio", "dropout", "rotary")
+ARCHITECTURE_KEYS = (
+    "width",
+    "depth",
+    "heads",
+    "decoder_width",
+    "decoder_depth",
+    "decoder_heads",
+    "mlp_ratio",
+    "dropout",
+    "rotary",
+)
 
 
 class PresetError(LvmaeError, ValueError):
@@ -37,8 +46,10 @@ def preset_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    raise PresetError(f"pretrain.preset {str(name_or_path)!r} is neither a built-in preset "
-                      f"({', '.join(sorted(p.stem for p in PRESET_DIR.glob('*.yaml')))}) nor a YAML file")
+    raise PresetError(
+        f"pretrain.preset {str(name_or_path)!r} is neither a built-in preset "
+        f"({', '.join(sorted(p.stem for p in PRESET_DIR.glob('*.yaml')))}) nor a YAML file"
+    )
 
 
 def load_preset(name_or_path: str | Path) -> dict[str, Any]:

@@ -32,9 +32,15 @@ def toy_corpus(tmp_path_factory):
 
 
 def make_config(tmp_path, tokenizer, **overrides):
-    sets = [f"encoder.pretrained={SHIPPED_WEIGHTS}", f"tokenizer.checkpoint={tokenizer}",
-            f"paths.store={tmp_path / 'store'}", "extract.shard_videos=2", "encoder.device=cpu",
-            "tokenizer.device=cpu", "ray.num_cpus=2"]
+    sets = [
+        f"encoder.pretrained={SHIPPED_WEIGHTS}",
+        f"tokenizer.checkpoint={tokenizer}",
+        f"paths.store={tmp_path / 'store'}",
+        "extract.shard_videos=2",
+        "encoder.device=cpu",
+        "tokenizer.device=cpu",
+        "ray.num_cpus=2",
+    ]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_config(None, sets, use_default_file=False)
 
@@ -49,6 +55,5 @@ def write_video(path, n_frames, *, size=(64, 64), fps=8, rotation=None, pts_ms=N
     """n_frames flat frames of random colours."""
     rng = np.random.default_rng(seed)
     colours = rng.integers(0, 255, (n_frames, 1, 1, 3)).astype(np.uint8)
-    write_frames(path, np.broadcast_to(colours, (n_frames, *size, 3)).copy(), fps=fps, rotation=rotation,
-                 pts_ms=pts_ms)
+    write_frames(path, np.broadcast_to(colours, (n_frames, *size, 3)).copy(), fps=fps, rotation=rotation, pts_ms=pts_ms)
     return path

@@ -53,14 +53,14 @@ def test_toyworld_local_run_writes_every_segment_with_labels(tmp_path, tiny_toke
     rows = {r["video_id"]: r for r in store.videos().to_pylist()}
     for v in toy_corpus.videos.to_pylist():
         row = rows[v["id"]]
-        assert row["label"] == v["label"]                       # input label columns reach the manifest
+        assert row["label"] == v["label"]  # input label columns reach the manifest
         assert row["n_segments"] == int(v["duration"] // 2 + (v["duration"] % 2 >= 1))
         seq = store.sequence(v["id"])
         assert seq.emb.shape == (row["n_segments"], 128) and seq.codes.shape == (row["n_segments"], 3, 16, 16)
         np.testing.assert_allclose(np.linalg.norm(seq.emb.astype(np.float32), axis=1), 1, atol=2e-3)
         assert (seq.span[:, 0] == np.arange(row["n_segments"]) * 2).all()
     again = extract_with(cfg, inputs=toy_corpus.root / "videos.parquet", runner="local")
-    assert again.shards_skipped == 2 and again.shards_written == 0     # resume skips committed shards
+    assert again.shards_skipped == 2 and again.shards_written == 0  # resume skips committed shards
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +82,25 @@ def edge_dir(tmp_path_factory, toy_corpus):
         for p in s.encode():
             c.mux(p)
     write_video(d / "one_frame.mp4", 1)
-    write_video(d / "short.mp4", 6)                                   # 0.75 s: under half a 2 s segment
-    write_video(d / "odd_33x17.mp4", 40, size=(17, 33))               # 5 s
-    write_video(d / "rotated.mp4", 40, size=(48, 80), rotation=90)    # 5 s
+    write_video(d / "short.mp4", 6)  # 0.75 s: under half a 2 s segment
+    write_video(d / "odd_33x17.mp4", 40, size=(17, 33))  # 5 s
+    write_video(d / "rotated.mp4", 40, size=(48, 80), rotation=90)  # 5 s
     write_video(d / "vfr.mp4", 6, pts_ms=[0, 900, 1500, 3000, 4200, 5400], fps=30)  # ends at 5.4 s + a frame
-    write_video(d / "vidéo_日本.mp4", 24)                              # 3 s
+    write_video(d / "vidéo_日本.mp4", 24)  # 3 s
     return d
 
 
 EXPECTED = {  # file -> (status, segments)
-    "good.mp4": ("ok", None), "zero.mp4": ("failed", 0), "truncated.mp4": ("failed", 0),
-    "audio_only.mp4": ("failed", 0), "one_frame.mp4": ("failed", 0), "short.mp4": ("failed", 0),
-    "odd_33x17.mp4": ("ok", 3), "rotated.mp4": ("ok", 3), "vfr.mp4": ("ok", 3), "vidéo_日本.mp4": ("ok", 2),
+    "good.mp4": ("ok", None),
+    "zero.mp4": ("failed", 0),
+    "truncated.mp4": ("failed", 0),
+    "audio_only.mp4": ("failed", 0),
+    "one_frame.mp4": ("failed", 0),
+    "short.mp4": ("failed", 0),
+    "odd_33x17.mp4": ("ok", 3),
+    "rotated.mp4": ("ok", 3),
+    "vfr.mp4": ("ok", 3),
+    "vidéo_日本.mp4": ("ok", 2),
 }
 
 
@@ -138,8 +145,9 @@ def _pids_matching(text):
 
 
 def test_killed_encoder_actor_is_replaced_and_every_video_lands_once(tmp_path, tiny_tokenizer, toy_corpus):
-    cfg = make_config(tmp_path, tiny_tokenizer, **{"extract.shard_videos": 1, "extract.encode_batch": 8,
-                                                  "extract.chunk_segments": 4})
+    cfg = make_config(
+        tmp_path, tiny_tokenizer, **{"extract.shard_videos": 1, "extract.encode_batch": 8, "extract.chunk_segments": 4}
+    )
     killed = []
 
     def killer():
@@ -168,15 +176,30 @@ def test_killed_encoder_actor_is_replaced_and_every_video_lands_once(tmp_path, t
 
 def test_interrupt_and_resume_equals_one_uninterrupted_run(tmp_path, tiny_tokenizer, toy_corpus):
     inputs = toy_corpus.root / "videos.parquet"
-    args = ["--set", f"tokenizer.checkpoint={tiny_tokenizer}", "--set", "extract.shard_videos=1",
-            "--set", f"encoder.pretrained={make_config(tmp_path, tiny_tokenizer).encoder.pretrained}",
-            "--set", "extract.runner=local", "--inputs", str(inputs)]
+    args = [
+        "--set",
+        f"tokenizer.checkpoint={tiny_tokenizer}",
+        "--set",
+        "extract.shard_videos=1",
+        "--set",
+        f"encoder.pretrained={make_config(tmp_path, tiny_tokenizer).encoder.pretrained}",
+        "--set",
+        "extract.runner=local",
+        "--inputs",
+        str(inputs),
+    ]
     store = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "lvmae", "extract", "--store", str(store), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lvmae", "extract", "--store", str(store), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
-    while time.time() < deadline and not list((store / "manifest").glob("*.parquet")) if (store / "manifest").exists() \
-            else time.time() < deadline:
+    while (
+        time.time() < deadline and not list((store / "manifest").glob("*.parquet"))
+        if (store / "manifest").exists()
+        else time.time() < deadline
+    ):
         time.sleep(0.1)
     proc.kill()
     proc.wait()
@@ -199,12 +222,19 @@ def test_resource_requests_that_cannot_fit_fail_fast(tmp_path, tiny_tokenizer):
 
 
 def test_cli_exit_status(tmp_path, tiny_tokenizer, edge_dir, capsys):
-    base = ["extract", "--set", f"tokenizer.checkpoint={tiny_tokenizer}", "--set", "extract.runner=local",
-            "--set", f"encoder.pretrained={make_config(tmp_path, tiny_tokenizer).encoder.pretrained}"]
+    base = [
+        "extract",
+        "--set",
+        f"tokenizer.checkpoint={tiny_tokenizer}",
+        "--set",
+        "extract.runner=local",
+        "--set",
+        f"encoder.pretrained={make_config(tmp_path, tiny_tokenizer).encoder.pretrained}",
+    ]
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "zero.mp4").write_bytes(b"")
-    assert cli.main(base + ["--inputs", str(bad), "--store", str(tmp_path / "s1")]) == 1      # nothing succeeded
+    assert cli.main(base + ["--inputs", str(bad), "--store", str(tmp_path / "s1")]) == 1  # nothing succeeded
     mixed = tmp_path / "mixed.txt"
     mixed.write_text(f"{edge_dir / 'zero.mp4'}\n{edge_dir / 'odd_33x17.mp4'}\n")
     assert cli.main(base + ["--inputs", str(mixed), "--store", str(tmp_path / "s2")]) == 0

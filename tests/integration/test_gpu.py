@@ -30,12 +30,16 @@ def frames(shape, seed=0):
 
 def test_encoder_on_cuda_matches_cpu():
     x = frames((24, 64, 64, 3))
-    cpu = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32").encode_frames(x)
-    fp32 = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cuda", precision="fp32").encode_frames(x)
+    cpu = ImageTextEncoder(
+        "toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32"
+    ).encode_frames(x)
+    fp32 = ImageTextEncoder(
+        "toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cuda", precision="fp32"
+    ).encode_frames(x)
     bf16 = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cuda", precision="auto")
     assert bf16.dtype == torch.bfloat16
-    assert np.abs(fp32 - cpu).max() < 1e-3            # TF32 matmuls may be on: not bit-equal
-    cosine = (bf16.encode_frames(x) * cpu).sum(1)      # both unit-normalised
+    assert np.abs(fp32 - cpu).max() < 1e-3  # TF32 matmuls may be on: not bit-equal
+    cosine = (bf16.encode_frames(x) * cpu).sum(1)  # both unit-normalised
     assert cosine.min() > 0.99
     text = bf16.encode_text(["a red circle on a blue background"])
     assert text.shape == (1, bf16.dim) and np.isfinite(text).all()
@@ -56,8 +60,20 @@ def test_pretrain_on_cuda_learns(tmp_path):
     uri = str(tmp_path / "store")
     write_procedure_store(uri, videos=6, segments=(40, 200), tokenizer=True)
     out = tmp_path / "run"
-    args = ["pretrain", "--store", uri, "--out", str(out), *TINY, "--set", "pretrain.device=cuda",
-            "--set", "pretrain.steps=60", "--set", "pretrain.code_head=true"]
+    args = [
+        "pretrain",
+        "--store",
+        uri,
+        "--out",
+        str(out),
+        *TINY,
+        "--set",
+        "pretrain.device=cuda",
+        "--set",
+        "pretrain.steps=60",
+        "--set",
+        "pretrain.code_head=true",
+    ]
     assert cli.main(args) == 0
     curve = [r["loss"] for r in read_metrics(out) if "loss" in r]
     assert len(curve) == 60 and np.isfinite(curve).all() and sum(curve[-10:]) < 0.5 * sum(curve[:10])
@@ -68,13 +84,15 @@ def test_pretrain_on_cuda_learns(tmp_path):
 def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
     from toyworld.generate import CorpusSpec, generate
 
-    corpus = generate(CorpusSpec(videos=3, minutes=(0.2, 0.3), seed=43), tmp_path / "corpus", workers=1,
-                      progress=False)
+    corpus = generate(CorpusSpec(videos=3, minutes=(0.2, 0.3), seed=43), tmp_path / "corpus", workers=1, progress=False)
     inputs = corpus.root / "videos.parquet"
 
     def config(name, *sets):
-        return load_config(None, [f"paths.store={tmp_path / name}", "extract.shard_videos=2",
-                                  "encoder.precision=fp32", *sets], use_default_file=False)
+        return load_config(
+            None,
+            [f"paths.store={tmp_path / name}", "extract.shard_videos=2", "encoder.precision=fp32", *sets],
+            use_default_file=False,
+        )
 
     cpu = config("cpu", "encoder.device=cpu", "tokenizer.device=cpu")
     gpu = config("gpu", "encoder.device=cuda", "tokenizer.device=cuda", "extract.actor_num_gpus=1")

@@ -15,9 +15,24 @@ from pretrain.evaluate import reconstruction_mse
 from pretrain.synthetic import write_procedure_store
 from store import Store
 
-TINY = ["--set", "pretrain.preset=tiny", "--set", "pretrain.max_segments=64", "--set", "pretrain.min_segments=16",
-        "--set", "pretrain.batch_size=4", "--set", "pretrain.warmup=10", "--set", "pretrain.lr=0.003",
-        "--set", "pretrain.val_interval=20", "--set", "pretrain.checkpoint_interval=20"]
+TINY = [
+    "--set",
+    "pretrain.preset=tiny",
+    "--set",
+    "pretrain.max_segments=64",
+    "--set",
+    "pretrain.min_segments=16",
+    "--set",
+    "pretrain.batch_size=4",
+    "--set",
+    "pretrain.warmup=10",
+    "--set",
+    "pretrain.lr=0.003",
+    "--set",
+    "pretrain.val_interval=20",
+    "--set",
+    "pretrain.checkpoint_interval=20",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -40,8 +55,18 @@ def losses(out):
 
 def test_lvmae_pretrain_then_embed_sequences(store_uri, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["pretrain", "--store", store_uri, "--out", str(out), *TINY, "--set", "pretrain.steps=60",
-            "--set", "pretrain.code_head=true"]
+    args = [
+        "pretrain",
+        "--store",
+        store_uri,
+        "--out",
+        str(out),
+        *TINY,
+        "--set",
+        "pretrain.steps=60",
+        "--set",
+        "pretrain.code_head=true",
+    ]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "pretrain" in printed and "validation loss" in printed and "segments/s" in printed
@@ -55,8 +80,10 @@ def test_lvmae_pretrain_then_embed_sequences(store_uri, tmp_path, capsys):
     assert len(losses(out)) == 60
 
     lvmae_store = str(tmp_path / "lvmae-store")
-    assert cli.main(["embed-sequences", "--store", store_uri, "--checkpoint", str(out / "model.pt"),
-                     "--out", lvmae_store]) == 0
+    assert (
+        cli.main(["embed-sequences", "--store", store_uri, "--checkpoint", str(out / "model.pt"), "--out", lvmae_store])
+        == 0
+    )
     assert "shards written" in capsys.readouterr().out
     assert cli.main(["store", "verify", lvmae_store]) == 0
     capsys.readouterr()
@@ -72,10 +99,22 @@ def test_lvmae_pretrain_then_embed_sequences(store_uri, tmp_path, capsys):
 def _pretrain_process(store_uri, out, *extra):
     # One OpenMP thread, as in-process tests: the same thread count gives the same float sums.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["pretrain", "--store", store_uri, "--out", str(out), *TINY, "--set", "pretrain.steps=150",
-            "--set", "pretrain.checkpoint_interval=25", *extra]
-    return subprocess.Popen([sys.executable, "-m", "lvmae", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "pretrain",
+        "--store",
+        store_uri,
+        "--out",
+        str(out),
+        *TINY,
+        "--set",
+        "pretrain.steps=150",
+        "--set",
+        "pretrain.checkpoint_interval=25",
+        *extra,
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "lvmae", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_sigkilled_run_resumes_to_the_same_loss_curve(store_uri, tmp_path):
@@ -117,8 +156,10 @@ def local_ray():
 def test_ray_train_two_cpu_workers_loss_falls(store_uri, tmp_path, local_ray, capsys):
     out = tmp_path / "ray-run"
     ray_args = ["--set", "pretrain.trainer=ray", "--set", "pretrain.num_workers=2", "--set", "ray.num_cpus=2"]
-    assert cli.main(["pretrain", "--store", store_uri, "--out", str(out), *TINY, *ray_args,
-                     "--set", "pretrain.steps=60"]) == 0
+    assert (
+        cli.main(["pretrain", "--store", store_uri, "--out", str(out), *TINY, *ray_args, "--set", "pretrain.steps=60"])
+        == 0
+    )
     assert "ray, 2 workers" in capsys.readouterr().out
     curve = losses(out)
     assert len(curve) == 60 and sum(curve[-10:]) < 0.5 * sum(curve[:10])
@@ -126,8 +167,22 @@ def test_ray_train_two_cpu_workers_loss_falls(store_uri, tmp_path, local_ray, ca
     assert all(r["segments"] > 0 for r in rows)
     assert load_pretrained(out / "model.pt").model.cfg.width == 32
     # Asking for more CPUs than Ray has fails at once, naming the settings.
-    assert cli.main(["pretrain", "--store", store_uri, "--out", str(tmp_path / "big"), *TINY, *ray_args,
-                     "--set", "pretrain.num_workers=3"]) == 1
+    assert (
+        cli.main(
+            [
+                "pretrain",
+                "--store",
+                store_uri,
+                "--out",
+                str(tmp_path / "big"),
+                *TINY,
+                *ray_args,
+                "--set",
+                "pretrain.num_workers=3",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "pretrain.num_workers=3" in err and "pretrain.cpus_per_worker" in err
 
@@ -138,14 +193,42 @@ def test_reconstruction_beats_copying_the_nearest_visible_segment(tmp_path):
     uri = str(tmp_path / "store")
     write_procedure_store(uri, videos=24, segments=(60, 300), dim=16)
     preset = tmp_path / "mini.yaml"
-    preset.write_text("width: 64\ndepth: 3\nheads: 4\ndecoder_width: 64\ndecoder_depth: 2\ndecoder_heads: 4\n"
-                      "mlp_ratio: 2.0\n")
+    preset.write_text(
+        "width: 64\ndepth: 3\nheads: 4\ndecoder_width: 64\ndecoder_depth: 2\ndecoder_heads: 4\nmlp_ratio: 2.0\n"
+    )
     out = tmp_path / "run"
-    assert cli.main(["pretrain", "--store", uri, "--out", str(out), "--set", f"pretrain.preset={preset}",
-                     "--set", "pretrain.steps=800", "--set", "pretrain.max_segments=64",
-                     "--set", "pretrain.min_segments=32", "--set", "pretrain.batch_size=8",
-                     "--set", "pretrain.warmup=50", "--set", "pretrain.lr=0.003", "--set", "pretrain.val_fraction=0.25",
-                     "--set", "pretrain.val_interval=0", "--set", "pretrain.decoder_mask=all"]) == 0
+    assert (
+        cli.main(
+            [
+                "pretrain",
+                "--store",
+                uri,
+                "--out",
+                str(out),
+                "--set",
+                f"pretrain.preset={preset}",
+                "--set",
+                "pretrain.steps=800",
+                "--set",
+                "pretrain.max_segments=64",
+                "--set",
+                "pretrain.min_segments=32",
+                "--set",
+                "pretrain.batch_size=8",
+                "--set",
+                "pretrain.warmup=50",
+                "--set",
+                "pretrain.lr=0.003",
+                "--set",
+                "pretrain.val_fraction=0.25",
+                "--set",
+                "pretrain.val_interval=0",
+                "--set",
+                "pretrain.decoder_mask=all",
+            ]
+        )
+        == 0
+    )
     result = reconstruction_mse(load_pretrained(out / "model.pt"), Store.open(uri))
     assert result.split == "val" and result.videos == 6
     assert result.model_mse < 0.9 * result.copy_nearest_mse, result

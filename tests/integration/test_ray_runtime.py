@@ -32,8 +32,9 @@ def run_extraction(cfg, toy_corpus):
 
 
 @pytest.mark.parametrize("runner", ["extract", "pretrain"])
-def test_ray_address_from_the_environment_beats_the_config(runner, tmp_path, tiny_tokenizer, toy_corpus,
-                                                           pretrain_store, monkeypatch):
+def test_ray_address_from_the_environment_beats_the_config(
+    runner, tmp_path, tiny_tokenizer, toy_corpus, pretrain_store, monkeypatch
+):
     joined = []
 
     def init(**kwargs):  # where the runner would join a cluster; stop there
@@ -54,8 +55,9 @@ def test_ray_address_from_the_environment_beats_the_config(runner, tmp_path, tin
 
 
 @pytest.mark.parametrize("runner", ["extract", "pretrain"])
-def test_a_runner_shuts_down_only_the_ray_it_started(runner, tmp_path, tiny_tokenizer, toy_corpus, pretrain_store,
-                                                     monkeypatch):
+def test_a_runner_shuts_down_only_the_ray_it_started(
+    runner, tmp_path, tiny_tokenizer, toy_corpus, pretrain_store, monkeypatch
+):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # Requests that cannot fit 2 CPUs: the runner gets as far as Ray and its resource check, then stops.
     cfg = make_config(tmp_path, tiny_tokenizer, **{"extract.actors": 2, "pretrain.num_workers": 3})
@@ -65,11 +67,11 @@ def test_a_runner_shuts_down_only_the_ray_it_started(runner, tmp_path, tiny_toke
             run_extraction(cfg, toy_corpus) if runner == "extract" else run_pretrain(cfg, pretrain_store, tmp_path)
 
     assert not ray.is_initialized()
-    attempt()                                   # started its own local Ray: shut it down again
+    attempt()  # started its own local Ray: shut it down again
     assert not ray.is_initialized()
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        attempt()                               # the caller's Ray: left running
+        attempt()  # the caller's Ray: left running
         assert ray.is_initialized()
     finally:
         ray.shutdown()

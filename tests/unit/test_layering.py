@@ -47,7 +47,7 @@ def imports_of(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: resolve against this file's package
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
             for alias in node.names:
                 child = f"{base}.{alias.name}"
@@ -61,8 +61,12 @@ def graph(root: Path) -> dict[str, set[str]]:
 
 
 def upward_imports(edges: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{src} imports {dst}" for src, dsts in edges.items() for dst in dsts
-                  if dst.split(".")[0] not in ALLOWED[src.split(".")[0]])
+    return sorted(
+        f"{src} imports {dst}"
+        for src, dsts in edges.items()
+        for dst in dsts
+        if dst.split(".")[0] not in ALLOWED[src.split(".")[0]]
+    )
 
 
 def circles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -111,13 +115,19 @@ def test_the_floors_are_all_there():
     assert floors >= {"foundation", "store", "extract", "pretrain", "toyworld", "lvmae"}
 
 
-@pytest.mark.parametrize("file, line, broken", [
-    ("foundation/progress.py", "from store import Store", "foundation.progress imports store"),
-    ("store/verify.py", "from foundation.progress import bar\nfrom lvmae.commands.command import fail",
-     "store.verify imports lvmae.commands.command"),
-    ("extract/encoder.py", "import toyworld.encoder", "extract.encoder imports toyworld.encoder"),
-    ("pretrain/features.py", "from extract.work import FrozenModels", "pretrain.features imports extract.work"),
-])
+@pytest.mark.parametrize(
+    "file, line, broken",
+    [
+        ("foundation/progress.py", "from store import Store", "foundation.progress imports store"),
+        (
+            "store/verify.py",
+            "from foundation.progress import bar\nfrom lvmae.commands.command import fail",
+            "store.verify imports lvmae.commands.command",
+        ),
+        ("extract/encoder.py", "import toyworld.encoder", "extract.encoder imports toyworld.encoder"),
+        ("pretrain/features.py", "from extract.work import FrozenModels", "pretrain.features imports extract.work"),
+    ],
+)
 def test_an_upward_import_is_caught(tmp_path, file, line, broken):
     copy = _copy_tree(tmp_path)
     path = copy / file

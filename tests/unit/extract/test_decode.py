@@ -31,7 +31,7 @@ def test_frames_at_picks_the_frame_on_screen(tmp_path):
 
 
 def test_variable_frame_rate_follows_timestamps(tmp_path):
-    pts = [0, 100, 150, 600, 700, 1200]   # milliseconds, uneven gaps
+    pts = [0, 100, 150, 600, 700, 1200]  # milliseconds, uneven gaps
     write(tmp_path / "vfr.mp4", numbered(6), fps=30, pts_ms=pts)
     frames, stamps = frames_at(tmp_path / "vfr.mp4", [0.05, 0.14, 0.5, 0.65, 1.0, 1.3])
     assert [frame_number(f) for f in frames] == [0, 1, 2, 3, 4, 5]
@@ -40,7 +40,7 @@ def test_variable_frame_rate_follows_timestamps(tmp_path):
 
 def test_resize_and_crop_and_rotation(tmp_path):
     frames = np.zeros((3, 32, 64, 3), np.uint8)
-    frames[:, :, :32] = 200                    # left half bright
+    frames[:, :, :32] = 200  # left half bright
     write(tmp_path / "wide.mp4", frames)
     (t, rgb), *_ = iter_frames(tmp_path / "wide.mp4", short_side=16)
     assert rgb.shape == (16, 32, 3)
@@ -50,13 +50,13 @@ def test_resize_and_crop_and_rotation(tmp_path):
     info = probe(tmp_path / "rot.mp4")
     assert info.rotation in (90, 270)
     (t, up), *_ = iter_frames(tmp_path / "rot.mp4")
-    assert up.shape == (64, 32, 3)            # displayed upright: taller than wide
+    assert up.shape == (64, 32, 3)  # displayed upright: taller than wide
     bright_rows = up.mean(axis=(1, 2)) > 100
-    assert bright_rows[:16].all() != bright_rows[-16:].all()   # the bright half moved to top or bottom
+    assert bright_rows[:16].all() != bright_rows[-16:].all()  # the bright half moved to top or bottom
 
 
 def test_odd_size_decodes(tmp_path):
-    frames = np.full((4, 18, 34, 3), 90, np.uint8)   # yuv420p needs even sides; 33x17 rounds up in the encoder
+    frames = np.full((4, 18, 34, 3), 90, np.uint8)  # yuv420p needs even sides; 33x17 rounds up in the encoder
     write(tmp_path / "odd.mp4", frames)
     (t, rgb), *_ = iter_frames(tmp_path / "odd.mp4", short_side=17)
     assert rgb.shape[0] == 17

@@ -11,7 +11,9 @@ from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 
 @pytest.fixture(scope="module")
 def enc():
-    return ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32", batch_size=7)
+    return ImageTextEncoder(
+        "toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32", batch_size=7
+    )
 
 
 def frames(n, h, w, seed=0):

@@ -29,8 +29,9 @@ def test_list_file_resolves_relative_to_itself(tmp_path):
 
 
 def test_table_with_ids_and_labels(tmp_path):
-    pq.write_table(pa.table({"uri": ["a.mp4", "/abs/b.mp4"], "id": ["one", None], "label": ["p1", "p2"]}),
-                   tmp_path / "in.parquet")
+    pq.write_table(
+        pa.table({"uri": ["a.mp4", "/abs/b.mp4"], "id": ["one", None], "label": ["p1", "p2"]}), tmp_path / "in.parquet"
+    )
     got = list_inputs(tmp_path / "in.parquet")
     assert got[0].video_id == "one" and got[0].uri == str(tmp_path / "a.mp4") and got[0].extra == {"label": "p1"}
     assert got[1].video_id == video_id_for("/abs/b.mp4")

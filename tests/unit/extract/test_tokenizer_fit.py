@@ -54,7 +54,7 @@ def test_checkpoint_reloads_with_its_architecture(fitted):
     with torch.no_grad():
         a = model.encode(x)[1]
         b = again.encode(x)[1]
-    assert (a == b).float().mean() > 0.95   # fp16 weights: an index may flip at a rounding edge
+    assert (a == b).float().mean() > 0.95  # fp16 weights: an index may flip at a rounding edge
 
 
 def test_resume_continues_from_the_checkpoint(videos, fitted, tmp_path):
@@ -108,7 +108,7 @@ def test_shipped_tokenizer_meets_its_targets_and_matches_its_provenance():
     assert prov["fit"]["fit_seconds"] <= 3600
     assert prov["heldout"]["psnr_db"] >= 25 and prov["heldout"]["scorer_motion_auc"] >= 0.85
     assert prov["heldout"]["clips"] >= 256
-    assert SHIPPED.stat().st_size < 8 * 2 ** 20
+    assert SHIPPED.stat().st_size < 8 * 2**20
     # A fresh check on clips of yet another seed, small enough for the unit tests.
     figures = evaluate(load_tokenizer(SHIPPED), heldout_clips(48, seed=6123, videos=4))
     assert figures["psnr_db"] >= 25 and figures["scorer_motion_auc"] >= 0.85

@@ -34,7 +34,7 @@ def test_shapes_9_frames_64px_give_3x16x16_tokens():
 
 def test_default_codebook_fits_int16():
     arch = TokenizerArch()
-    assert arch.codebook_size == 15360 < 2 ** 15
+    assert arch.codebook_size == 15360 < 2**15
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 8])
@@ -43,7 +43,7 @@ def test_causality_later_frames_do_not_change_earlier_latents(k):
     g = torch.Generator().manual_seed(1)
     x = torch.rand(1, 3, 9, 32, 32, generator=g) * 2 - 1
     y = x.clone()
-    y[:, :, k:] = torch.rand(1, 3, 9 - k, 32, 32, generator=g) * 2 - 1     # change frames k .. 8
+    y[:, :, k:] = torch.rand(1, 3, 9 - k, 32, 32, generator=g) * 2 - 1  # change frames k .. 8
     with torch.no_grad():
         cx, ix, sx = m.encode(x)
         cy, iy, sy = m.encode(y)
@@ -84,7 +84,7 @@ def test_dropped_tokens_change_the_decoder_input():
     with torch.no_grad():
         full, part = m.decode(codes), m.decode(codes, keep)
     diff = (full - part).abs().sum(dim=(0, 1, 3, 4))
-    assert diff[0] == 0 and diff[1:].sum() > 0     # frame 0 belongs to latent 0, untouched
+    assert diff[0] == 0 and diff[1:].sum() > 0  # frame 0 belongs to latent 0, untouched
 
 
 def test_space_and_time_rearrangements_invert():
@@ -105,8 +105,8 @@ def test_causal_conv_pads_the_past_only():
 
 def test_footprint_mean_and_importance():
     v = torch.zeros(1, 9, 8, 8)
-    v[0, 0, :4, :4] = 1.0          # frame 0, top-left token of latent 0
-    v[0, 1:5, 4:, 4:] = 1.0        # frames 1-4, bottom-right token of latent 1
+    v[0, 0, :4, :4] = 1.0  # frame 0, top-left token of latent 0
+    v[0, 1:5, 4:, 4:] = 1.0  # frames 1-4, bottom-right token of latent 1
     fp = token_footprint_mean(v)
     assert fp.shape == (1, 3, 2, 2)
     assert fp[0, 0, 0, 0] == 1 and fp[0, 1, 1, 1] == 1 and fp.sum() == 2

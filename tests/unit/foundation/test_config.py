@@ -85,19 +85,22 @@ def test_empty_file_gives_defaults(tmp_path):
     assert cfg.pretrain.mask_ratio == 0.5
 
 
-@pytest.mark.parametrize("override, attr, expected", [
-    ("pretrain.mask_ratio=0.75", ("pretrain", "mask_ratio"), 0.75),
-    ("pretrain.max_segments=256", ("pretrain", "max_segments"), 256),
-    ("segment.seconds=5", ("segment", "seconds"), 5.0),          # int coerced to float
-    ("segment.seconds=2e0", ("segment", "seconds"), 2.0),        # YAML reads 2e0 as text; floats take it
-    ("extract.strict=true", ("extract", "strict"), True),
-    ("encoder.model=123", ("encoder", "model"), "123"),           # str fields keep the text
-    ("encoder.model=ViT-B-32", ("encoder", "model"), "ViT-B-32"),
-    ("ray.address=null", ("ray", "address"), None),
-    ("ray.address=auto", ("ray", "address"), "auto"),
-    ("toyworld.minutes=[1, 3.5]", ("toyworld", "minutes"), (1.0, 3.5)),
-    ("pretrain.encoder_mask=semantic", ("pretrain", "encoder_mask"), "semantic"),
-])
+@pytest.mark.parametrize(
+    "override, attr, expected",
+    [
+        ("pretrain.mask_ratio=0.75", ("pretrain", "mask_ratio"), 0.75),
+        ("pretrain.max_segments=256", ("pretrain", "max_segments"), 256),
+        ("segment.seconds=5", ("segment", "seconds"), 5.0),  # int coerced to float
+        ("segment.seconds=2e0", ("segment", "seconds"), 2.0),  # YAML reads 2e0 as text; floats take it
+        ("extract.strict=true", ("extract", "strict"), True),
+        ("encoder.model=123", ("encoder", "model"), "123"),  # str fields keep the text
+        ("encoder.model=ViT-B-32", ("encoder", "model"), "ViT-B-32"),
+        ("ray.address=null", ("ray", "address"), None),
+        ("ray.address=auto", ("ray", "address"), "auto"),
+        ("toyworld.minutes=[1, 3.5]", ("toyworld", "minutes"), (1.0, 3.5)),
+        ("pretrain.encoder_mask=semantic", ("pretrain", "encoder_mask"), "semantic"),
+    ],
+)
 def test_overrides_coerce_types(tmp_path, override, attr, expected):
     cfg = load_config(write(tmp_path, ""), [override])
     value = getattr(getattr(cfg, attr[0]), attr[1])
@@ -128,14 +131,17 @@ def test_misspelt_section_suggests_the_closest(tmp_path):
         load_config(write(tmp_path, "pretrian:\n  mask_ratio: 0.5\n"))
 
 
-@pytest.mark.parametrize("override, pieces", [
-    ("pretrain.max_segments=abc", ["pretrain.max_segments", "'abc'", "integer"]),
-    ("pretrain.max_segments=2.5", ["pretrain.max_segments", "2.5", "integer"]),
-    ("extract.strict=maybe", ["extract.strict", "'maybe'", "true or false"]),
-    ("segment.seconds=fast", ["segment.seconds", "'fast'", "number"]),
-    ("toyworld.minutes=3", ["toyworld.minutes", "3", "list of 2"]),
-    ("pretrain=3", ["pretrain", "3", "mapping"]),
-])
+@pytest.mark.parametrize(
+    "override, pieces",
+    [
+        ("pretrain.max_segments=abc", ["pretrain.max_segments", "'abc'", "integer"]),
+        ("pretrain.max_segments=2.5", ["pretrain.max_segments", "2.5", "integer"]),
+        ("extract.strict=maybe", ["extract.strict", "'maybe'", "true or false"]),
+        ("segment.seconds=fast", ["segment.seconds", "'fast'", "number"]),
+        ("toyworld.minutes=3", ["toyworld.minutes", "3", "list of 2"]),
+        ("pretrain=3", ["pretrain", "3", "mapping"]),
+    ],
+)
 def test_wrong_type_names_key_value_and_expected_type(tmp_path, override, pieces):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, ""), [override])
@@ -143,13 +149,16 @@ def test_wrong_type_names_key_value_and_expected_type(tmp_path, override, pieces
         assert piece in str(err.value)
 
 
-@pytest.mark.parametrize("override, pieces", [
-    ("pretrain.mask_ratio=1.5", ["pretrain.mask_ratio", "1.5", "(0, 1)"]),
-    ("segment.tok_frames=8", ["segment.tok_frames", "8", "1 + 4k"]),
-    ("pretrain.encoder_mask=foo", ["pretrain.encoder_mask", "'foo'", "'semantic'"]),
-    ("toyworld.minutes=[5, 1]", ["toyworld.minutes", "[5.0, 1.0]", "min <= max"]),
-    ("encoder.device=tpu", ["encoder.device", "'tpu'", "cuda"]),
-])
+@pytest.mark.parametrize(
+    "override, pieces",
+    [
+        ("pretrain.mask_ratio=1.5", ["pretrain.mask_ratio", "1.5", "(0, 1)"]),
+        ("segment.tok_frames=8", ["segment.tok_frames", "8", "1 + 4k"]),
+        ("pretrain.encoder_mask=foo", ["pretrain.encoder_mask", "'foo'", "'semantic'"]),
+        ("toyworld.minutes=[5, 1]", ["toyworld.minutes", "[5.0, 1.0]", "min <= max"]),
+        ("encoder.device=tpu", ["encoder.device", "'tpu'", "cuda"]),
+    ],
+)
 def test_bad_value_names_key_value_and_allowed(tmp_path, override, pieces):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, ""), [override])

@@ -22,7 +22,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     atomic_write_json(path, {"k": 1})
 
     def half(f):
-        f.write(b"{\"k\": ")
+        f.write(b'{"k": ')
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):

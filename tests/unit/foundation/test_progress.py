@@ -6,7 +6,7 @@ def test_human_units():
     assert human_seconds(125) == "2 min 5 s"
     assert human_seconds(7300) == "2 h 1 min"
     assert human_bytes(512) == "512 B"
-    assert human_bytes(3 * 1024 ** 2) == "3.0 MiB"
+    assert human_bytes(3 * 1024**2) == "3.0 MiB"
 
 
 def test_summary_renders_rows_notes_and_wall_time():
@@ -30,9 +30,9 @@ def test_bar_counts_and_reports_rate():
 def test_a_bar_in_a_log_prints_lines_with_count_rate_and_eta(capsys):
     import time
 
-    b = bar(total=4, desc="extract", unit="video", interval=0.2)   # stderr is captured: not a terminal
+    b = bar(total=4, desc="extract", unit="video", interval=0.2)  # stderr is captured: not a terminal
     b.update(1)
-    time.sleep(0.5)                                                  # no update: the timer still reports
+    time.sleep(0.5)  # no update: the timer still reports
     b.update(3)
     b.close()
     lines = capsys.readouterr().err.splitlines()
@@ -41,7 +41,7 @@ def test_a_bar_in_a_log_prints_lines_with_count_rate_and_eta(capsys):
     assert any(line.startswith("extract: 1/4 video") and "video/s" in line and "<" in line for line in lines)
     assert len(lines) >= 3
     time.sleep(0.3)
-    assert capsys.readouterr().err == ""                             # closed: the timer stopped
+    assert capsys.readouterr().err == ""  # closed: the timer stopped
 
 
 def test_a_disabled_bar_prints_nothing(capsys):

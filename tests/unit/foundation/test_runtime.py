@@ -49,15 +49,40 @@ def test_init_ray_starts_a_local_ray_and_leaves_a_running_one_alone(monkeypatch)
     assert init_ray(RayConfig(num_cpus=3)) is False and len(fake.calls) == 1  # already running: not ours
 
 
-def test_ray_messages_reach_the_terminal_only_when_verbose(monkeypatch):
+def test_ray_messages_go_to_its_log_folder_unless_verbose(monkeypatch, tmp_path):
+    import ray  # noqa: F401  (sets up the "ray" logger and its console handler)
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    fake = FakeRay().install(monkeypatch)
-    init_ray(RayConfig())
-    assert fake.calls[-1]["log_to_driver"] is False and fake.calls[-1]["logging_level"] == logging.WARNING
-    fake.running = False
+    monkeypatch.setattr(runtime, "_session_log_dir", lambda: tmp_path / "logs")
+    said = logging.getLogger("ray.auth")
+
+    class Talking(FakeRay):
+        def init(self, **kwargs):  # Ray says something while it starts, before its session folder is known
+            super().init(**kwargs)
+            said.warning("token auth is on")
+
+    fake = Talking().install(monkeypatch)
+    ray_logger = logging.getLogger("ray")
+    before = (list(ray_logger.handlers), {h: list(h.filters) for h in ray_logger.handlers})
+    try:
+        init_ray(RayConfig())
+        assert fake.calls[-1]["log_to_driver"] is False
+        consoles = [h for h in ray_logger.handlers if type(h) is not logging.FileHandler]
+        assert consoles and all(any(isinstance(f, runtime._ErrorsOnly) for f in h.filters) for h in consoles)
+        said.warning("later")
+        assert "token auth is on" in (tmp_path / "logs" / "lvmae-driver.log").read_text()
+        assert "later" in (tmp_path / "logs" / "lvmae-driver.log").read_text()
+    finally:
+        for handler in ray_logger.handlers[:]:
+            if handler not in before[0]:
+                ray_logger.removeHandler(handler)
+                handler.close()
+        for handler, filters in before[1].items():
+            handler.filters[:] = filters
     level = runtime.log.level
     runtime.log.setLevel(logging.INFO)  # what -v sets up
     try:
+        fake.running = False
         init_ray(RayConfig())
     finally:
         runtime.log.setLevel(level)
@@ -67,8 +92,11 @@ def test_ray_messages_reach_the_terminal_only_when_verbose(monkeypatch):
 def test_check_resources_names_every_setting_of_the_resource_that_does_not_fit():
     request = {"CPU": {"a.x=2 x a.y=1": 2.0, "a.z=1": 1.0}, "GPU": {"a.g=1": 1.0}}
     check_resources(request, {"CPU": 3.0, "GPU": 1.0})
-    with pytest.raises(ResourceError, match=r"a\.x=2 x a\.y=1 \(2\) plus a\.z=1 \(1\) ask Ray for 3 CPUs, but the "
-                                            r"cluster has 2; it would hang; lower a\.x"):
+    with pytest.raises(
+        ResourceError,
+        match=r"a\.x=2 x a\.y=1 \(2\) plus a\.z=1 \(1\) ask Ray for 3 CPUs, but the "
+        r"cluster has 2; it would hang; lower a\.x",
+    ):
         check_resources(request, {"CPU": 2.0, "GPU": 1.0}, consequence="it would hang", remedy="lower a.x")
     with pytest.raises(ResourceError, match=r"a\.g=1 asks Ray for 1 GPUs, but the cluster has 0"):
         check_resources(request, {"CPU": 8.0})

@@ -72,7 +72,11 @@ def test_config_keys_lists_documented_keys(capsys):
 
 def test_console_script_runs_as_a_process(tmp_path):
     # The installed entry point, as a user runs it (in a directory without pipeline.yaml).
-    out = subprocess.run([sys.executable, "-m", "lvmae", "config", "show", "--set", "pretrian.k=1"],
-                         cwd=tmp_path, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lvmae", "config", "show", "--set", "pretrian.k=1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "did you mean 'pretrain'" in out.stderr

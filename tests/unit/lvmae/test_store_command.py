@@ -9,14 +9,22 @@ from store import Store, StoreIdentity
 
 @pytest.fixture
 def store_path(tmp_path):
-    ident = StoreIdentity(encoder={"name": "toyclip", "weights_sha256": "f" * 64}, tokenizer=None,
-                          segment={"seconds": 2.0})
+    ident = StoreIdentity(
+        encoder={"name": "toyclip", "weights_sha256": "f" * 64}, tokenizer=None, segment={"seconds": 2.0}
+    )
     store = Store.create(tmp_path / "store", ident)
     with store.shard_writer("000001") as w:
         n = 900  # 30 minutes of 2 s segments
         t0 = np.arange(n, dtype=np.float32) * 2
-        w.add_video(video_id="v1", uri="/v1.mp4", duration=1800.0, fps=8.0, emb=np.ones((n, 4)),
-                    importance=np.zeros(n), span=np.stack([t0, t0 + 2], 1))
+        w.add_video(
+            video_id="v1",
+            uri="/v1.mp4",
+            duration=1800.0,
+            fps=8.0,
+            emb=np.ones((n, 4)),
+            importance=np.zeros(n),
+            span=np.stack([t0, t0 + 2], 1),
+        )
         w.add_failed(video_id="v2", uri="/v2.mp4", error="no video stream")
     return str(tmp_path / "store")
 
@@ -33,9 +41,15 @@ def test_store_info_json(store_path, capsys):
 def test_store_info_summary(store_path, capsys):
     assert cli.main(["store", "info", store_path]) == 0
     out = capsys.readouterr().out
-    for line in ("videos ok             1", "videos failed         1", "segments              900",
-                 "hours of video        0.5", "embedding width D     4", "tokenizer             none",
-                 "failed v2: no video stream"):
+    for line in (
+        "videos ok             1",
+        "videos failed         1",
+        "segments              900",
+        "hours of video        0.5",
+        "embedding width D     4",
+        "tokenizer             none",
+        "failed v2: no video stream",
+    ):
         assert line in out
 
 

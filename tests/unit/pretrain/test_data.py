@@ -9,8 +9,9 @@ from store import Store
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_procedure_store(str(tmp_path_factory.mktemp("data") / "store"), videos=10, segments=(20, 300),
-                                 tokenizer=True)
+    return write_procedure_store(
+        str(tmp_path_factory.mktemp("data") / "store"), videos=10, segments=(20, 300), tokenizer=True
+    )
 
 
 def test_ok_videos_skips_failed(tmp_path):
@@ -82,8 +83,10 @@ def test_read_batch_pads_and_marks_valid(store):
 
 def test_window_source_is_a_function_of_seed_rank_step(store):
     videos = ok_videos(store)
-    make = lambda **kw: WindowSource(store, videos, batch_size=3, min_segments=8, max_segments=64,  # noqa: E731
-                                     **{"seed": 0, **kw})
+
+    def make(**kw):
+        return WindowSource(store, videos, batch_size=3, min_segments=8, max_segments=64, **{"seed": 0, **kw})
+
     a, b = make(), make()
     assert a.windows(5) == b.windows(5)
     assert a.windows(5) != a.windows(6)

@@ -22,8 +22,17 @@ def run(tmp_path_factory):
     store = write_procedure_store(uri, videos=6, segments=(30, 150))
     with store.shard_writer("000009") as w:
         w.add_failed(video_id="broken", uri="x://broken", error="no video stream", extra={"procedure": 1})
-    cfg = load_config(None, ["pretrain.preset=tiny", "pretrain.steps=20", "pretrain.max_segments=64",
-                             "pretrain.min_segments=8", "pretrain.val_fraction=0.34"], use_default_file=False).pretrain
+    cfg = load_config(
+        None,
+        [
+            "pretrain.preset=tiny",
+            "pretrain.steps=20",
+            "pretrain.max_segments=64",
+            "pretrain.min_segments=8",
+            "pretrain.val_fraction=0.34",
+        ],
+        use_default_file=False,
+    ).pretrain
     train(cfg, store_uri=uri, out_dir=tmp / "out")
     return uri, tmp / "out" / MODEL
 
@@ -102,7 +111,7 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     windows = tile_windows(ok_videos(store), pre.max_segments)
     total, n = 0.0, 0
     for k in range(0, len(windows), 8):
-        batch = read_batch(store, windows[k:k + 8])
+        batch = read_batch(store, windows[k : k + 8])
         hidden = random_mask(batch.valid, 0.5, generator=step_seeds(0, EVAL_STREAM, 0, k)[1])
         unit = F.normalize(batch.emb, dim=-1)
         src = nearest_visible(batch.valid & ~hidden)
@@ -118,7 +127,7 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     assert own.decoder == pre.pretrain["decoder_mask"] == "adaptive"
     expected = 0
     for k in range(0, len(windows), 8):
-        batch = read_batch(store, windows[k:k + 8])
+        batch = read_batch(store, windows[k : k + 8])
         generator = step_seeds(0, EVAL_STREAM, 0, k)[1]
         hidden = random_mask(batch.valid, 0.5, generator=generator)
         expected += int(decoder_adaptive(hidden, batch.importance, 0.15).sum())

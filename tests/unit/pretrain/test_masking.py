@@ -44,12 +44,16 @@ def test_round_is_exact_and_one_segment_stays_visible():
     assert int(random_mask(ragged([1]), 0.9, generator=gen()).sum()) == 0
 
 
-@pytest.mark.parametrize("make", [
-    lambda valid, emb, imp, g: random_mask(valid, 0.5, generator=g),
-    lambda valid, emb, imp, g: semantic_mask(emb, 0.5, valid=valid, direction="dissimilar", generator=g),
-    lambda valid, emb, imp, g: semantic_mask(emb, 0.5, valid=valid, direction="similar"),
-    lambda valid, emb, imp, g: adaptive_mask(imp, 0.5, valid=valid, generator=g),
-], ids=["random", "semantic-dissimilar", "semantic-similar", "adaptive"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda valid, emb, imp, g: random_mask(valid, 0.5, generator=g),
+        lambda valid, emb, imp, g: semantic_mask(emb, 0.5, valid=valid, direction="dissimilar", generator=g),
+        lambda valid, emb, imp, g: semantic_mask(emb, 0.5, valid=valid, direction="similar"),
+        lambda valid, emb, imp, g: adaptive_mask(imp, 0.5, valid=valid, generator=g),
+    ],
+    ids=["random", "semantic-dissimilar", "semantic-similar", "adaptive"],
+)
 def test_padding_is_never_hidden_and_kept_hidden_partition_valid(make):
     valid = ragged([50, 20, 33], T=64)
     emb = torch.randn(3, 64, 16)
@@ -68,11 +72,13 @@ def test_seeded_generator_is_deterministic_and_seeds_differ():
     imp = torch.rand(2, 200)
     assert torch.equal(random_mask(valid, 0.5, generator=gen(3)), random_mask(valid, 0.5, generator=gen(3)))
     assert not torch.equal(random_mask(valid, 0.5, generator=gen(3)), random_mask(valid, 0.5, generator=gen(4)))
-    assert torch.equal(adaptive_mask(imp, 0.5, valid=valid, generator=gen(3)),
-                       adaptive_mask(imp, 0.5, valid=valid, generator=gen(3)))
+    assert torch.equal(
+        adaptive_mask(imp, 0.5, valid=valid, generator=gen(3)), adaptive_mask(imp, 0.5, valid=valid, generator=gen(3))
+    )
     hidden = random_mask(valid, 0.5, generator=gen(3))
-    assert torch.equal(decoder_random(hidden, imp, 0.2, generator=gen(5)),
-                       decoder_random(hidden, imp, 0.2, generator=gen(5)))
+    assert torch.equal(
+        decoder_random(hidden, imp, 0.2, generator=gen(5)), decoder_random(hidden, imp, 0.2, generator=gen(5))
+    )
 
 
 def test_random_mask_is_uniform_over_positions():
@@ -130,7 +136,9 @@ def test_semantic_generator_only_breaks_near_ties():
     for m in (base, a, b):
         assert m[0, starts[1]]  # the real change is always hidden
     emb_ties = torch.ones(1, 30, 4)  # exact ties everywhere: the generator decides
-    assert not torch.equal(semantic_mask(emb_ties, 0.3, generator=gen(1)), semantic_mask(emb_ties, 0.3, generator=gen(2)))
+    assert not torch.equal(
+        semantic_mask(emb_ties, 0.3, generator=gen(1)), semantic_mask(emb_ties, 0.3, generator=gen(2))
+    )
 
 
 def test_semantic_rejects_unknown_direction():
@@ -152,8 +160,10 @@ def test_adaptive_mask_hides_important_segments_more_often():
 def test_adaptive_mask_is_scale_free():
     valid = ragged([60])
     imp = torch.rand(1, 60)
-    assert torch.equal(adaptive_mask(imp, 0.5, valid=valid, generator=gen(7)),
-                       adaptive_mask(imp * 100 + 3, 0.5, valid=valid, generator=gen(7)))
+    assert torch.equal(
+        adaptive_mask(imp, 0.5, valid=valid, generator=gen(7)),
+        adaptive_mask(imp * 100 + 3, 0.5, valid=valid, generator=gen(7)),
+    )
 
 
 def test_decoder_all_selects_every_hidden():

@@ -53,8 +53,12 @@ def test_padded_batch_gives_the_same_loss_and_predictions():
     other = torch.randn(1, 50, D)
     valid2 = torch.ones(1, 50, dtype=torch.bool)
     h2, s2 = masks(valid2, seed=1, mode="all")
-    both = model(torch.cat([emb_p, other]), torch.cat([pad(valid), valid2]), torch.cat([pad(hidden), h2]),
-                 torch.cat([pad(selected), s2]))
+    both = model(
+        torch.cat([emb_p, other]),
+        torch.cat([pad(valid), valid2]),
+        torch.cat([pad(hidden), h2]),
+        torch.cat([pad(selected), s2]),
+    )
     n = int(alone.keep.sum())
     assert torch.allclose(both.pred[0][both.keep[0]], alone.pred[alone.keep], atol=1e-5)
     # The batch loss is the mean over every selected segment of the batch.
@@ -73,8 +77,12 @@ def test_padded_segments_do_not_change_gradients():
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     z = torch.zeros(1, 8, dtype=torch.bool)
-    model(torch.cat([emb, torch.randn(1, 8, 16)], 1), torch.cat([valid, z], 1), torch.cat([hidden, z], 1),
-          torch.cat([selected, z], 1)).loss.backward()
+    model(
+        torch.cat([emb, torch.randn(1, 8, 16)], 1),
+        torch.cat([valid, z], 1),
+        torch.cat([hidden, z], 1),
+        torch.cat([selected, z], 1),
+    ).loss.backward()
     for g, p in zip(grads, model.parameters()):
         assert torch.allclose(g, p.grad, atol=1e-6)
 
@@ -122,7 +130,9 @@ def test_rotary_attention_sees_only_relative_positions():
         assert not torch.allclose(base, rotary.encode(emb, keep, spread), atol=1e-3)
         absolute = tiny(rotary=False)
         assert not absolute.cfg.rotary
-        assert not torch.allclose(absolute.encode(emb, keep, index), absolute.encode(emb, keep, index + 1000), atol=1e-3)
+        assert not torch.allclose(
+            absolute.encode(emb, keep, index), absolute.encode(emb, keep, index + 1000), atol=1e-3
+        )
 
 
 def test_checkpoints_from_before_rotary_load_without_it():

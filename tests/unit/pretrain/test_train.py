@@ -10,9 +10,18 @@ from pretrain.train import RunEnv, train
 
 
 def config(*overrides):
-    base = ["pretrain.preset=tiny", "pretrain.steps=30", "pretrain.batch_size=2", "pretrain.max_segments=64",
-            "pretrain.min_segments=8", "pretrain.warmup=5", "pretrain.lr=0.002", "pretrain.val_interval=10",
-            "pretrain.val_batches=2", "pretrain.checkpoint_interval=10"]
+    base = [
+        "pretrain.preset=tiny",
+        "pretrain.steps=30",
+        "pretrain.batch_size=2",
+        "pretrain.max_segments=64",
+        "pretrain.min_segments=8",
+        "pretrain.warmup=5",
+        "pretrain.lr=0.002",
+        "pretrain.val_interval=10",
+        "pretrain.val_batches=2",
+        "pretrain.checkpoint_interval=10",
+    ]
     return load_config(None, base + list(overrides), use_default_file=False).pretrain
 
 
@@ -31,6 +40,7 @@ def kill_at(step):
     def report(row):
         if row["step"] == step:
             raise Killed(step)
+
     return report
 
 
@@ -42,9 +52,19 @@ def val_losses(out):
     return [(r["step"], r["val_loss"]) for r in read_metrics(out) if "val_loss" in r]
 
 
-@pytest.mark.parametrize("extra", [[], ["pretrain.encoder_mask=adaptive", "pretrain.decoder_mask=random",
-                                        "pretrain.code_head=true", "pretrain.checkpoint_interval=7"]],
-                         ids=["default", "adaptive-random-code"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [
+            "pretrain.encoder_mask=adaptive",
+            "pretrain.decoder_mask=random",
+            "pretrain.code_head=true",
+            "pretrain.checkpoint_interval=7",
+        ],
+    ],
+    ids=["default", "adaptive-random-code"],
+)
 def test_kill_and_resume_gives_the_same_loss_curve(tmp_path, store_uri, extra):
     cfg = config(*extra)
     whole = train(cfg, store_uri=store_uri, out_dir=tmp_path / "whole")

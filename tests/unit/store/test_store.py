@@ -17,18 +17,22 @@ GRID = (2, 3, 3)
 
 
 def identity(tokenizer=True, sha="a" * 64):
-    return StoreIdentity(encoder={"name": "toyclip", "weights_sha256": sha},
-                         tokenizer={"name": "magvit-fsq", "weights_sha256": "b" * 64, "levels": [8, 8, 8, 6, 5]}
-                         if tokenizer else None,
-                         segment={"seconds": 2.0, "clip_frames": 8})
+    return StoreIdentity(
+        encoder={"name": "toyclip", "weights_sha256": sha},
+        tokenizer={"name": "magvit-fsq", "weights_sha256": "b" * 64, "levels": [8, 8, 8, 6, 5]} if tokenizer else None,
+        segment={"seconds": 2.0, "clip_frames": 8},
+    )
 
 
 def video(n, seed, tokenizer=True, d=D):
     """One video's arrays, distinct per seed."""
     rng = np.random.default_rng(seed)
     t0 = np.arange(n, dtype=np.float32) * 2
-    out = {"emb": rng.standard_normal((n, d)).astype(np.float32), "importance": rng.random(n),
-           "span": np.stack([t0, t0 + 2], 1)}
+    out = {
+        "emb": rng.standard_normal((n, d)).astype(np.float32),
+        "importance": rng.random(n),
+        "span": np.stack([t0, t0 + 2], 1),
+    }
     if tokenizer:
         out["codes"] = rng.integers(0, 15360, (n, *GRID))
         out["scores"] = rng.random((n, *GRID))
@@ -39,11 +43,21 @@ def write_shard(store, shard_id, videos, failed=(), **writer_args):
     """videos: {video_id: (n, seed)}; failed: video ids."""
     with store.shard_writer(shard_id, **writer_args) as w:
         for video_id, (n, seed) in videos.items():
-            w.add_video(video_id=video_id, uri=f"/videos/{video_id}.mp4", duration=2.0 * n, fps=8.0,
-                        extra={"label": f"class-{seed % 3}"}, **video(n, seed, store.identity.has_tokenizer))
+            w.add_video(
+                video_id=video_id,
+                uri=f"/videos/{video_id}.mp4",
+                duration=2.0 * n,
+                fps=8.0,
+                extra={"label": f"class-{seed % 3}"},
+                **video(n, seed, store.identity.has_tokenizer),
+            )
         for video_id in failed:
-            w.add_failed(video_id=video_id, uri=f"/videos/{video_id}.mp4", error="moov atom not found",
-                         extra={"label": "unknown"})
+            w.add_failed(
+                video_id=video_id,
+                uri=f"/videos/{video_id}.mp4",
+                error="moov atom not found",
+                extra={"label": "unknown"},
+            )
 
 
 def assert_video_equal(store, video_id, n, seed):
@@ -91,11 +105,30 @@ def test_round_trip_of_every_array_and_the_manifest(uri, small_chunks):
         for video_id, (n, seed) in videos.items():
             assert_video_equal(reader, video_id, n, seed)
     table = reader.videos()
-    assert table.column_names[:9] == ["video_id", "uri", "duration", "fps", "n_segments", "shard_id", "row_start",
-                                      "status", "error"]
+    assert table.column_names[:9] == [
+        "video_id",
+        "uri",
+        "duration",
+        "fps",
+        "n_segments",
+        "shard_id",
+        "row_start",
+        "status",
+        "error",
+    ]
     rows = {row["video_id"]: row for row in table.to_pylist()}
-    assert rows["v2"] == {"video_id": "v2", "uri": "/videos/v2.mp4", "duration": 34.0, "fps": 8.0, "n_segments": 17,
-                          "shard_id": "000001", "row_start": 300, "status": "ok", "error": None, "label": "class-2"}
+    assert rows["v2"] == {
+        "video_id": "v2",
+        "uri": "/videos/v2.mp4",
+        "duration": 34.0,
+        "fps": 8.0,
+        "n_segments": 17,
+        "shard_id": "000001",
+        "row_start": 300,
+        "status": "ok",
+        "error": None,
+        "label": "class-2",
+    }
     assert rows["broken"]["status"] == "failed" and rows["broken"]["error"] == "moov atom not found"
     assert rows["broken"]["n_segments"] == 0 and rows["broken"]["label"] == "unknown"
     assert reader.dims().emb == D and reader.dims().token_grid == GRID
@@ -145,6 +178,7 @@ def test_a_window_reads_only_the_chunks_it_needs(tmp_path, small_chunks, monkeyp
 
 # --- direct reads (store.direct) ------------------------------------------------------------------
 
+
 def still_video(n, seed):
     """A video whose tokens barely change (they compress) and whose codes are all zero (zarr's fill value,
     so those chunks are never written) in rows 256-767."""
@@ -191,8 +225,11 @@ def test_a_corrupted_chunk_fails_the_read_naming_shard_array_and_chunk(tmp_path,
     _flip_byte(tmp_path / "s" / "shards" / "000002" / "emb" / "c" / "0" / "0", 100)  # in the first chunk
     reader = Store.open(tmp_path / "s")
     assert reader.sequence("v", 256, 1000).emb.shape == (744, D)  # other chunks still read
-    with pytest.raises(StoreError, match="shard 000002: emb: chunk 0 \\(rows 0-255\\) of .*000002/emb/c/0/0 "
-                                         "fails its crc32c checksum \\(corrupted\\)"):
+    with pytest.raises(
+        StoreError,
+        match="shard 000002: emb: chunk 0 \\(rows 0-255\\) of .*000002/emb/c/0/0 "
+        "fails its crc32c checksum \\(corrupted\\)",
+    ):
         reader.sequence("v", 10, 20)
 
 
@@ -211,8 +248,13 @@ def test_arrays_in_another_encoding_are_read_through_zarr(tmp_path):
     # Rewrite emb unsharded, in chunks of 7 rows, zstd: not the encoding store.direct reads.
     emb = np.asarray(store.shard_array("000001", "emb")[:])
     group = zarr.open_group(str(tmp_path / "s"), mode="r+")
-    group.create_array(layout.shard_path("000001", "emb"), data=emb, chunks=(7, D), overwrite=True,
-                       compressors=[zarr.codecs.ZstdCodec(level=1)])
+    group.create_array(
+        layout.shard_path("000001", "emb"),
+        data=emb,
+        chunks=(7, D),
+        overwrite=True,
+        compressors=[zarr.codecs.ZstdCodec(level=1)],
+    )
     reader = Store.open(tmp_path / "s")
     assert direct.RowReader.open(reader.location, layout.shard_path("000001", "emb"), "emb") is None
     np.testing.assert_array_equal(reader.sequence("v", 3, 30).emb, emb[3:30])
@@ -229,7 +271,9 @@ def test_iter_embeddings_covers_every_ok_segment_exactly_once(tmp_path, small_ch
         for i, key in enumerate(zip(batch.video_id.tolist(), batch.row.tolist())):
             seen.append(key)
             emb[key], span[key] = batch.emb[i], batch.span[i]
-    expected = [(video_id, row) for videos in SHARDS.values() for video_id, (n, _) in videos.items() for row in range(n)]
+    expected = [
+        (video_id, row) for videos in SHARDS.values() for video_id, (n, _) in videos.items() for row in range(n)
+    ]
     assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
     for videos in SHARDS.values():
         for video_id, (n, _) in videos.items():
@@ -239,6 +283,7 @@ def test_iter_embeddings_covers_every_ok_segment_exactly_once(tmp_path, small_ch
 
 
 # --- concurrency and crashes ----------------------------------------------------------------------
+
 
 def _write_one_shard(root, index):
     store = Store.create(root, identity())  # all eight race to create the store
@@ -340,6 +385,7 @@ def test_one_open_writer_per_shard_and_read_only_stores_do_not_write(tmp_path):
 
 # --- refusals and clear errors ----------------------------------------------------------------------
 
+
 def test_identity_mismatch_refused_showing_both_identities(tmp_path):
     Store.create(tmp_path / "s", identity(sha="a" * 64))
     with pytest.raises(StoreError) as error:
@@ -370,13 +416,19 @@ def test_another_schema_version_is_refused(tmp_path):
 def test_shapes_must_agree_within_and_across_shards(tmp_path):
     store = Store.create(tmp_path / "s", identity())
     write_shard(store, "000001", {"v": (3, 0)})
-    with pytest.raises(StoreError, match=r"shard 000002: emb rows have shape \(D\) = \(16,\) but committed "
-                                         r"shard 000001's have \(8,\)"):
+    with pytest.raises(
+        StoreError,
+        match=r"shard 000002: emb rows have shape \(D\) = \(16,\) but committed "
+        r"shard 000001's have \(8,\)",
+    ):
         with store.shard_writer("000002") as w:
             w.add_video(video_id="w", uri="w", duration=2, fps=8, **video(3, 1, d=16))
     other_grid = {"codes": np.zeros((3, 2, 3, 4), np.int16), "scores": np.zeros((3, 2, 3, 4))}
-    with pytest.raises(StoreError, match=r"codes rows have shape \(t, h, w\) = \(2, 3, 4\) but committed "
-                                         r"shard 000001's have \(2, 3, 3\)"):
+    with pytest.raises(
+        StoreError,
+        match=r"codes rows have shape \(t, h, w\) = \(2, 3, 4\) but committed "
+        r"shard 000001's have \(2, 3, 3\)",
+    ):
         with store.shard_writer("000002") as w:
             w.add_video(video_id="w", uri="w", duration=2, fps=8, **{**video(3, 1), **other_grid})
     with pytest.raises(StoreError, match=r"video 'y': emb has shape \(3, 16\); expected \(n, D\) = \(3, 8\)"):
@@ -386,17 +438,20 @@ def test_shapes_must_agree_within_and_across_shards(tmp_path):
     assert store.committed_shards() == {"000001"}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"emb": np.zeros((0, D))}, "emb must be \\(n, D\\) with n >= 1"),
-    ({"importance": np.zeros(4)}, "importance has shape \\(4,\\); expected \\(n\\) = \\(3\\)"),
-    ({"span": np.zeros((3, 3))}, "span has shape \\(3, 3\\); expected \\(n, 2\\) = \\(3, 2\\)"),
-    ({"codes": np.full((3, *GRID), 40000)}, "codes has values in \\[40000, 40000\\]"),
-    ({"codes": np.zeros((3, *GRID), np.float32)}, "codes must be integers"),
-    ({"emb": np.full((3, D), np.nan)}, "emb has values that are not finite"),
-    ({"emb": np.full((3, D), 1e6)}, "emb has values that are not finite as float16"),
-    ({"codes": None}, "codes is required"),
-    ({"scores": np.zeros((3, 2, 3, 4))}, "codes \\(3, 2, 3, 3\\) and scores \\(3, 2, 3, 4\\) must have the same"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"emb": np.zeros((0, D))}, "emb must be \\(n, D\\) with n >= 1"),
+        ({"importance": np.zeros(4)}, "importance has shape \\(4,\\); expected \\(n\\) = \\(3\\)"),
+        ({"span": np.zeros((3, 3))}, "span has shape \\(3, 3\\); expected \\(n, 2\\) = \\(3, 2\\)"),
+        ({"codes": np.full((3, *GRID), 40000)}, "codes has values in \\[40000, 40000\\]"),
+        ({"codes": np.zeros((3, *GRID), np.float32)}, "codes must be integers"),
+        ({"emb": np.full((3, D), np.nan)}, "emb has values that are not finite"),
+        ({"emb": np.full((3, D), 1e6)}, "emb has values that are not finite as float16"),
+        ({"codes": None}, "codes is required"),
+        ({"scores": np.zeros((3, 2, 3, 4))}, "codes \\(3, 2, 3, 3\\) and scores \\(3, 2, 3, 4\\) must have the same"),
+    ],
+)
 def test_bad_video_arrays_are_refused_naming_the_video(tmp_path, change, message):
     store = Store.create(tmp_path / "s", identity())
     with pytest.raises(StoreError, match=f"video 'v': {message}"):
@@ -449,6 +504,7 @@ def test_create_refuses_a_folder_holding_other_files(tmp_path):
 
 # --- verify -------------------------------------------------------------------------------------------
 
+
 def test_a_corrupted_chunk_makes_store_verify_fail_naming_the_shard(tmp_path, capsys):
     store = Store.create(tmp_path / "s", identity())
     write_shard(store, "000001", {"v1": (40, 1)})
@@ -477,7 +533,8 @@ def test_verify_names_a_shard_whose_manifest_disagrees_with_its_arrays(tmp_path)
     assert not report.ok
     names = ("emb", "codes", "scores", "importance", "span")
     assert [str(p) for p in report.problems] == [
-        f"shard 000001: {name} has 40 rows; the manifest's ok videos have 41 segments" for name in names]
+        f"shard 000001: {name} has 40 rows; the manifest's ok videos have 41 segments" for name in names
+    ]
     assert [(p.shard, p.array) for p in report.problems] == [("000001", name) for name in names]
 
 
@@ -487,18 +544,24 @@ def test_verify_lists_foreign_files_as_orphans_without_failing(tmp_path):
     (tmp_path / "s" / "shards" / "000007").mkdir(parents=True)
     report = store.verify()
     assert report.ok
-    assert report.orphans == ["notes.txt (not part of a store)",
-                              "shards/000007/ (no manifest: an uncommitted shard; re-running shard 000007 replaces it)"]
+    assert report.orphans == [
+        "notes.txt (not part of a store)",
+        "shards/000007/ (no manifest: an uncommitted shard; re-running shard 000007 replaces it)",
+    ]
 
 
 def test_verify_fails_where_the_direct_reader_and_zarr_disagree(tmp_path, monkeypatch):
     store = Store.create(tmp_path / "s", identity())
     write_shard(store, "000001", {"v": (40, 1)})
     read = direct.RowReader.read
-    monkeypatch.setattr(direct.RowReader, "read", lambda self, a, b: read(self, a, b) * 0
-                        if self.label.endswith("scores") else read(self, a, b))
+    monkeypatch.setattr(
+        direct.RowReader,
+        "read",
+        lambda self, a, b: read(self, a, b) * 0 if self.label.endswith("scores") else read(self, a, b),
+    )
     report = Store.open(tmp_path / "s").verify()
     assert [str(p) for p in report.problems] == [
         "shard 000001: scores rows [0, 40) read differently through zarr and through the store's direct reader "
-        "(store.direct)"]
+        "(store.direct)"
+    ]
     assert report.problems[0].array == "scores"

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import torch
@@ -42,7 +41,7 @@ def test_video_like_keeps_the_picture():
     rng = np.random.default_rng(0)
     frames = sample_frames(rng, np.arange(20), 64)
     degraded = video_like(frames, rng)
-    psnr = 10 * np.log10(255 ** 2 / np.mean((degraded.astype(float) - frames) ** 2))
+    psnr = 10 * np.log10(255**2 / np.mean((degraded.astype(float) - frames) ** 2))
     assert 25 < psnr < 60
 
 
@@ -64,7 +63,7 @@ def test_brief_refit_learns(tmp_path, held):
     losses = result.losses
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
     z = result.provenance["zero_shot"]
-    assert z["background"] > 0.5 and z["top1"] > 10 / len(caption_bank())   # chance is 1/240
+    assert z["background"] > 0.5 and z["top1"] > 10 / len(caption_bank())  # chance is 1/240
     prov = read_provenance(tmp_path / "toyclip.pt")
     assert prov["sha256"] == sha256_file(tmp_path / "toyclip.pt") and prov["command"] == "test"
     state = torch.load(tmp_path / "toyclip.pt", weights_only=True)
@@ -96,7 +95,7 @@ def test_shipped_weights_match_the_world_and_their_provenance():
     assert prov["zero_shot"]["top1"] >= 0.95 and prov["zero_shot"]["frames"] >= 1000
     assert prov["zero_shot_whole_bank"]["top1"] >= 0.9
     assert prov["fit_seconds"] <= 3600
-    assert SHIPPED_WEIGHTS.stat().st_size < 16 * 2 ** 20
+    assert SHIPPED_WEIGHTS.stat().st_size < 16 * 2**20
 
 
 @needs_shipped

@@ -21,8 +21,11 @@ def decode(path):
         for f in container.decode(stream):
             frames.append(f.to_ndarray(format="rgb24"))
             times.append(f.time)
-        info = {"duration": float(stream.duration * stream.time_base), "codec": stream.codec_context.name,
-                "pix_fmt": stream.codec_context.pix_fmt}
+        info = {
+            "duration": float(stream.duration * stream.time_base),
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.codec_context.pix_fmt,
+        }
         return np.stack(frames), np.array(times), info
 
 
@@ -61,7 +64,7 @@ def test_decoded_frames_match_the_renderer(corpus):
     plan = video_plan(SPEC, 0, v["n_frames"])
     ref, _ = render_frames(plan, np.arange(len(frames)), SPEC.fps, SPEC.size)
     mse = np.mean((frames.astype(float) - ref) ** 2)
-    assert 10 * np.log10(255 ** 2 / mse) > 28   # h264 at crf 18 plus 4:2:0 chroma
+    assert 10 * np.log10(255**2 / mse) > 28  # h264 at crf 18 plus 4:2:0 chroma
 
 
 def test_truth_spans_tile_each_video(corpus):
@@ -86,7 +89,7 @@ def test_same_seed_same_frames_and_truth(corpus, tmp_path):
         b, _, _ = decode(tmp_path / v["uri"])
         assert a.shape == b.shape
         assert (a != b).reshape(len(a), -1).any(axis=1).mean() < 0.1
-        assert 10 * np.log10(255 ** 2 / max(np.mean((a.astype(float) - b) ** 2), 1e-12)) > 50
+        assert 10 * np.log10(255**2 / max(np.mean((a.astype(float) - b) ** 2), 1e-12)) > 50
 
 
 def test_other_seed_differs(corpus, tmp_path):
@@ -126,8 +129,24 @@ def test_load_corpus_and_unfinished_corpus(corpus, tmp_path):
 
 
 def test_cli_generate(tmp_path, capsys):
-    rc = cli.main(["toyworld", "generate", "--out", str(tmp_path / "c"), "--videos", "2", "--minutes", "0.1-0.2",
-                   "--size", "16", "--seed", "5", "--workers", "1"])
+    rc = cli.main(
+        [
+            "toyworld",
+            "generate",
+            "--out",
+            str(tmp_path / "c"),
+            "--videos",
+            "2",
+            "--minutes",
+            "0.1-0.2",
+            "--size",
+            "16",
+            "--seed",
+            "5",
+            "--workers",
+            "1",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "videos.parquet" in out and is_complete(tmp_path / "c", CorpusSpec(2, (0.1, 0.2), 5, 16, 8.0))

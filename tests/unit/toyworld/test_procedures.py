@@ -19,9 +19,9 @@ def test_classes_come_in_groups_sharing_steps_in_different_orders():
     for group in by_group.values():
         assert len(group) == ORDERS_PER_GROUP
         step_sets = {frozenset(p.steps) for p in group}
-        assert len(step_sets) == 1                          # same steps ...
+        assert len(step_sets) == 1  # same steps ...
         keys = {_cyclic_key(p.order) for p in group}
-        assert len(keys) == len(group)                      # ... in orders that differ even as cycles
+        assert len(keys) == len(group)  # ... in orders that differ even as cycles
 
 
 def test_classes_are_part_of_the_world_not_of_a_seed():
