@@ -26,7 +26,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -m "not gpu"
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

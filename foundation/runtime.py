@@ -134,7 +134,8 @@ def _session_log_dir() -> Path:
     try:
         import ray._private.worker as worker  # the session folder has no public accessor
 
-        return Path(worker._global_node.get_session_dir_path()) / "logs"
+        node: Any = worker._global_node
+        return Path(node.get_session_dir_path()) / "logs"
     except Exception:  # noqa: BLE001 - a joined cluster without a local node, or another Ray version
         return Path(tempfile.gettempdir()) / "ray" / "session_latest" / "logs"
 
