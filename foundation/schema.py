@@ -23,6 +23,14 @@ def _is_device(device: str) -> bool:
     return device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
 
 
+def _check_optimizer(section: Any) -> None:
+    """The settings every fit's AdamW and warmup + cosine schedule (`foundation.optim`) share."""
+    check(section.steps >= 1, "steps", section.steps, "at least 1")
+    check(section.lr > 0, "lr", section.lr, "a positive learning rate")
+    check(section.warmup >= 0, "warmup", section.warmup, "steps >= 0")
+    check(section.weight_decay >= 0, "weight_decay", section.weight_decay, "a number >= 0")
+
+
 @dataclass
 class PathsConfig:
     work_dir: Path = Path("runs")
@@ -119,11 +127,9 @@ class TokenizerFitConfig:
     """Seed of the held-out toy-world corpus those clips come from (never the fit's)."""
 
     def __post_init__(self):
-        check(self.steps >= 1, "steps", self.steps, "at least 1")
         check(self.batch_size >= 2, "batch_size", self.batch_size, "at least 2 (half of a batch drops tokens)")
         check(0 < self.drop_ratio < 1, "drop_ratio", self.drop_ratio, "a fraction in (0, 1)")
-        check(self.lr > 0, "lr", self.lr, "a positive learning rate")
-        check(self.warmup >= 0, "warmup", self.warmup, "steps >= 0")
+        _check_optimizer(self)
         check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", self.max_minutes, "null or > 0")
         check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "at least 1 step")
         check(self.log_every >= 1, "log_every", self.log_every, "at least 1 step")
@@ -277,11 +283,8 @@ class PretrainConfig:
         )
         check(self.num_workers >= 1, "num_workers", self.num_workers, "at least 1")
         check(self.cpus_per_worker >= 0, "cpus_per_worker", self.cpus_per_worker, "a number of CPUs >= 0")
-        check(self.steps >= 1, "steps", self.steps, "at least 1")
+        _check_optimizer(self)
         check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
-        check(self.lr > 0, "lr", self.lr, "a positive learning rate")
-        check(self.warmup >= 0, "warmup", self.warmup, "steps >= 0")
-        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a norm >= 0 (0 disables clipping)")
         check(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction, "a fraction in [0, 1)")
         check(self.val_interval >= 0, "val_interval", self.val_interval, "steps >= 0")
@@ -329,7 +332,7 @@ class CorpusSpec:
 
     def corpus(self) -> CorpusSpec:
         """The corpus part alone (a `ToyworldConfig` also says where it goes and how to fit on it)."""
-        return CorpusSpec(self.videos, tuple(self.minutes), self.seed, self.size, self.fps)  # type: ignore[arg-type]
+        return CorpusSpec(self.videos, (self.minutes[0], self.minutes[1]), self.seed, self.size, self.fps)
 
 
 @dataclass(frozen=True)
@@ -358,10 +361,8 @@ class EncoderFitConfig:
     """torch CPU threads (null: torch's default)."""
 
     def __post_init__(self):
-        check(self.steps >= 1, "steps", self.steps, "at least 1")
         check(self.batch_size >= 2, "batch_size", self.batch_size, "at least 2")
-        check(self.lr > 0, "lr", self.lr, "a positive learning rate")
-        check(self.warmup >= 0, "warmup", self.warmup, "steps >= 0")
+        _check_optimizer(self)
         check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", self.max_minutes, "null or > 0")
         check(self.eval_frames >= 1, "eval_frames", self.eval_frames, "at least 1")
 

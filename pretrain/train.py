@@ -223,9 +223,7 @@ def train(
             metrics_path.unlink(missing_ok=True)
 
     net = env.wrap_model(model)
-    source = WindowSource(
-        store,
-        train_videos,
+    windows: dict[str, Any] = dict(
         batch_size=p.batch_size,
         min_segments=p.min_segments,
         max_segments=p.max_segments,
@@ -233,19 +231,10 @@ def train(
         rank=env.rank,
         codes=p.code_head,
     )
+    source = WindowSource(store, train_videos, **windows)
     val_batches = []
     if val_videos:
-        val_source = WindowSource(
-            store,
-            val_videos,
-            batch_size=p.batch_size,
-            min_segments=p.min_segments,
-            max_segments=p.max_segments,
-            seed=p.seed,
-            stream=VAL_STREAM,
-            rank=env.rank,
-            codes=p.code_head,
-        )
+        val_source = WindowSource(store, val_videos, stream=VAL_STREAM, **windows)
         val_batches = [
             (b, *make_masks(b, p, val_source.mask_generator(k)))
             for k, b in ((k, val_source.batch(k)) for k in range(p.val_batches))

@@ -12,9 +12,11 @@ non-zero exit. A run function reports a failure by raising `CommandFailed`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from foundation.errors import LvmaeError
 from foundation.loader import ConfigError
@@ -23,6 +25,7 @@ from foundation.schema import Config, load_config
 
 Run = Callable[[argparse.Namespace, Config], "int | None"]
 Arguments = Callable[[argparse.ArgumentParser], None]
+S = TypeVar("S")
 
 
 class CommandFailed(LvmaeError):
@@ -115,6 +118,35 @@ class Command:
             return fail(parser, str(exc), exc.status)
         except (LvmaeError, *self.errors) as exc:
             return fail(parser, str(exc), self.error_status)
+
+
+FIT_OPTIONS = ("steps", "batch_size", "lr", "seed", "max_minutes")
+"""The options `add_fit_options` adds, by attribute name."""
+
+
+def add_fit_options(parser: argparse.ArgumentParser, section: str, batch: str) -> None:
+    """The options every fit command takes, each defaulting to the config's `section` (e.g. tokenizer.fit)."""
+    for flag, kind, text in (
+        ("--steps", int, "optimizer steps"),
+        ("--batch-size", int, f"{batch} per step"),
+        ("--lr", float, "peak learning rate"),
+        ("--seed", int, "random seed"),
+        ("--max-minutes", float, "stop after this much fitting time, then save"),
+    ):
+        parser.add_argument(flag, type=kind, help=f"{text} (default: {section}.{flag[2:].replace('-', '_')})")
+
+
+def with_options(settings: S, section: str, args: argparse.Namespace, *names: str) -> S:
+    """`settings`, the config section `section` (e.g. "tokenizer.fit"), with the options the user gave:
+    `names` are attributes of `args` named like the section's fields. A bad value exits with status 2
+    and names the option and the key."""
+    values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    try:
+        return dataclasses.replace(settings, **values)  # type: ignore[type-var]
+    except ValueError as exc:
+        key = getattr(exc, "key", None)  # the loader's check() says which field
+        where = f"--{key.replace('_', '-')} ({section}.{key}): " if key in values else ""
+        raise CommandFailed(where + str(exc).removeprefix(f"{key}: "), status=2) from None
 
 
 def fail(parser: argparse.ArgumentParser, message: str, status: int = 1) -> int:

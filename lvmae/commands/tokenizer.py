@@ -11,11 +11,11 @@ from pathlib import Path
 
 from foundation.progress import Summary, human_seconds
 from foundation.schema import Config, CorpusSpec
-from lvmae.commands.command import Action, Command, CommandFailed
+from lvmae.commands.command import FIT_OPTIONS, Action, Command, CommandFailed, add_fit_options, with_options
 
 # The toy-world corpus a fit uses when no videos are named: 12 four-minute videos (every procedure
 # class once), a seed of its own so held-out checks (tokenizer.fit.eval_seed) never see its frames.
-FIT_CORPUS = {"videos": 12, "minutes": (4.0, 4.0), "seed": 11}
+FIT_CORPUS = CorpusSpec(videos=12, minutes=(4.0, 4.0), seed=11)
 
 
 def _fit_arguments(fit: argparse.ArgumentParser) -> None:
@@ -25,15 +25,7 @@ def _fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--videos", help="directory, list file or parquet/CSV of videos (default: a generated toy-world corpus)"
     )
-    fit.add_argument("--steps", type=int, help="optimizer steps (default: tokenizer.fit.steps)")
-    fit.add_argument("--batch-size", type=int, help="clips per step (default: tokenizer.fit.batch_size)")
-    fit.add_argument("--lr", type=float, help="peak learning rate (default: tokenizer.fit.lr)")
-    fit.add_argument("--seed", type=int, help="random seed (default: tokenizer.fit.seed)")
-    fit.add_argument(
-        "--max-minutes",
-        type=float,
-        help="stop after this much fitting time, then save (default: tokenizer.fit.max_minutes)",
-    )
+    add_fit_options(fit, "tokenizer.fit", "clips")
     fit.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
     fit.add_argument(
         "--eval-clips", type=int, help="held-out clips for the final check (default: tokenizer.fit.eval_clips)"
@@ -54,13 +46,7 @@ def _fit_videos(args, cfg: Config) -> list[str]:
 
     if args.videos:
         return [v.uri for v in list_inputs(args.videos)]
-    spec = CorpusSpec(
-        videos=FIT_CORPUS["videos"],
-        minutes=FIT_CORPUS["minutes"],
-        seed=FIT_CORPUS["seed"],  # type: ignore[arg-type]
-        size=cfg.segment.tok_size,
-        fps=cfg.segment.tok_fps,
-    )
+    spec = dataclasses.replace(FIT_CORPUS, size=cfg.segment.tok_size, fps=cfg.segment.tok_fps)
     root = cfg.paths.work_dir / "tokenizer-fit-corpus"
     if not is_complete(root, spec):
         generate(spec, root)
@@ -78,18 +64,7 @@ def _fit(args: argparse.Namespace, cfg: Config) -> int:
     from extract.tokenizer.evaluate import evaluate
     from extract.tokenizer.fit import fit_tokenizer, record_provenance
 
-    given = {
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "max_minutes": args.max_minutes,
-        "eval_clips": args.eval_clips,
-    }
-    try:
-        settings = dataclasses.replace(cfg.tokenizer.fit, **{k: v for k, v in given.items() if v is not None})
-    except ValueError as exc:
-        raise CommandFailed(str(exc), status=2) from None
+    settings = with_options(cfg.tokenizer.fit, "tokenizer.fit", args, *FIT_OPTIONS, "eval_clips")
     videos = _fit_videos(args, cfg)
     if not videos:
         raise CommandFailed(f"no videos found in {args.videos}", status=2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from foundation.progress import Summary, human_seconds
 from foundation.schema import Config
-from lvmae.commands.command import Action, Command, CommandFailed
+from lvmae.commands.command import FIT_OPTIONS, Action, Command, CommandFailed, add_fit_options, with_options
 
 
 def _minutes(text: str) -> tuple[float, float]:
@@ -39,17 +38,7 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
 
 def _fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--out", type=Path, required=True, help="weights file to write (provenance goes beside it)")
-    fit.add_argument("--steps", type=int, help="optimizer steps (default: toyworld.fit.steps)")
-    fit.add_argument(
-        "--batch-size", type=int, help="frames per step, distinct captions (default: toyworld.fit.batch_size)"
-    )
-    fit.add_argument("--lr", type=float, help="peak learning rate (default: toyworld.fit.lr)")
-    fit.add_argument("--seed", type=int, help="random seed (default: toyworld.fit.seed)")
-    fit.add_argument(
-        "--max-minutes",
-        type=float,
-        help="stop after this much wall time, then save (default: toyworld.fit.max_minutes)",
-    )
+    add_fit_options(fit, "toyworld.fit", "frames (each with a distinct caption)")
     fit.add_argument(
         "--eval-frames", type=int, help="held-out frames for the zero-shot check (default: toyworld.fit.eval_frames)"
     )
@@ -67,21 +56,10 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
     )
 
 
-def _replace(settings, given: dict):
-    """`settings` with the options the user gave; a bad value exits with status 2 and names it."""
-    try:
-        return dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
-    except ValueError as exc:
-        raise CommandFailed(str(exc), status=2) from None
-
-
 def _generate(args: argparse.Namespace, cfg: Config) -> int:
     from toyworld.generate import generate
 
-    spec = _replace(
-        cfg.toyworld.corpus(),
-        {"videos": args.videos, "minutes": args.minutes, "seed": args.seed, "size": args.size, "fps": args.fps},
-    )
+    spec = with_options(cfg.toyworld.corpus(), "toyworld", args, "videos", "minutes", "seed", "size", "fps")
     corpus = generate(spec, args.out or cfg.toyworld.out, workers=args.workers)
     summarize_corpus(corpus).print()
     return 0
@@ -114,17 +92,7 @@ def summarize_corpus(corpus) -> Summary:
 def _fit(args: argparse.Namespace, cfg: Config) -> int:
     from toyworld.encoder import fit_encoder
 
-    settings = _replace(
-        cfg.toyworld.fit,
-        {
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "seed": args.seed,
-            "max_minutes": args.max_minutes,
-            "eval_frames": args.eval_frames,
-        },
-    )
+    settings = with_options(cfg.toyworld.fit, "toyworld.fit", args, *FIT_OPTIONS, "eval_frames")
     command = "lvmae toyworld fit-encoder " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
     s = Summary(f"stand-in encoder fitted: {args.out}")
     try:
