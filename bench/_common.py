@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from foundation.files import atomic_write_text
+
 
 def parse_args(
     description: str, argv: list[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None
@@ -45,4 +47,4 @@ def emit(result: dict[str, Any], out: str | os.PathLike | None = None) -> None:
     if out:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(line + "\n")
+        atomic_write_text(path, line + "\n")

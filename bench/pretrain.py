@@ -66,6 +66,7 @@ def measure(length: int, ratio: float, mode: str, reps: int, threads: int, decod
     """One configuration, in this process (the parent runs each in a fresh child)."""
     import torch
 
+    from foundation.runtime import autocast as runtime_autocast
     from pretrain.masking import decoder_adaptive, decoder_all, random_mask
     from pretrain.model import LVMAE, gather_index, take
     from pretrain.presets import model_config
@@ -85,7 +86,7 @@ def measure(length: int, ratio: float, mode: str, reps: int, threads: int, decod
     torch.manual_seed(0)
     model = LVMAE(model_config(PRESET, dim_in=D)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda)
+    autocast = runtime_autocast(device)  # bf16 on GPU, off on CPU
 
     def sync() -> None:
         if cuda:

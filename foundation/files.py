@@ -61,6 +61,16 @@ def atomic_write(
     return path
 
 
+def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """The end of `atomic_write` for a temp file another library wrote (PyAV's muxer, say): fsync it,
+    rename it over `path`, fsync the folder."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(Path(path).parent)
+    return Path(path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, temp: str | os.PathLike | None = None) -> Path:
     return atomic_write(path, lambda f: f.write(data), temp=temp)
 

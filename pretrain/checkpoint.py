@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from foundation.errors import LvmaeError
-from foundation.files import atomic_write, sha256_file
+from foundation.files import atomic_write, atomic_write_text, sha256_file
 from pretrain.model import LVMAE, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -116,7 +116,7 @@ def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
 def truncate_metrics(path: Path, start: int) -> None:
     """Keep the rows of steps before `start`: a killed run may have logged steps after its last
     checkpoint, which the resumed run logs again."""
-    path.write_text("".join(line + "\n" for line, row in _metric_lines(path) if row["step"] < start))
+    atomic_write_text(path, "".join(line + "\n" for line, row in _metric_lines(path) if row["step"] < start))
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foundation.files import atomic_write_json
+from foundation.files import atomic_write_json, atomic_write_text, commit_file
 from foundation.progress import bar
 from foundation.schema import CorpusSpec
 from toyworld.procedures import PlannedStep, plan_video, procedures
@@ -145,7 +145,7 @@ def _make_video(spec: CorpusSpec, index: int, frame_count: int, out: Path) -> tu
     file = f"videos/{video_id(spec, index)}.mp4"
     tmp = out / f"{file}.tmp"
     written = write_mp4(tmp, iter_chunks(plan, frame_count, spec.fps, spec.size), spec.size, spec.fps)
-    os.replace(tmp, out / file)  # a half-written video never carries the final name
+    commit_file(tmp, out / file)  # a half-written video never carries the final name
     proc = procedure_of(spec, index)
     video = {
         "id": video_id(spec, index),
@@ -227,6 +227,6 @@ def generate(spec: CorpusSpec, out: str | Path, *, workers: int | None = None, p
     truth = pa.Table.from_pylist([row for r in results for row in r[1]])
     pq.write_table(videos, out / "videos.parquet")
     pq.write_table(truth, out / "truth.parquet")
-    (out / "captions.txt").write_text("\n".join(caption_bank()) + "\n")
+    atomic_write_text(out / "captions.txt", "\n".join(caption_bank()) + "\n")
     atomic_write_json(out / "corpus.json", spec_key(spec))  # the marker of a finished corpus, last
     return Corpus(out, spec, videos, truth, time.perf_counter() - started)
