@@ -20,7 +20,16 @@ import numpy as np
 
 
 class VideoError(RuntimeError):
-    """A video cannot be read (missing, empty, corrupt, no video stream); the message names the file."""
+    """A video cannot be read; the message names the file.
+
+    `transient` says whether trying again may succeed: an I/O error, a missing file or mount, a
+    timeout, running out of memory (True), against a corrupt file, no video stream or a video too
+    short to segment (False, the default). `lvmae extract --retry-failed` retries the transient ones.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,18 @@ class ExtractConfig:
     """Segments per encoder-actor batch (batches span videos)."""
     chunk_segments: int = 32
     """Segments a decode task hands on at a time; bounds its memory whatever the video length."""
+    schemes: list[str] = field(default_factory=list)
+    """URI schemes accepted besides local files, e.g. [http, https] or fsspec protocols; any other input URI is refused."""
+    open_timeout_s: float = 30.0
+    """Seconds a network input may take to open before the video fails (a transient failure)."""
+    read_timeout_s: float = 30.0
+    """Seconds a network input may stall while reading before the video fails (a transient failure)."""
+    video_timeout_s: float | None = 3600.0
+    """Wall-time budget of one video's decoding, checked as frames arrive (null: none); a live stream ends here."""
+    max_pixels: int = 3840 * 2160
+    """Frames with more pixels than this (4K by default) are refused: the video becomes a failed row."""
+    max_aspect: float = 4.0
+    """Frames longer than this many times their short side (either way) are refused as failed rows."""
 
     def __post_init__(self):
         check(self.shard_videos >= 1, "shard_videos", self.shard_videos, "at least 1")
@@ -201,6 +213,22 @@ class ExtractConfig:
         )
         check(self.encode_batch >= 1, "encode_batch", self.encode_batch, "at least 1")
         check(self.chunk_segments >= 1, "chunk_segments", self.chunk_segments, "at least 1")
+        check(self.open_timeout_s > 0, "open_timeout_s", self.open_timeout_s, "a positive number of seconds")
+        check(self.read_timeout_s > 0, "read_timeout_s", self.read_timeout_s, "a positive number of seconds")
+        check(
+            self.video_timeout_s is None or self.video_timeout_s > 0,
+            "video_timeout_s",
+            self.video_timeout_s,
+            "null or a positive number of seconds",
+        )
+        check(self.max_pixels >= 64, "max_pixels", self.max_pixels, "at least 64 pixels")
+        check(self.max_aspect >= 1, "max_aspect", self.max_aspect, "a ratio of at least 1")
+        check(
+            all(s and "://" not in s for s in self.schemes),
+            "schemes",
+            self.schemes,
+            "scheme names such as http or s3, without ://",
+        )
 
 
 @dataclass
