@@ -39,12 +39,18 @@ def fsync_dir(folder: str | os.PathLike) -> None:
 
 
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, temp: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    write: Callable[[IO[bytes]], Any],
+    *,
+    temp: str | os.PathLike | None = None,
+    exclusive: bool = False,
 ) -> Path:
     """Call `write(f)` on a temp file beside `path`, then fsync, rename it over `path`, fsync the folder.
 
     The folder must exist. If `write` raises, the temp file is removed and `path` is untouched. `temp`
     names the temp file (in the same folder) for writers whose readers know their own temp names.
+    `exclusive` puts the file in place only if `path` does not exist yet (a hard link, atomic: of two
+    writers exactly one succeeds), else FileExistsError.
     """
     path = Path(path)
     tmp = Path(temp) if temp is not None else _temp_path(path)
@@ -53,7 +59,12 @@ def atomic_write(
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fsync_dir(path.parent)  # the temp file's entry, before the rename that names it
+        if exclusive:
+            os.link(tmp, path)
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -71,8 +82,10 @@ def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, temp: str | os.PathLike | None = None) -> Path:
-    return atomic_write(path, lambda f: f.write(data), temp=temp)
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, *, temp: str | os.PathLike | None = None, exclusive: bool = False
+) -> Path:
+    return atomic_write(path, lambda f: f.write(data), temp=temp, exclusive=exclusive)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -83,6 +96,30 @@ def atomic_write_json(path: str | os.PathLike, value: Any, **dumps: Any) -> Path
     """`value` as JSON (indent 2 and a final newline unless `dumps` says otherwise)."""
     dumps.setdefault("indent", 2)
     return atomic_write_text(path, json.dumps(value, **dumps) + "\n")
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """fsync one file another library wrote, when it exists."""
+    try:
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    except FileNotFoundError:
+        pass
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """fsync every file below `root`, then every folder, deepest first, `root` and its parent last:
+    what another library wrote there (zarr never fsyncs) is on disk before a commit names it."""
+    root = Path(root)
+    folders = []
+    for folder, _, files in os.walk(root):
+        folders.append(folder)
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                os.fsync(f.fileno())
+    for folder in reversed(folders):
+        fsync_dir(folder)
+    fsync_dir(root.parent)
 
 
 def stale_temp_files(folder: str | os.PathLike) -> list[Path]:

@@ -80,10 +80,19 @@ def _worker(config: dict[str, Any]) -> None:
         report=report,
         progress=False,
     )
-    train(p, store_uri=config["store_uri"], out_dir=config["out_dir"], resume=config["resume"], env=env)
+    train(
+        p,
+        store_uri=config["store_uri"],
+        out_dir=config["out_dir"],
+        resume=config["resume"],
+        force=config["force"],
+        env=env,
+    )
 
 
-def run(p: PretrainConfig, ray_cfg: RayConfig, *, store_uri: str, out_dir: Path, resume: bool = False) -> TrainResult:
+def run(
+    p: PretrainConfig, ray_cfg: RayConfig, *, store_uri: str, out_dir: Path, resume: bool = False, force: bool = False
+) -> TrainResult:
     """Train with Ray Train's TorchTrainer on the cluster `ray_cfg` names; returns what rank 0's
     metrics say."""
     import ray
@@ -106,7 +115,13 @@ def run(p: PretrainConfig, ray_cfg: RayConfig, *, store_uri: str, out_dir: Path,
         resources = {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"pretrain": p, "store_uri": store_uri, "out_dir": str(out_dir), "resume": resume},
+            train_loop_config={
+                "pretrain": p,
+                "store_uri": store_uri,
+                "out_dir": str(out_dir),
+                "resume": resume,
+                "force": force,
+            },
             scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources),
             run_config=RunConfig(name="pretrain", storage_path=str(out_dir / "ray")),
         )

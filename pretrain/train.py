@@ -10,11 +10,16 @@ optimizer and scheduler states, the torch RNG state (dropout), and the next step
 data position. A run killed anywhere resumes from its last checkpoint and logs the same losses, step
 for step, as a run never interrupted.
 
+A checkpoint also records the store it was trained on (uri, identity and a fingerprint of the
+training videos), and `--resume` on another store is refused unless forced: the same steps on other
+data are not the run that was started.
+
 The run's files (checkpoint, model, metrics) are `pretrain.checkpoint`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -46,11 +51,11 @@ from pretrain.checkpoint import (
     save_state,
     truncate_metrics,
 )
-from pretrain.data import VAL_STREAM, Batch, WindowSource, ok_videos, split_videos
+from pretrain.data import VAL_STREAM, Batch, Video, WindowSource, ok_videos, split_videos
 from pretrain.masking import decoder_mask, encoder_mask
 from pretrain.model import LVMAE, ModelConfig, Output, count_params
 from pretrain.presets import model_config
-from store import Store
+from store import Store, StoreError, StoreIdentity
 
 log = logging.getLogger("lvmae.pretrain")
 
@@ -132,6 +137,63 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def train_fingerprint(videos: list[Video]) -> str:
+    """sha256 of the sorted (video_id, n_segments) pairs of a run's training videos: what it trains on,
+    short of the embeddings themselves."""
+    pairs = sorted((v.video_id, v.n_segments) for v in videos)
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+
+
+def store_record(store: Store, train_videos: list[Video]) -> dict[str, Any]:
+    """The checkpoint's "store" entry: which store, and which of its videos, a run trains on."""
+    return {
+        "uri": store.uri,
+        "identity": store.identity.to_attrs(),
+        "train_fingerprint": train_fingerprint(train_videos),
+        "train_videos": len(train_videos),
+        "train_segments": sum(v.n_segments for v in train_videos),
+    }
+
+
+def check_same_store(state: dict[str, Any], store: Store, videos: list[Video], path: Path, *, force: bool) -> None:
+    """Refuse (PretrainError naming both stores) to resume the checkpoint `state`, read from `path`, on
+    a store other than the one it was trained on: another identity, or other training videos
+    (`videos` are the store's ok videos). `force` resumes anyway, with a warning. A checkpoint saved
+    before fingerprints were recorded is checked on its identity only."""
+    saved = state.get("store")
+    if not saved:
+        return
+    then = saved.get("uri", "?")
+    problem = None
+    if saved.get("identity") != store.identity.to_attrs():
+        old = saved["identity"]
+        try:
+            keys = StoreIdentity(old["encoder"], old["tokenizer"], old["segment"]).differences(store.identity)
+        except (KeyError, TypeError, StoreError):  # a malformed record: it differs, whatever it holds
+            keys = ["identity"]
+        problem = f"another identity (differs in {', '.join(keys) or 'schema_version'})"
+    elif "train_fingerprint" in saved:
+        # The split of the checkpoint's own val_fraction: a changed val_fraction is a changed setting
+        # (warned about in _restore), not another store.
+        train_videos, _ = split_videos(videos, state["pretrain"]["val_fraction"])
+        if train_fingerprint(train_videos) != saved["train_fingerprint"]:
+            now = store_record(store, train_videos)
+            problem = (
+                f"other training videos ({now['train_videos']} videos, {now['train_segments']:,} segments; "
+                f"the run trained on {saved['train_videos']} videos, {saved['train_segments']:,} segments)"
+            )
+    if problem is None:
+        return
+    message = f"{path} was trained on store {then}, but store {store.uri} has {problem}"
+    if force:
+        log.warning("%s; resuming anyway (--force): the run is no longer the one that was started", message)
+        return
+    raise PretrainError(
+        f"{message}; resume on {then}, choose another output folder (--out or pretrain.checkpoint_dir), "
+        "or pass --force to resume on this store anyway"
+    )
+
+
 def _restore(
     state: dict[str, Any],
     model: LVMAE,
@@ -183,15 +245,18 @@ def train(
     store_uri: str,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    force: bool = False,
     env: RunEnv | None = None,
 ) -> TrainResult:
     """Train (or resume) an LV-MAE on the sequences of the store at `store_uri`; returns what the
-    metrics say. `out_dir` defaults to `p.checkpoint_dir`."""
+    metrics say. `out_dir` defaults to `p.checkpoint_dir`. `force` resumes a checkpoint trained on
+    another store (see `check_same_store`) instead of refusing."""
     began = time.perf_counter()
     env = env or RunEnv(device=resolve_device(p.device, "pretrain.device"))
     out = Path(out_dir if out_dir is not None else p.checkpoint_dir)
     store = Store.open(store_uri)
-    train_videos, val_videos = split_videos(ok_videos(store), p.val_fraction)
+    videos = ok_videos(store)
+    train_videos, val_videos = split_videos(videos, p.val_fraction)
     if not train_videos:
         raise PretrainError(f"store {store.uri} has no videos with segments to train on")
 
@@ -209,7 +274,9 @@ def train(
             "output folder (--out or pretrain.checkpoint_dir)"
         )
     if resume and ckpt_path.exists():
-        start = _restore(load_state(ckpt_path), model, mcfg, p, opt, sched, ckpt_path)
+        state = load_state(ckpt_path)
+        check_same_store(state, store, videos, ckpt_path, force=force)
+        start = _restore(state, model, mcfg, p, opt, sched, ckpt_path)
         log.info("resuming %s at step %d", ckpt_path, start)
     elif resume:
         log.warning("--resume: no checkpoint in %s; starting a new run", out)
@@ -252,7 +319,7 @@ def train(
                     "data_position": next_step,
                     "model_config": mcfg.to_dict(),
                     "pretrain": plain_settings(p),
-                    "store": {"uri": store.uri, "identity": store.identity.to_attrs()},
+                    "store": store_record(store, train_videos),
                 },
                 ckpt_path,
             )
@@ -316,7 +383,7 @@ def train(
                     "model_config": mcfg.to_dict(),
                     "pretrain": plain_settings(p),
                     "step": p.steps,
-                    "store": {"uri": store.uri, "identity": store.identity.to_attrs()},
+                    "store": store_record(store, train_videos),
                 },
                 out / MODEL,
             )

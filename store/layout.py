@@ -1,22 +1,30 @@
 """Where things live in a store, how each array is encoded, and how a URI becomes a filesystem.
 
 ```
-<store>/zarr.json                      root group; attribute "lvmae" = identity + schema version
-<store>/shards/<shard_id>/emb          (n, D)        float16   segment embeddings
-<store>/shards/<shard_id>/codes        (n, t, h, w)  int16     tokenizer codes   (tokenizer stores only)
-<store>/shards/<shard_id>/scores       (n, t, h, w)  float16   token scores      (tokenizer stores only)
-<store>/shards/<shard_id>/importance   (n,)          float32   per-segment importance
-<store>/shards/<shard_id>/span         (n, 2)        float32   [t_start, t_end) in seconds
-<store>/manifest/<shard_id>.parquet    one row per video; written last: its presence commits the shard
+<store>/zarr.json                            root group; attribute "lvmae" = identity + schema version
+<store>/shards/<shard_id>/<gen>/emb          (n, D)        float16   segment embeddings
+<store>/shards/<shard_id>/<gen>/codes        (n, t, h, w)  int16     tokenizer codes  (tokenizer stores only)
+<store>/shards/<shard_id>/<gen>/scores       (n, t, h, w)  float16   token scores     (tokenizer stores only)
+<store>/shards/<shard_id>/<gen>/importance   (n,)          float32   per-segment importance
+<store>/shards/<shard_id>/<gen>/span         (n, 2)        float32   [t_start, t_end) in seconds
+<store>/manifest/<shard_id>.parquet          one row per video; names the generation <gen> it commits
 ```
 
 Shape letters: `n` segments in a shard, `D` embedding width, `(t, h, w)` the tokenizer's token grid.
+
+A **generation** is one commit's arrays: every commit writes a fresh folder that only its own
+manifest names, so the manifest rename is the one commit point. Two writers of one shard never touch
+each other's files (one manifest wins whole), and an overwrite leaves the committed generation
+readable until the new manifest replaces it. Generations no manifest names are garbage: `verify`
+lists them, `lvmae store gc` removes them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +37,9 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from foundation.errors import LvmaeError
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the layout or the manifest columns change in a way old readers cannot read."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the layout or the manifest columns change in a way old readers cannot read
+(2: arrays in generation folders named by the manifest, failure kinds)."""
 
 ROOT_ATTR = "lvmae"
 """The root group attribute holding the store identity; a zarr group without it is not an lvmae store."""
@@ -119,9 +128,44 @@ def check_shard_id(shard_id: Any) -> str:
     return shard_id
 
 
-def shard_path(shard_id: str, name: str | None = None) -> str:
-    """A shard's group path inside the store, or one of its arrays' paths."""
-    return f"{SHARDS_DIR}/{shard_id}" if name is None else f"{SHARDS_DIR}/{shard_id}/{name}"
+def new_generation() -> str:
+    """A fresh generation name: never the same twice, and in commit order when sorted (the time first)."""
+    return f"g{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+
+
+def shard_path(shard_id: str, generation: str | None = None, name: str | None = None) -> str:
+    """A shard's folder inside the store, one of its generations, or an array of one."""
+    parts = [SHARDS_DIR, shard_id] + ([generation] if generation else []) + ([name] if name else [])
+    return "/".join(parts)
+
+
+# What the store itself writes, and so all that a reader will decode: anything else (a zarr v2 array,
+# a filter, another compressor) is refused before zarr sees it, so that a crafted store cannot make a
+# reader run a codec such as numcodecs' pickle.
+ALLOWED_CODECS = frozenset({"sharding_indexed", "bytes", "blosc", "crc32c"})
+
+
+def check_array_metadata(meta: Any, where: str) -> None:
+    """Raise StoreError unless `meta` (an array's zarr.json) is a zarr v3 array whose codecs are all
+    ones this store writes."""
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
+        raise StoreError(f"{where}: not a zarr v3 array as lvmae writes them; refusing to read it")
+    if meta.get("storage_transformers"):
+        raise StoreError(f"{where}: has storage transformers, which lvmae never writes; refusing to read it")
+
+    def names(codecs: Any) -> list[str]:
+        found = []
+        for codec in codecs or []:
+            name = codec.get("name", "?") if isinstance(codec, dict) else str(codec)
+            found.append(name)
+            if isinstance(codec, dict) and isinstance(codec.get("configuration"), dict):
+                config = codec["configuration"]
+                found += names(config.get("codecs")) + names(config.get("index_codecs"))
+        return found
+
+    foreign = sorted(set(names(meta.get("codecs"))) - ALLOWED_CODECS)
+    if foreign:
+        raise StoreError(f"{where}: uses codecs {foreign} that lvmae never writes; refusing to read it")
 
 
 def manifest_name(shard_id: str) -> str:

@@ -1,16 +1,21 @@
 """The manifest: one parquet file per committed shard, one row per video, written last.
 
-A shard exists for readers exactly when `manifest/<shard_id>.parquet` exists. Writers put the file
-there by writing a hidden temp file and renaming it (a rename is atomic on local filesystems, and an
-object store shows an object only once it is whole), so a reader never sees half a manifest. On a
-local filesystem the temp file and the folder are fsynced too (`foundation.files.atomic_write`).
+A shard exists for readers exactly when `manifest/<shard_id>.parquet` exists, and it is the
+generation of arrays its commit record names (`Commit`, in the file's parquet metadata). Writers put
+the file there by writing a hidden temp file and renaming it (a rename is atomic on local
+filesystems, and an object store shows an object only once it is whole), so a reader never sees half
+a manifest. On a local filesystem the temp file and the folder are fsynced before and after the
+rename (`foundation.files.atomic_write`); a writer that must not replace another's shard puts the
+file in place with a hard link, which fails when the name exists.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -30,9 +35,39 @@ COLUMNS = pa.schema(
         ("row_start", pa.int64()),  # first row of the video's segments in the shard's arrays
         ("status", pa.string()),  # "ok" | "failed"
         ("error", pa.string()),  # null for an ok video
+        ("error_kind", pa.string()),  # "permanent" | "transient" for a failed video, null for an ok one
     ]
 )
 STATUSES = ("ok", "failed")
+ERROR_KINDS = ("permanent", "transient")
+COMMIT_KEY = b"lvmae.commit"
+
+
+@dataclass
+class Commit:
+    """What one commit wrote, kept in its manifest: the generation folder its arrays are in, the
+    per-segment shape and the data files (path below the array -> bytes) of each array, and the
+    writer's own attributes. A reader checks the files are there: zarr would read a missing one as
+    fill values, so only this record can tell "all zeros" from "lost"."""
+
+    generation: str
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # array -> per-segment shape
+    files: dict[str, dict[str, int]] = field(default_factory=dict)  # array -> {file below it: bytes}
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_table(cls, table: pa.Table, where: str) -> Commit:
+        raw = (table.schema.metadata or {}).get(COMMIT_KEY)
+        if raw is None:
+            raise StoreError(f"{where}: no commit record in its parquet metadata (not written by this lvmae)")
+        try:
+            value = json.loads(raw)
+            return cls(value["generation"], value["shapes"], value["files"], value.get("attrs", {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{where}: unreadable commit record ({exc})") from None
 
 
 def build_table(shard_id: str, rows: list[dict[str, Any]], extras: list[dict[str, Any]]) -> pa.Table:
@@ -47,9 +82,13 @@ def build_table(shard_id: str, rows: list[dict[str, Any]], extras: list[dict[str
     return table
 
 
-def committed(location: Location) -> dict[str, tuple]:
-    """Committed shard ids, each with its manifest file's signature (size and modification stamp as the
-    filesystem reports them), which changes when a shard is overwritten."""
+Listing = dict[str, tuple]
+"""Committed shard ids, each with its manifest file's signature (size and modification stamp as the
+filesystem reports them), which changes when a shard is overwritten."""
+
+
+def committed(location: Location) -> Listing:
+    """One listing of `manifest/`: the committed shards and their signatures."""
     suffix = ".parquet"
     return {
         name[: -len(suffix)]: tuple(info.get(key) for key in ("size", "mtime", "created", "ETag"))
@@ -62,36 +101,39 @@ def committed_shard_ids(location: Location) -> set[str]:
     return set(committed(location))
 
 
-def stale_temp_files(location: Location, shard_id: str | None = None) -> list[str]:
-    """Manifest temp files left by writers that died before their rename (of one shard, or all)."""
-    prefix = manifest_temp_prefix(shard_id) if shard_id else "."
-    return [name for name in location.listdir(MANIFEST_DIR) if name.startswith(prefix) and name.endswith(".tmp")]
+def is_temp_file(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
 
 
-def write(location: Location, shard_id: str, table: pa.Table) -> None:
-    """Commit a shard: temp file, then rename. Leftover temp files of this shard are removed first
-    (one writer per shard, so they can only come from an earlier run that died)."""
+def write(location: Location, shard_id: str, table: pa.Table, commit: Commit, *, replace: bool) -> None:
+    """Commit a shard: its manifest (rows plus the commit record) to a temp file, then renamed into
+    place. With `replace` False the commit fails (StoreError) when the shard is already committed,
+    even by a writer that got there a moment earlier."""
     fs = location.fs
-    for name in stale_temp_files(location, shard_id):
-        fs.rm(location.path(MANIFEST_DIR, name))
     fs.makedirs(location.path(MANIFEST_DIR), exist_ok=True)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), COMMIT_KEY: commit.to_bytes()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
+    # A temp name of its own (one per attempt): two writers of a shard never share one.
     temp = location.path(MANIFEST_DIR, f"{manifest_temp_prefix(shard_id)}{uuid.uuid4().hex}.tmp")
     final = location.path(MANIFEST_DIR, manifest_name(shard_id))
-    if location.is_local:
-        atomic_write_bytes(final, buffer.getvalue(), temp=temp)
-    else:
+    try:
+        if location.is_local:
+            atomic_write_bytes(final, buffer.getvalue(), temp=temp, exclusive=not replace)
+            return
+        if not replace and fs.exists(final):  # object stores have no atomic create-if-absent here
+            raise FileExistsError(final)
         fs.pipe_file(temp, buffer.getvalue())
         fs.mv(temp, final)
-
-
-def remove(location: Location, shard_id: str) -> None:
-    """Uncommit a shard (the first step of overwriting it)."""
-    location.fs.rm(location.path(MANIFEST_DIR, manifest_name(shard_id)))
+    except FileExistsError:
+        raise StoreError(
+            f"shard {shard_id} was committed by another writer while this one ran; one writer per shard "
+            "(this writer's arrays are left as an uncommitted generation: `lvmae store gc` removes it)"
+        ) from None
 
 
 def read(location: Location, shard_id: str) -> pa.Table:
+    """A committed manifest, with its commit record in the schema metadata (`Commit.from_table`)."""
     path = location.path(MANIFEST_DIR, manifest_name(shard_id))
     try:
         with location.fs.open(path, "rb") as f:
@@ -105,7 +147,7 @@ def read(location: Location, shard_id: str) -> pa.Table:
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
     """All manifests as one table. Shards may carry different extra columns; missing ones become nulls
     and numeric types widen ("permissive" promotion)."""
-    tables = list(tables)
+    tables = [t.replace_schema_metadata(None) for t in tables]
     if not tables:
         return COLUMNS.empty_table()
     try:

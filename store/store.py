@@ -11,6 +11,7 @@ opened during extraction sees shards committed after it opened.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from zarr.errors import ArrayNotFoundError, BaseZarrError, ContainsGroupError
 
 from store import manifest
 from store.direct import ReaderCache, RowReader
+from store.garbage import Garbage, collect, find_garbage
 from store.identity import StoreIdentity, mismatch_error
 from store.layout import (
     ARRAYS,
@@ -33,6 +35,7 @@ from store.layout import (
     Location,
     StoreError,
     array_names,
+    check_array_metadata,
     check_shard_id,
     shard_path,
 )
@@ -101,7 +104,9 @@ class Store:
         self._write_group: zarr.Group | None = None
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
         self._readers = ReaderCache()  # direct row readers (store.direct), by (shard id, array name)
-        self._manifests: dict[str, tuple[Any, pa.Table]] = {}  # shard id -> (file signature, table)
+        # shard id -> (manifest file signature, rows, commit record)
+        self._manifests: dict[str, tuple[Any, pa.Table, manifest.Commit]] = {}
+        self._files_checked: set[tuple[str, str, str]] = set()  # (shard, generation, array) found whole
         self._index: dict[str, list[_Entry]] | None = None
         self._dims: Dims | None = None
         self._open_writers: set[str] = set()
@@ -189,9 +194,10 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------------
 
-    def shard_writer(self, shard_id: str, *, overwrite: bool = False) -> ShardWriter:
+    def shard_writer(self, shard_id: str, *, overwrite: bool = False, attrs: dict | None = None) -> ShardWriter:
         """The writer of one shard, as a context manager. A committed shard is refused unless
-        `overwrite=True`; leftovers of an uncommitted one are replaced."""
+        `overwrite=True` (the new generation then replaces it at the commit, never before); `attrs`
+        (JSON data) is kept in the commit record (`commit_of(shard_id).attrs`)."""
         if not self.writable:
             raise StoreError(
                 f"store {self.uri} was opened read-only (Store.open); use Store.create(uri, identity) to write shards"
@@ -202,7 +208,7 @@ class Store:
         if not overwrite and shard_id in self.committed_shards():
             raise StoreError(f"shard {shard_id} is already committed in {self.uri}; pass overwrite=True to replace it")
         self._open_writers.add(shard_id)
-        return ShardWriter(_WriterHost(self), shard_id, overwrite=overwrite)
+        return ShardWriter(_WriterHost(self), shard_id, overwrite=overwrite, attrs=attrs)
 
     def _writer_closed(self, shard_id: str) -> None:
         self._open_writers.discard(shard_id)
@@ -213,7 +219,7 @@ class Store:
         return self._write_group
 
     def _forget_shard(self, shard_id: str) -> None:
-        """Drop what is cached about a shard that is being rewritten."""
+        """Drop what is cached about a shard that was rewritten."""
         for name in self._names:
             self._arrays.pop((shard_id, name), None)
         self._readers.drop(lambda key: key[0] != shard_id)
@@ -221,24 +227,27 @@ class Store:
         self._index = None
         self._dims = None
 
-    def _committed_shapes(self, exclude: str | None = None) -> tuple[str, dict[str, tuple[int, ...]]] | None:
+    def _committed_shapes(
+        self, listing: manifest.Listing | None = None, exclude: str | None = None
+    ) -> tuple[str, dict[str, tuple[int, ...]]] | None:
         """The first committed shard that has arrays (a shard of failed videos only has none) and the
-        per-segment shape of each of its arrays; None while no shard has segments."""
-        for shard_id in sorted(self.committed_shards() - {exclude}):
-            try:
-                return shard_id, {name: self.shard_array(shard_id, name).shape[1:] for name in self._names}
-            except StoreError:
-                continue
+        per-segment shape of each of its arrays, from the commit records; None while no shard has
+        segments."""
+        listing = self._refresh(listing)
+        for shard_id in sorted(set(listing) - {exclude}):
+            shapes = self._manifests[shard_id][2].shapes
+            if shapes:
+                return shard_id, {name: tuple(shapes[name]) for name in self._names if name in shapes}
         return None
 
-    def _check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]]) -> None:
+    def _check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]], listing: manifest.Listing) -> None:
         """Refuse a shard whose per-segment shapes differ from the committed shards'."""
-        found = self._committed_shapes(exclude=shard_id)
+        found = self._committed_shapes(listing, exclude=shard_id)
         if found is None:
             return
         other, stored = found
         for name, shape in shapes.items():
-            if stored[name] != shape:
+            if stored.get(name, shape) != shape:
                 letters = ", ".join(map(str, ARRAYS[name].trailing))
                 raise StoreError(
                     f"shard {shard_id}: {name} rows have shape ({letters}) = {shape} but committed "
@@ -251,15 +260,70 @@ class Store:
         """Ids of the shards whose manifest exists."""
         return manifest.committed_shard_ids(self.location)
 
-    def shard_array(self, shard_id: str, name: str) -> zarr.Array:
-        """One array of a committed shard, for code that needs zarr itself (verify, custom readers)."""
+    def commit_of(self, shard_id: str) -> manifest.Commit:
+        """The commit record of a committed shard: its generation, shapes, data files, attributes."""
+        if shard_id not in self._manifests:
+            self._refresh()
+        if shard_id not in self._manifests:
+            raise StoreError(f"shard {shard_id} is not committed in {self.uri}")
+        return self._manifests[shard_id][2]
+
+    def array_path(self, shard_id: str, name: str) -> str:
+        """Where one array of a committed shard lives, relative to the store root."""
         if name not in self._names:
             raise StoreError(f"store {self.uri} has no {name!r} arrays; it has {', '.join(self._names)}")
+        return shard_path(shard_id, self.commit_of(shard_id).generation, name)
+
+    def missing_files(self, shard_id: str, name: str) -> list[str]:
+        """The data files the commit of a shard wrote for array `name` that are gone or changed size,
+        each with what is wrong; empty when the array is whole."""
+        commit, path = self.commit_of(shard_id), self.array_path(shard_id, name)
+        problems = []
+        for rel, size in sorted(commit.files.get(name, {}).items()):
+            try:
+                found = int(self.location.fs.size(self.location.path(path, rel)))
+            except FileNotFoundError:
+                problems.append(f"{path}/{rel} is missing (the commit wrote {size} bytes)")
+                continue
+            if found != size:
+                problems.append(f"{path}/{rel} is {found} bytes; the commit wrote {size}")
+        return problems
+
+    def _check_files(self, shard_id: str, name: str) -> str:
+        """The array's path, once its data files are known to be there (checked once per generation):
+        a lost file would otherwise read as fill values, zeros, without a word."""
+        path = self.array_path(shard_id, name)
+        key = (shard_id, self.commit_of(shard_id).generation, name)
+        if key not in self._files_checked:
+            problems = self.missing_files(shard_id, name)
+            if problems:
+                raise StoreError(f"shard {shard_id}: {name}: data lost: {'; '.join(problems)}")
+            self._files_checked.add(key)
+        return path
+
+    def shard_array(self, shard_id: str, name: str) -> zarr.Array:
+        """One array of a committed shard, for code that needs zarr itself (verify, custom readers).
+        Only arrays in the encoding this store writes are opened (`layout.check_array_metadata`)."""
         key = (shard_id, name)
         if key not in self._arrays:
-            path = shard_path(shard_id, name)
+            path = self._check_files(shard_id, name)
             try:
-                self._arrays[key] = zarr.open_array(self._read_store, path=path, mode="r")
+                meta = json.loads(self.location.fs.cat_file(self.location.path(path, "zarr.json")))
+            except FileNotFoundError:
+                v2 = self.location.fs.exists(self.location.path(path, ".zarray"))
+                raise StoreError(
+                    f"shard {shard_id}: array {path} is "
+                    + (
+                        "a zarr v2 array, which lvmae never writes; refusing to read it"
+                        if v2
+                        else "missing (no zarr.json)"
+                    )
+                ) from None
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"shard {shard_id}: array {path} is unreadable: {exc}") from None
+            check_array_metadata(meta, f"shard {shard_id}: array {path}")
+            try:
+                self._arrays[key] = zarr.open_array(self._read_store, path=path, mode="r", zarr_format=3)
             except (BaseZarrError, ValueError, OSError) as exc:
                 missing = isinstance(exc, ArrayNotFoundError)
                 raise StoreError(
@@ -272,7 +336,7 @@ class Store:
         (`store.direct`) when they have the encoding this store writes, else through zarr."""
         reader = self._readers.get(
             (shard_id, name),
-            lambda: RowReader.open(self.location, shard_path(shard_id, name), f"shard {shard_id}: {name}"),
+            lambda: RowReader.open(self.location, self._check_files(shard_id, name), f"shard {shard_id}: {name}"),
         )
         if reader is None:
             return np.asarray(self.shard_array(shard_id, name)[start:stop])
@@ -292,16 +356,23 @@ class Store:
         table = self._all_videos()
         return table if status is None else table.filter(pc.equal(table["status"], status))
 
-    def _all_videos(self) -> pa.Table:
-        listing = manifest.committed(self.location)
+    def _refresh(self, listing: manifest.Listing | None = None) -> manifest.Listing:
+        """Bring the cached manifests up to `listing` (default: a fresh listing of manifest/)."""
+        listing = manifest.committed(self.location) if listing is None else listing
         for shard_id in set(self._manifests) - set(listing):
-            del self._manifests[shard_id]
+            self._forget_shard(shard_id)
         for shard_id, signature in listing.items():
             cached = self._manifests.get(shard_id)
             if cached is None or cached[0] != signature:
                 if cached is not None:  # the shard was rewritten since: its files are new ones
                     self._forget_shard(shard_id)
-                self._manifests[shard_id] = (signature, manifest.read(self.location, shard_id))
+                table = manifest.read(self.location, shard_id)
+                commit = manifest.Commit.from_table(table, f"shard {shard_id}")
+                self._manifests[shard_id] = (signature, table, commit)
+        return listing
+
+    def _all_videos(self) -> pa.Table:
+        listing = self._refresh()
         return manifest.concat(self._manifests[shard_id][1] for shard_id in sorted(listing))
 
     def _build_index(self) -> dict[str, list[_Entry]]:
@@ -401,6 +472,20 @@ class Store:
         """Check every committed shard and list orphans; see `store.verify`."""
         return verify(self)
 
+    def garbage(self) -> list[Garbage]:
+        """What no commit names (replaced or uncommitted generations, temp files); see `store.garbage`."""
+        listing = self._refresh()
+        return find_garbage(self.location, {sid: self._manifests[sid][2].generation for sid in listing})
+
+    def collect_garbage(self, *, min_age_s: float = 3600.0) -> tuple[list[Garbage], list[Garbage]]:
+        """Remove the garbage untouched for `min_age_s` seconds (a live writer's generation is fresh);
+        returns (removed, spared as too recent)."""
+        if not self.writable:
+            raise StoreError(
+                f"store {self.uri} was opened read-only (Store.open); open it with Store.create to collect"
+            )
+        return collect(self.location, self.garbage(), min_age_s=min_age_s)
+
     def summary(self) -> StoreSummary:
         """What the store holds: shards, videos ok and failed (with reasons), segments, hours, dims,
         identity; see `store.summary`."""
@@ -416,14 +501,11 @@ class _WriterHost:
         self.location = store.location
         self.identity = store.identity
 
-    def committed_shards(self) -> set[str]:
-        return self._store.committed_shards()
-
     def check_identity_on_storage(self) -> None:
         self._store._check_identity_on_storage()
 
-    def check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]]) -> None:
-        self._store._check_dims(shard_id, shapes)
+    def check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]], listing: manifest.Listing) -> None:
+        self._store._check_dims(shard_id, shapes, listing)
 
     def forget_shard(self, shard_id: str) -> None:
         self._store._forget_shard(shard_id)

@@ -16,8 +16,10 @@ import zarr
 
 from foundation.progress import bar
 from store import manifest
+from store.garbage import find_garbage
 from store.identity import StoreIdentity
-from store.layout import ARRAYS, MANIFEST_DIR, SHARDS_DIR, Location, StoreError, array_names
+from store.layout import ARRAYS, Location, StoreError, array_names
+from store.manifest import Commit
 
 READ_BLOCK_BYTES = 64 << 20
 """Verify reads each array in blocks of about this many bytes, so memory stays bounded."""
@@ -33,6 +35,8 @@ class VerifiedStore(Protocol):
     def uri(self) -> str: ...
 
     def committed_shards(self) -> set[str]: ...
+
+    def commit_of(self, shard_id: str) -> Commit: ...
 
     def shard_array(self, shard_id: str, name: str) -> zarr.Array: ...
 
@@ -75,7 +79,13 @@ def verify(store: VerifiedStore) -> VerifyReport:
     for shard_id in bar(committed, desc="verify", unit="shard"):
         report.problems += _check_shard(store, shard_id, ok_videos, shapes, report)
         report.shards += 1
-    report.orphans = _orphans(store.location, set(committed))
+    generations = {}
+    for shard_id in committed:
+        try:
+            generations[shard_id] = store.commit_of(shard_id).generation
+        except StoreError:
+            continue  # its manifest is reported above; its files are not listed as garbage
+    report.orphans = [str(g) for g in find_garbage(store.location, generations)]
     return report
 
 
@@ -171,30 +181,3 @@ def _check_array(
                 "direct reader (store.direct)"
             )
     return None
-
-
-def _orphans(location: Location, committed: set[str]) -> list[str]:
-    orphans = []
-    for name in location.listdir():
-        if name.endswith(".partial"):
-            orphans.append(f"{name} (zarr temp file of an interrupted write)")
-        elif name not in ("zarr.json", SHARDS_DIR, MANIFEST_DIR):
-            orphans.append(f"{name} (not part of a store)")
-    for name in location.listdir(SHARDS_DIR):
-        if name.endswith(".partial"):
-            orphans.append(f"{SHARDS_DIR}/{name} (zarr temp file of an interrupted write)")
-        elif name != "zarr.json" and name not in committed:
-            orphans.append(
-                f"{SHARDS_DIR}/{name}/ (no manifest: an uncommitted shard; re-running shard {name} replaces it)"
-            )
-    for name in location.listdir(MANIFEST_DIR):
-        if name.startswith(".") and name.endswith(".tmp"):
-            orphans.append(f"{MANIFEST_DIR}/{name} (temp file of a writer that died before its rename)")
-        elif not name.endswith(".parquet"):
-            orphans.append(f"{MANIFEST_DIR}/{name} (not a manifest)")
-    root = location.root.rstrip("/") + "/"
-    for shard_id in sorted(committed):
-        for path in location.fs.find(location.path(SHARDS_DIR, shard_id)):
-            if path.endswith(".partial"):
-                orphans.append(f"{path.removeprefix(root)} (zarr temp file of an interrupted write)")
-    return orphans

@@ -5,6 +5,12 @@ Shape letters as in `store.layout`: `n` segments of a video, `D` embedding width
 A writer holds its shard in memory until the `with` block ends (about 4 KiB a segment at D=512 with a
 3×16×16 token grid), because zarr writes a sharded array efficiently only whole: writing part of a
 zarr shard is a read-modify-write of its file.
+
+A commit writes its arrays into a fresh generation folder (`store.layout`), syncs them to disk (local
+stores), records the files it wrote and puts the manifest in place: that rename is the only commit
+point. Nothing committed is touched before it, so a failed or killed overwrite leaves the previous
+shard readable, and two writers of one shard each commit a whole shard of their own (the later
+rename wins) or, without `overwrite`, the second is refused.
 """
 
 from __future__ import annotations
@@ -15,9 +21,20 @@ from typing import Any, Protocol
 import numpy as np
 import zarr
 
+from foundation.files import fsync_dir, fsync_file, fsync_tree
 from store import manifest
 from store.identity import StoreIdentity
-from store.layout import ARRAYS, Location, StoreError, array_encoding, array_names, check_shard_id, shard_path
+from store.layout import (
+    ARRAYS,
+    SHARDS_DIR,
+    Location,
+    StoreError,
+    array_encoding,
+    array_names,
+    check_shard_id,
+    new_generation,
+    shard_path,
+)
 
 
 class ShardHost(Protocol):
@@ -26,16 +43,14 @@ class ShardHost(Protocol):
     location: Location
     identity: StoreIdentity
 
-    def committed_shards(self) -> set[str]: ...
-
     def check_identity_on_storage(self) -> None:
         """Raise StoreError unless the store's root still holds this writer's identity."""
 
-    def check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]]) -> None:
-        """Raise StoreError when per-segment shapes differ from the committed shards'."""
+    def check_dims(self, shard_id: str, shapes: dict[str, tuple[int, ...]], listing: manifest.Listing) -> None:
+        """Raise StoreError when per-segment shapes differ from the committed shards' (of `listing`)."""
 
     def forget_shard(self, shard_id: str) -> None:
-        """Drop what readers cached about a shard that is about to be rewritten."""
+        """Drop what readers cached about a shard that has just been rewritten."""
 
     def group(self) -> zarr.Group:
         """The store's root group, writable."""
@@ -77,11 +92,13 @@ class ShardWriter:
     """The only writer of one shard. Use as a context manager (from `Store.shard_writer`): leaving the
     block normally commits, leaving it by an exception commits nothing."""
 
-    def __init__(self, store: ShardHost, shard_id: str, *, overwrite: bool = False):
+    def __init__(self, store: ShardHost, shard_id: str, *, overwrite: bool = False, attrs: Mapping | None = None):
         self.store = store
         self.shard_id = check_shard_id(shard_id)
         self.overwrite = overwrite
+        self.attrs = dict(attrs or {})  # JSON data kept in the commit record (e.g. what the shard came from)
         self.committed = False
+        self.generation: str | None = None  # of the commit, once made
         self._names = array_names(store.identity.has_tokenizer)
         self._parts: dict[str, list[np.ndarray]] = {name: [] for name in self._names}
         self._rows: list[dict[str, Any]] = []
@@ -162,14 +179,16 @@ class ShardWriter:
         arrays = {}
         for name in self._names:
             trailing = self._dims.get(name, ARRAYS[name].template)
-            arrays[name] = arr = _array(given[name], name, video_id, (n, *trailing))
-            self._dims.setdefault(name, arr.shape[1:])
+            arrays[name] = _array(given[name], name, video_id, (n, *trailing))
         if arrays.get("codes") is not None and arrays["codes"].shape != arrays["scores"].shape:
             raise StoreError(
                 f"video {video_id!r}: codes {arrays['codes'].shape} and scores "
                 f"{arrays['scores'].shape} must have the same (n, t, h, w) shape"
             )
+        # Only now, with every array checked, is the video taken: a refused video (the caller may record
+        # it with add_failed) leaves the writer as it was.
         for name, arr in arrays.items():
+            self._dims.setdefault(name, arr.shape[1:])
             self._parts[name].append(arr)
         self._rows.append(
             {
@@ -182,13 +201,25 @@ class ShardWriter:
                 "row_start": self._n,
                 "status": "ok",
                 "error": None,
+                "error_kind": None,
             }
         )
         self._extras.append(extra)
         self._n += n
 
-    def add_failed(self, *, video_id: str, uri: str, error: str, extra: Mapping[str, Any] | None = None) -> None:
-        """Record a video that produced no segments, with the reason."""
+    def add_failed(
+        self,
+        *,
+        video_id: str,
+        uri: str,
+        error: str,
+        kind: str = "permanent",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a video that produced no segments, with the reason and its kind: "permanent" (trying
+        again gives the same) or "transient" (I/O, a missing file, memory, a timeout: worth retrying)."""
+        if kind not in manifest.ERROR_KINDS:
+            raise StoreError(f"video {video_id!r}: failure kind {kind!r} is not one of {manifest.ERROR_KINDS}")
         extra = self._check_video(video_id, extra)
         self._rows.append(
             {
@@ -201,6 +232,7 @@ class ShardWriter:
                 "row_start": self._n,
                 "status": "failed",
                 "error": str(error),
+                "error_kind": kind,
             }
         )
         self._extras.append(extra)
@@ -208,28 +240,54 @@ class ShardWriter:
     # ---------------------------------------------------------------------------------------------
 
     def _commit(self) -> None:
-        """Data first, manifest last; every check that can refuse runs before anything is changed."""
+        """Data first, manifest last; every check that can refuse runs before anything is written."""
         store, sid = self.store, self.shard_id
+        listing = manifest.committed(store.location)  # the one listing of manifest/ a commit makes
         # Re-read the root identity: another job may have created or replaced the store since this
         # writer opened it, and a shard must never land under an identity it was not made with.
         store.check_identity_on_storage()
-        if self._n:
-            store.check_dims(sid, {name: parts[0].shape[1:] for name, parts in self._parts.items()})
+        shapes = {name: parts[0].shape[1:] for name, parts in self._parts.items()} if self._n else {}
+        if shapes:
+            store.check_dims(sid, shapes, listing)
         table = manifest.build_table(sid, self._rows, self._extras)
-        if sid in store.committed_shards():
-            if not self.overwrite:
-                raise StoreError(
-                    f"shard {sid} was committed by another writer while this one ran; one writer per shard"
-                )
-            manifest.remove(store.location, sid)  # from here on the shard does not exist for readers
+        if sid in listing and not self.overwrite:
+            raise StoreError(f"shard {sid} is already committed; pass overwrite=True to replace it")
+        generation = new_generation()
+        commit = manifest.Commit(generation, {name: list(s) for name, s in shapes.items()}, attrs=self.attrs)
+        try:
+            self._write_arrays(generation, commit)
+            manifest.write(store.location, sid, table, commit, replace=self.overwrite)
+        except OSError as exc:  # a full disk, a lost mount: nothing committed changed
+            raise StoreError(
+                f"shard {sid}: the commit failed ({exc}); what the store had committed is unchanged, and the "
+                f"half-written generation {generation} is garbage that `lvmae store gc` removes"
+            ) from None
         store.forget_shard(sid)
-        group = store.group()
-        # overwrite=True clears whatever an earlier run that died before its manifest left here.
-        group.create_group(shard_path(sid), overwrite=True)
-        if self._n:
-            for name, parts in self._parts.items():
-                data = np.concatenate(parts)
-                group.create_array(shard_path(sid, name), data=data, **array_encoding(data.shape, data.dtype))
-                self._parts[name] = []  # frees the parts early: peak memory is one array's copy
-        manifest.write(store.location, sid, table)
-        self.committed = True
+        self.committed, self.generation = True, generation
+
+    def _write_arrays(self, generation: str, commit: manifest.Commit) -> None:
+        location = self.store.location
+        group = self.store.group()
+        group.create_group(shard_path(self.shard_id, generation))
+        for name, parts in self._parts.items():
+            if not parts:
+                continue
+            data = np.concatenate(parts)
+            path = shard_path(self.shard_id, generation, name)
+            group.create_array(path, data=data, **array_encoding(data.shape, data.dtype))
+            self._parts[name] = []  # frees the parts early: peak memory is one array's copy
+            commit.files[name] = _files_below(location, path)
+        if location.is_local:
+            # zarr writes through temp files and renames but never fsyncs: make the generation durable
+            # before a manifest can name it.
+            fsync_tree(location.path(shard_path(self.shard_id, generation)))
+            for group_meta in (shard_path(self.shard_id, name="zarr.json"), f"{SHARDS_DIR}/zarr.json"):
+                fsync_file(location.path(group_meta))  # the groups zarr made on the way, if it made them
+            fsync_dir(location.path(SHARDS_DIR))
+
+
+def _files_below(location: Location, path: str) -> dict[str, int]:
+    """Every file under the array at `path` (relative to it) with its size: what a reader checks."""
+    root = location.path(path)
+    found = location.fs.find(root, detail=True)
+    return {name[len(root) + 1 :]: int(info["size"]) for name, info in found.items() if info.get("type") != "directory"}

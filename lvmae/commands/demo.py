@@ -2,12 +2,19 @@
 
 Each stage records what it produced in `<out>/stages/<name>.json` together with a key of what it
 depended on; a re-run skips a stage whose key is unchanged, so only new or changed stages run.
+
+The demo deletes only folders it made: `<out>/.lvmae-demo` names them (`store`, `pretrain`), and a
+stage finding a stale one of those replaces it. A folder in the way that it did not make is an error,
+unless it is exactly what the stage would resume (a store with the demo's identity, a pretrain run
+with the demo's stamp for these settings): a folder an earlier version of the demo made, before the
+marker, which is adopted, never deleted on adoption.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +22,7 @@ from pathlib import Path
 from foundation.files import atomic_write_json, atomic_write_text
 from foundation.progress import Summary, human_seconds
 from foundation.schema import Config, CorpusSpec
-from lvmae.commands.command import Command
+from lvmae.commands.command import Command, CommandFailed
 
 
 @dataclass
@@ -43,6 +50,59 @@ class Demo:
 
     def result(self, stage: str) -> dict:
         return json.loads(self.record(stage).read_text())["result"]
+
+
+# ---- the demo's folders -------------------------------------------------------------------------
+
+MARKER = ".lvmae-demo"
+"""The file in the output folder naming the folders the demo made there, one a line: the only ones it
+ever deletes."""
+
+_MARKER_HEADER = "# Folders `lvmae demo` made here; it may delete and remake these, and never touches others.\n"
+
+
+def made_by_demo(out: Path) -> set[str]:
+    """The names of the folders of `out` that the demo made (its marker's lines)."""
+    marker = out / MARKER
+    if not marker.is_file():
+        return set()
+    return {ln.strip() for ln in marker.read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+
+
+def plan_folder(folder: Path, *, current: bool, what: str) -> str:
+    """What the demo may do with `folder`, one it writes in its output folder; `current` says whether
+    the folder holds what the stage would resume, `what` names that for the error. Deletes nothing.
+
+    - "create": absent or empty; make it;
+    - "keep": the demo made it and it is current; resume it;
+    - "replace": the demo made it and it is stale; delete it and make it anew;
+    - "adopt": not marked, but current: an earlier version of the demo made it; mark it and resume it.
+
+    Anything else there is a CommandFailed naming the folder: the demo never deletes what it did not make.
+    """
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return "create"
+    if folder.is_dir() and folder.name in made_by_demo(folder.parent):
+        return "keep" if current else "replace"
+    if folder.is_dir() and current:
+        return "adopt"
+    raise CommandFailed(
+        f"{folder} is in the way: lvmae demo did not make it (it is not named in {folder.parent / MARKER}) "
+        f"and it is not {what}; choose another --out, or remove {folder} yourself"
+    )
+
+
+def claim_folder(folder: Path, *, current: bool, what: str) -> str:
+    """Act on `plan_folder`: delete a stale folder the demo made, and mark the folder as the demo's
+    before anything is written into it. Returns the plan."""
+    plan = plan_folder(folder, current=current, what=what)
+    if plan == "replace":
+        shutil.rmtree(folder)
+    if plan != "keep":
+        names = made_by_demo(folder.parent) | {folder.name}
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder.parent / MARKER, _MARKER_HEADER + "".join(f"{n}\n" for n in sorted(names)))
+    return plan
 
 
 # ---- stages ------------------------------------------------------------------------------------
@@ -145,22 +205,18 @@ def _extract_key(d: Demo) -> dict:
 
 
 def _extract_run(d: Demo) -> dict:
-    import shutil
-
     from extract.runner import run_extract, store_identity
     from lvmae.commands.extract import models_of
     from store import Store, StoreError
 
     models = models_of(d.cfg)
-    if d.store_dir.exists():
-        # The demo owns this store: one made with other models or segments is replaced, while one
-        # with the same identity (an interrupted run) is resumed.
-        try:
-            stale = Store.open(str(d.store_dir)).identity != store_identity(models)
-        except StoreError:
-            stale = True
-        if stale:
-            shutil.rmtree(d.store_dir)
+    # A store of the demo's made with other models or segments is replaced, while one with the same
+    # identity (an interrupted run) is resumed.
+    try:
+        current = Store.open(str(d.store_dir)).identity == store_identity(models)
+    except StoreError:  # absent, or not a store
+        current = False
+    claim_folder(d.store_dir, current=current, what="an lvmae store with the demo's identity")
     report = run_extract(
         d.cfg.extract, models, d.cfg.ray, inputs=d.corpus_dir / "videos.parquet", store_uri=str(d.store_dir)
     )
@@ -191,8 +247,6 @@ def _pretrain_key(d: Demo) -> dict:
 
 
 def _pretrain_run(d: Demo) -> dict:
-    import shutil
-
     from pretrain.checkpoint import load_pretrained
     from pretrain.evaluate import reconstruction_mse
     from pretrain.train import train
@@ -200,11 +254,11 @@ def _pretrain_run(d: Demo) -> dict:
 
     cfg = _pretrain_config(d)
     out = cfg.pretrain.checkpoint_dir
-    # An interrupted run with the same settings and store is resumed; anything else there is replaced.
+    # An interrupted run with the same settings and store is resumed; a stale run of the demo's is replaced.
     stamp = out / "demo-key.json"
     key = json.dumps(_pretrain_key(d), sort_keys=True, default=str)
-    if out.exists() and not (stamp.is_file() and stamp.read_text() == key):
-        shutil.rmtree(out)
+    current = stamp.is_file() and stamp.read_text() == key
+    claim_folder(out, current=current, what="a demo pretrain run with these settings (its demo-key.json)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, key)
     result = train(cfg.pretrain, store_uri=str(d.store_dir), out_dir=out, resume=(out / "checkpoint.pt").exists())

@@ -20,6 +20,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in the output folder from its last checkpoint, exactly as if it had not stopped",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even though the checkpoint was trained on another store (another identity "
+        "or other training videos); warns, since the run is then no longer the one that was started",
+    )
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
@@ -32,9 +38,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     if p.trainer == "ray":
         from pretrain.ray_runner import run
 
-        result = run(p, cfg.ray, store_uri=store_uri, out_dir=out, resume=args.resume)
+        result = run(p, cfg.ray, store_uri=store_uri, out_dir=out, resume=args.resume, force=args.force)
     else:
-        result = train(p, store_uri=store_uri, out_dir=out, resume=args.resume)
+        result = train(p, store_uri=store_uri, out_dir=out, resume=args.resume, force=args.force)
     summary = Summary(f"pretrain {result.out_dir}")
     summary.started -= result.wall_s  # the wall time shown is the run's
     summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)

@@ -67,6 +67,37 @@ def _verify(args: argparse.Namespace, cfg: Config | None) -> int:
     return 0
 
 
+def _gc(args: argparse.Namespace, cfg: Config | None) -> int:
+    from store import Store
+
+    uri = args.store if args.store is not None else str(cfg.paths.store)  # type: ignore[union-attr]
+    store = Store.create(uri, Store.open(uri).identity)  # writable, with the identity it already has
+    garbage = store.garbage()
+    summary = Summary(f"gc {store.uri}{' (dry run)' if args.dry_run else ''}")
+    removed, spared = ([], garbage) if args.dry_run else store.collect_garbage(min_age_s=args.min_age)
+    summary.add("garbage found", len(garbage)).add("removed", len(removed))
+    summary.add("would remove" if args.dry_run else f"spared (changed in the last {args.min_age:g} s)", len(spared))
+    for item in removed:
+        summary.note(f"removed: {item}")
+    for item in spared:
+        summary.note(f"{'garbage' if args.dry_run else 'spared'}: {item}")
+    summary.print()
+    return 0
+
+
+def _gc_arguments(parser: argparse.ArgumentParser) -> None:
+    _arguments(parser)
+    parser.add_argument(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="remove only what has not changed for this long: a writer still at work has a fresh, not yet "
+        "committed generation (default 3600)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list the garbage, remove nothing")
+
+
 def _needs_config(args: argparse.Namespace) -> bool:
     return args.store is None  # a store named on the command line needs no config file
 
@@ -89,11 +120,21 @@ COMMAND = Command(
         "verify": Action(
             "read every committed shard; exit 1 on any problem",
             "Read every chunk of every committed shard and check its arrays against its manifest. "
-            "Problems name their shard and make the exit status 1. Orphans (what writers that died "
-            "before committing left behind) are listed; readers never see them and re-running their "
-            "shard replaces them, so they are not problems.",
+            "Problems name their shard (and array) and make the exit status 1; a data file the commit "
+            "wrote that is gone is one. Orphans (generations an overwrite replaced, what writers that died "
+            "or lost a race left behind) are listed; readers never see them, so they are not problems: "
+            "`lvmae store gc` removes them.",
             _verify,
             _arguments,
+            config=_needs_config,
+        ),
+        "gc": Action(
+            "remove what no commit names: replaced generations, dead writers' leftovers",
+            "Remove the store's garbage, what `verify` lists as orphans: generations an overwrite replaced, "
+            "the arrays and temp files of writers that died or lost a race, foreign files. Readers never "
+            "see any of it. What changed recently is spared (see --min-age).",
+            _gc,
+            _gc_arguments,
             config=_needs_config,
         ),
     },

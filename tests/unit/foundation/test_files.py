@@ -14,7 +14,7 @@ def test_atomic_write_replaces_whole_files_and_syncs(tmp_path, monkeypatch):
     atomic_write_text(path, "one")
     atomic_write_text(path, "two")
     assert path.read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
-    assert len(synced) == 4  # the file and its folder, at each write
+    assert len(synced) == 6  # the file, and its folder before and after the rename, at each write
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):

@@ -136,3 +136,45 @@ def test_metrics_rows_are_json_lines(tmp_path, store_uri):
 def test_a_torn_last_metrics_line_is_dropped(tmp_path):
     (tmp_path / METRICS).write_text('{"step": 0, "loss": 1.0}\n{"step": 1, "loss": 0.9}\n{"step": 2, "lo')
     assert [r["step"] for r in read_metrics(tmp_path)] == [0, 1]
+
+
+def test_resume_on_another_store_is_refused_unless_forced(tmp_path, store_uri, caplog):
+    grown = str(tmp_path / "grown")  # same identity, one more video
+    write_procedure_store(grown, videos=9, segments=(30, 200), tokenizer=True)
+    plain = str(tmp_path / "plain")  # same videos, another identity (no tokenizer)
+    write_procedure_store(plain, videos=8, segments=(30, 200), tokenizer=False)
+    out = tmp_path / "run"
+    train(config("pretrain.steps=10"), store_uri=store_uri, out_dir=out)
+    state = load_state(out / CHECKPOINT)
+    assert {"uri", "identity", "train_fingerprint", "train_videos", "train_segments"} <= set(state["store"])
+
+    more = config("pretrain.steps=12")
+    with pytest.raises(PretrainError, match="another identity \\(differs in tokenizer") as e:
+        train(more, store_uri=plain, out_dir=out, resume=True)
+    assert store_uri in str(e.value) and plain in str(e.value) and "--force" in str(e.value)
+    with pytest.raises(PretrainError, match="other training videos") as e:
+        train(more, store_uri=grown, out_dir=out, resume=True)
+    assert store_uri in str(e.value) and grown in str(e.value)
+    assert load_state(out / CHECKPOINT)["step"] == 10  # nothing was touched
+
+    # A changed val_fraction is a changed setting, not another store.
+    assert train(
+        config("pretrain.steps=10", "pretrain.val_fraction=0.5"), store_uri=store_uri, out_dir=out, resume=True
+    )
+
+    with caplog.at_level("WARNING", logger="lvmae.pretrain"):
+        result = train(more, store_uri=grown, out_dir=out, resume=True, force=True)
+    assert result.resumed_from == 10 and result.steps == 12
+    assert "resuming anyway (--force)" in caplog.text and grown in caplog.text
+    assert load_state(out / CHECKPOINT)["store"]["uri"] == load_state(out / MODEL)["store"]["uri"] != store_uri
+
+
+def test_an_old_checkpoint_without_a_fingerprint_is_checked_on_identity_only(tmp_path, store_uri):
+    grown = str(tmp_path / "grown")
+    write_procedure_store(grown, videos=9, segments=(30, 200), tokenizer=True)
+    out = tmp_path / "run"
+    train(config("pretrain.steps=10"), store_uri=store_uri, out_dir=out)
+    state = load_state(out / CHECKPOINT)
+    state["store"] = {k: state["store"][k] for k in ("uri", "identity")}  # as saved before fingerprints
+    save_state(state, out / CHECKPOINT)
+    assert train(config("pretrain.steps=11"), store_uri=grown, out_dir=out, resume=True).resumed_from == 10

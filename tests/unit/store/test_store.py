@@ -2,6 +2,7 @@ import multiprocessing
 import os
 import signal
 import uuid
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import zarr
 
 from lvmae import cli
-from store import SCHEMA_VERSION, Store, StoreError, StoreIdentity, direct, layout
+from store import SCHEMA_VERSION, Store, StoreError, StoreIdentity, direct, layout, manifest
 
 D = 8
 GRID = (2, 3, 3)
@@ -93,6 +94,22 @@ def uri(request, tmp_path):
 SHARDS = {"000001": {"v1": (300, 1), "v2": (17, 2)}, "000002": {"v3": (600, 3)}}
 
 
+def array_dir(root, shard_id: str, name: str) -> Path:
+    """The folder of one array of a committed shard (in the generation its manifest names)."""
+    return Path(root) / Store.open(root).array_path(shard_id, name)
+
+
+def _record_files(root, shard_id: str, name: str) -> None:
+    """Rewrite a shard's commit record with the files its array `name` has now (for tests that replace
+    an array's files on purpose)."""
+    path = Path(root) / "manifest" / f"{shard_id}.parquet"
+    table = pq.read_table(path)
+    commit = manifest.Commit.from_table(table, shard_id)
+    folder = array_dir(root, shard_id, name)
+    commit.files[name] = {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    pq.write_table(table.replace_schema_metadata({manifest.COMMIT_KEY: commit.to_bytes()}), path)
+
+
 def test_round_trip_of_every_array_and_the_manifest(uri, small_chunks):
     store = Store.create(uri, identity())
     write_shard(store, "000001", SHARDS["000001"], failed=["broken"])
@@ -105,7 +122,7 @@ def test_round_trip_of_every_array_and_the_manifest(uri, small_chunks):
         for video_id, (n, seed) in videos.items():
             assert_video_equal(reader, video_id, n, seed)
     table = reader.videos()
-    assert table.column_names[:9] == [
+    assert table.column_names[:10] == [
         "video_id",
         "uri",
         "duration",
@@ -115,6 +132,7 @@ def test_round_trip_of_every_array_and_the_manifest(uri, small_chunks):
         "row_start",
         "status",
         "error",
+        "error_kind",
     ]
     rows = {row["video_id"]: row for row in table.to_pylist()}
     assert rows["v2"] == {
@@ -127,9 +145,11 @@ def test_round_trip_of_every_array_and_the_manifest(uri, small_chunks):
         "row_start": 300,
         "status": "ok",
         "error": None,
+        "error_kind": None,
         "label": "class-2",
     }
     assert rows["broken"]["status"] == "failed" and rows["broken"]["error"] == "moov atom not found"
+    assert rows["broken"]["error_kind"] == "permanent"
     assert rows["broken"]["n_segments"] == 0 and rows["broken"]["label"] == "unknown"
     assert reader.dims().emb == D and reader.dims().token_grid == GRID
     report = reader.verify()
@@ -141,7 +161,9 @@ def test_store_without_tokenizer_has_no_token_arrays(tmp_path):
     write_shard(store, "a", {"v": (5, 0)})
     got = Store.open(tmp_path / "s").sequence("v")
     assert got.codes is None and got.scores is None and got.emb.shape == (5, D)
-    assert not (tmp_path / "s" / "shards" / "a" / "codes").exists()
+    assert not list((tmp_path / "s" / "shards" / "a").glob("*/codes")) and list(
+        (tmp_path / "s" / "shards" / "a").glob("*/emb")
+    )
     with pytest.raises(StoreError, match="codes given, but the store's identity has no tokenizer"):
         with store.shard_writer("b") as w:
             w.add_video(video_id="x", uri="x", duration=2, fps=8, **video(2, 0, tokenizer=True))
@@ -171,7 +193,7 @@ def test_a_window_reads_only_the_chunks_it_needs(tmp_path, small_chunks, monkeyp
     monkeypatch.setattr(direct._Shard, "fetch", lambda self, a, b: read.append(b - a) or fetch(self, a, b))
     reader = Store.open(tmp_path / "s")
     reader.sequence("long", 300, 310, arrays=["emb"])
-    emb_file = (tmp_path / "s" / "shards" / "000001" / "emb" / "c" / "0" / "0").stat().st_size
+    emb_file = (array_dir(tmp_path / "s", "000001", "emb") / "c" / "0" / "0").stat().st_size
     # The shard index, then one chunk of 256 rows: far less than the file's 16 chunks.
     assert len(read) == 2 and 0 < sum(read) < emb_file / 8
 
@@ -198,7 +220,7 @@ def test_direct_reads_equal_zarr_reads_at_every_chunk_edge(uri, small_chunks):
             w.add_video(video_id=video_id, uri=video_id, duration=2.0 * n, fps=8.0, **still_video(n, seed))
     reader = Store.open(uri)
     for name in layout.ARRAYS:  # every array is read directly, none falls back to zarr
-        assert direct.RowReader.open(reader.location, layout.shard_path("000001", name), name) is not None
+        assert direct.RowReader.open(reader.location, reader.array_path("000001", name), name) is not None
     windows = [(0, 1300), (0, 0), (255, 257), (256, 768), (300, 301), (511, 1030), (1299, 1300), (17, 1283)]
     for start, stop in windows:
         for name in layout.ARRAYS:
@@ -222,12 +244,12 @@ def _flip_byte(path, at):
 def test_a_corrupted_chunk_fails_the_read_naming_shard_array_and_chunk(tmp_path, small_chunks):
     store = Store.create(tmp_path / "s", identity())
     write_shard(store, "000002", {"v": (1000, 2)})
-    _flip_byte(tmp_path / "s" / "shards" / "000002" / "emb" / "c" / "0" / "0", 100)  # in the first chunk
+    _flip_byte(array_dir(tmp_path / "s", "000002", "emb") / "c" / "0" / "0", 100)  # in the first chunk
     reader = Store.open(tmp_path / "s")
     assert reader.sequence("v", 256, 1000).emb.shape == (744, D)  # other chunks still read
     with pytest.raises(
         StoreError,
-        match="shard 000002: emb: chunk 0 \\(rows 0-255\\) of .*000002/emb/c/0/0 "
+        match="shard 000002: emb: chunk 0 \\(rows 0-255\\) of .*000002/g[0-9a-f-]+/emb/c/0/0 "
         "fails its crc32c checksum \\(corrupted\\)",
     ):
         reader.sequence("v", 10, 20)
@@ -236,27 +258,25 @@ def test_a_corrupted_chunk_fails_the_read_naming_shard_array_and_chunk(tmp_path,
 def test_a_truncated_shard_file_is_a_clear_error(tmp_path, small_chunks):
     store = Store.create(tmp_path / "s", identity())
     write_shard(store, "000002", {"v": (1000, 2)})
-    path = tmp_path / "s" / "shards" / "000002" / "span" / "c" / "0" / "0"
+    path = array_dir(tmp_path / "s", "000002", "span") / "c" / "0" / "0"
     path.write_bytes(path.read_bytes()[:10])
-    with pytest.raises(StoreError, match="shard 000002: span: zarr shard file .* is 10 bytes, shorter than"):
+    # The commit record knows the file's size: the read fails before any chunk is decoded.
+    with pytest.raises(StoreError, match="shard 000002: span: data lost: .*/span/c/0/0 is 10 bytes; the commit wrote"):
         Store.open(tmp_path / "s").sequence("v")
 
 
 def test_arrays_in_another_encoding_are_read_through_zarr(tmp_path):
     store = Store.create(tmp_path / "s", identity(tokenizer=False))
     write_shard(store, "000001", {"v": (40, 1)})
-    # Rewrite emb unsharded, in chunks of 7 rows, zstd: not the encoding store.direct reads.
+    # Rewrite emb unsharded, in chunks of 7 rows (codecs the store writes, but not the layout store.direct
+    # reads), and record the files it now has, as the commit would have.
     emb = np.asarray(store.shard_array("000001", "emb")[:])
+    path = Store.open(tmp_path / "s").array_path("000001", "emb")
     group = zarr.open_group(str(tmp_path / "s"), mode="r+")
-    group.create_array(
-        layout.shard_path("000001", "emb"),
-        data=emb,
-        chunks=(7, D),
-        overwrite=True,
-        compressors=[zarr.codecs.ZstdCodec(level=1)],
-    )
+    group.create_array(path, data=emb, chunks=(7, D), overwrite=True, compressors=[zarr.codecs.BloscCodec()])
+    _record_files(tmp_path / "s", "000001", "emb")
     reader = Store.open(tmp_path / "s")
-    assert direct.RowReader.open(reader.location, layout.shard_path("000001", "emb"), "emb") is None
+    assert direct.RowReader.open(reader.location, reader.array_path("000001", "emb"), "emb") is None
     np.testing.assert_array_equal(reader.sequence("v", 3, 30).emb, emb[3:30])
 
 
@@ -316,9 +336,17 @@ def _write_and_die_before_the_manifest_rename(root):
     def die(*args, **kwargs):  # the process is killed just before the rename that would commit the shard
         os.kill(os.getpid(), signal.SIGKILL)
 
-    # In this forked child only. zarr never fsyncs, so the first fsync is the manifest temp file's, right
-    # before its rename (foundation.files.atomic_write).
-    os.fsync = die
+    # In this forked child only: once the arrays are written (zarr renames its own temp files), the next
+    # rename is the manifest's, the commit (foundation.files.atomic_write).
+    from store.writer import ShardWriter
+
+    write_arrays = ShardWriter._write_arrays
+
+    def then_die_at_the_rename(self, *args):
+        write_arrays(self, *args)
+        os.replace = os.link = die
+
+    ShardWriter._write_arrays = then_die_at_the_rename
     write_shard(store, "000001", {"v1": (50, 1)})
 
 
@@ -328,7 +356,7 @@ def test_writer_killed_between_data_and_manifest_leaves_nothing_visible(tmp_path
     child.start()
     child.join(60)
     assert child.exitcode == -signal.SIGKILL
-    assert (tmp_path / "s" / "shards" / "000001" / "emb" / "zarr.json").exists()  # the data was written
+    assert list((tmp_path / "s" / "shards" / "000001").glob("*/emb/zarr.json"))  # the data was written
 
     store = Store.open(root)
     assert store.committed_shards() == set() and store.videos().num_rows == 0
@@ -344,7 +372,13 @@ def test_writer_killed_between_data_and_manifest_leaves_nothing_visible(tmp_path
     assert store.committed_shards() == {"000001"}
     assert_video_equal(store, "v1", 50, 1)
     report = store.verify()
+    assert report.ok  # the dead writer's generation and temp file are garbage, not problems
+    assert len(report.orphans) == 2 and any("a generation no manifest names" in o for o in report.orphans)
+    removed, spared = Store.create(root, identity()).collect_garbage(min_age_s=0)
+    assert len(removed) == 2 and not spared
+    report = store.verify()
     assert report.ok and not report.orphans
+    assert_video_equal(store, "v1", 50, 1)
 
 
 def test_an_exception_inside_the_block_commits_nothing(tmp_path):
@@ -512,7 +546,7 @@ def test_a_corrupted_chunk_makes_store_verify_fail_naming_the_shard(tmp_path, ca
     assert cli.main(["store", "verify", str(tmp_path / "s")]) == 0
     capsys.readouterr()
 
-    chunk_file = tmp_path / "s" / "shards" / "000002" / "emb" / "c" / "0" / "0"
+    chunk_file = array_dir(tmp_path / "s", "000002", "emb") / "c" / "0" / "0"
     data = bytearray(chunk_file.read_bytes())
     data[len(data) // 3] ^= 0xFF  # inside the chunk's bytes, before the shard index at the end
     chunk_file.write_bytes(bytes(data))
@@ -546,7 +580,7 @@ def test_verify_lists_foreign_files_as_orphans_without_failing(tmp_path):
     assert report.ok
     assert report.orphans == [
         "notes.txt (not part of a store)",
-        "shards/000007/ (no manifest: an uncommitted shard; re-running shard 000007 replaces it)",
+        "shards/000007/ (no manifest: a shard never committed)",
     ]
 
 

@@ -1,0 +1,57 @@
+import pytest
+
+from lvmae.commands.command import CommandFailed
+from lvmae.commands.demo import MARKER, claim_folder, made_by_demo, plan_folder
+
+STORE = "an lvmae store with the demo's identity"
+
+
+def test_a_foreign_folder_in_the_way_is_left_alone_and_reported(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "mine.txt").write_text("precious")
+    with pytest.raises(CommandFailed, match="choose another --out") as e:
+        claim_folder(store, current=False, what=STORE)
+    assert str(store) in str(e.value) and STORE in str(e.value)
+    assert (store / "mine.txt").read_text() == "precious"
+    assert made_by_demo(tmp_path) == set() and not (tmp_path / MARKER).exists()
+
+
+def test_a_file_in_the_way_is_reported(tmp_path):
+    (tmp_path / "pretrain").write_text("not a folder")
+    with pytest.raises(CommandFailed, match="pretrain is in the way"):
+        plan_folder(tmp_path / "pretrain", current=False, what="a demo pretrain run")
+    assert (tmp_path / "pretrain").read_text() == "not a folder"
+
+
+def test_folders_the_demo_made_are_marked_and_only_they_are_replaced(tmp_path):
+    store = tmp_path / "store"
+    assert claim_folder(store, current=False, what=STORE) == "create"
+    assert made_by_demo(tmp_path) == {"store"}
+    store.mkdir()
+    (store / "zarr.json").write_text("{}")
+    assert claim_folder(store, current=True, what=STORE) == "keep"
+    assert (store / "zarr.json").exists()
+    assert claim_folder(store, current=False, what=STORE) == "replace"
+    assert not store.exists()  # deleted; the stage makes it anew
+    assert made_by_demo(tmp_path) == {"store"}
+
+    assert claim_folder(tmp_path / "pretrain", current=False, what="a run") == "create"
+    assert made_by_demo(tmp_path) == {"store", "pretrain"}  # one marker names both
+
+
+def test_an_empty_folder_is_used(tmp_path):
+    (tmp_path / "store").mkdir()
+    assert claim_folder(tmp_path / "store", current=False, what=STORE) == "create"
+    assert made_by_demo(tmp_path) == {"store"}
+
+
+def test_an_unmarked_folder_the_stage_would_resume_is_adopted_not_deleted(tmp_path):
+    # What an earlier version of the demo left: a store with the demo's identity, no marker.
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "zarr.json").write_text("{}")
+    assert claim_folder(store, current=True, what=STORE) == "adopt"
+    assert (store / "zarr.json").exists() and made_by_demo(tmp_path) == {"store"}
+    # From now on it is the demo's: a later stale one is replaced.
+    assert plan_folder(store, current=False, what=STORE) == "replace"
