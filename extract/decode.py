@@ -7,16 +7,31 @@ frame, so a three-hour video costs the memory of the frames asked for. Times are
 times in seconds from the stream's start; "the frame at time t" is the one on screen at t, the
 last frame whose timestamp is <= t, which is right for variable frame rate too. Rotation
 metadata (a display matrix) is applied, so frames come out upright.
+
+What one input may cost is bounded by `DecodeLimits` (from `extract.*` settings): only regular
+local files and URIs of the accepted schemes are opened (a FIFO or a device would block the
+worker), network inputs open and read under timeouts, a video's decoding has a wall-time budget,
+and frames too large or too elongated are refused before they are converted.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import stat
+import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
+
+if TYPE_CHECKING:
+    from foundation.schema import ExtractConfig
 
 
 class VideoError(RuntimeError):
@@ -33,6 +48,33 @@ class VideoError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class DecodeLimits:
+    """What opening and decoding one input may cost. The defaults accept local files only, bound
+    network waits and nothing else; `from_config` takes the `extract.*` settings."""
+
+    schemes: tuple[str, ...] = ()  # URI schemes accepted besides local files (http, https, ...)
+    open_timeout_s: float | None = 30.0  # a network input's open (connect, headers, probing)
+    read_timeout_s: float | None = 30.0  # a network input's longest stall while reading
+    video_timeout_s: float | None = None  # wall time of one video's decoding, from its open
+    max_pixels: int | None = None  # width * height of a frame
+    max_aspect: float | None = None  # long side / short side of a frame
+    threads: int = 0  # decoder threads (0: FFmpeg's choice, one per core)
+
+    @classmethod
+    def from_config(cls, ex: ExtractConfig) -> DecodeLimits:
+        return cls(
+            schemes=tuple(ex.schemes),
+            open_timeout_s=ex.open_timeout_s,
+            read_timeout_s=ex.read_timeout_s,
+            video_timeout_s=ex.video_timeout_s,
+            max_pixels=ex.max_pixels,
+            max_aspect=ex.max_aspect,
+            # A decode task reserves decode_num_cpus; more FFmpeg threads would take other tasks' cores.
+            threads=math.ceil(ex.decode_num_cpus),
+        )
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     path: str
     duration: float  # seconds, from the container (0.0 when it does not say)
@@ -42,19 +84,112 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise to display upright (0, 90, 180, 270)
 
 
-def _open(path: str | Path):
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+# HTTP answers that say the request itself is wrong: asking again gets the same answer.
+_PERMANENT_HTTP = (
+    av.error.HTTPBadRequestError,
+    av.error.HTTPUnauthorizedError,
+    av.error.HTTPForbiddenError,
+    av.error.HTTPNotFoundError,
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether trying again may succeed: a timeout (FFmpeg's exit on our interrupt), an I/O or
+    network error, memory, a server error or too many requests; not corrupt data."""
+    if isinstance(exc, _PERMANENT_HTTP):
+        return False
+    return isinstance(exc, (OSError, MemoryError, av.error.ExitError, av.error.HTTPError, av.error.HTTPClientError))
+
+
+def _source(path: str | Path, limits: DecodeLimits) -> tuple[str, bool]:
+    """(what to give av.open, whether it is a network input). A local file is checked with os.stat
+    first: opening a FIFO or a device would block, and FFmpeg would read a folder as an error."""
+    text = os.fspath(path)
+    match = _SCHEME.match(text)
+    if match is not None and match.group(1).lower() != "file":
+        scheme = match.group(1).lower()
+        if scheme not in {s.lower() for s in limits.schemes}:
+            raise VideoError(
+                f"{path}: inputs of scheme {scheme!r} are not accepted; add {scheme} to extract.schemes to read them"
+            )
+        return text, True
+    local = urllib.parse.unquote(urllib.parse.urlsplit(text).path) if match is not None else text
     try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError) as exc:
-        raise VideoError(f"{path}: cannot open: {exc}") from exc
+        mode = os.stat(local).st_mode
+    except FileNotFoundError as exc:
+        raise VideoError(f"{path}: no such file (missing, or its disk is not mounted)", transient=True) from exc
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot stat: {exc}", transient=True) from exc
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        raise VideoError(f"{path}: is {kind}, not a regular file")
+    # An absolute path, so that FFmpeg never reads a name like "concat:x" or "pipe:0" as a protocol.
+    return os.path.abspath(local), False
+
+
+def _open(path: str | Path, *, limits: DecodeLimits | None = None):
+    limits = limits or DecodeLimits()
+    source, network = _source(path, limits)
+    timeout = None
+    if network and (limits.open_timeout_s is not None or limits.read_timeout_s is not None):
+        timeout = (limits.open_timeout_s, limits.read_timeout_s)
+    try:
+        container = av.open(source, mode="r", timeout=timeout)
+    except av.error.ExitError as exc:
+        raise VideoError(
+            f"{path}: cannot open: no answer within extract.open_timeout_s = {limits.open_timeout_s:g} s",
+            transient=True,
+        ) from exc
+    except (av.FFmpegError, OSError, MemoryError) as exc:
+        raise VideoError(f"{path}: cannot open: {exc}", transient=_transient(exc)) from exc
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: no video stream (audio-only or not a video)")
+    try:
+        stream = container.streams.video[0]
+        _check_size(path, stream.codec_context.width, stream.codec_context.height, limits)
+    except VideoError:
+        container.close()
+        raise
     return container
 
 
-def probe(path: str | Path) -> VideoInfo:
-    with _open(path) as container:
+def _check_size(path, width: int, height: int, limits: DecodeLimits) -> None:
+    """Refuse frames over the pixel or aspect limit (0 x 0: size not known yet, checked on the first frame)."""
+    if width <= 0 or height <= 0:
+        return
+    if limits.max_pixels is not None and width * height > limits.max_pixels:
+        raise VideoError(
+            f"{path}: frames of {width}x{height} are {width * height} pixels, "
+            f"more than extract.max_pixels = {limits.max_pixels}"
+        )
+    aspect = max(width, height) / min(width, height)
+    if limits.max_aspect is not None and aspect > limits.max_aspect:
+        raise VideoError(
+            f"{path}: frames of {width}x{height} have an aspect of {aspect:.2f}, "
+            f"more than extract.max_aspect = {limits.max_aspect:g}"
+        )
+
+
+def check_budget(path, limits: DecodeLimits, started: float) -> None:
+    """Raise a transient VideoError once a video's decoding, begun at `started` (time.monotonic()),
+    has run past `limits.video_timeout_s`."""
+    if limits.video_timeout_s is not None and time.monotonic() - started > limits.video_timeout_s:
+        raise VideoError(
+            f"{path}: took longer than extract.video_timeout_s = {limits.video_timeout_s:g} s", transient=True
+        )
+
+
+def probe(path: str | Path, *, limits: DecodeLimits | None = None) -> VideoInfo:
+    with _open(path, limits=limits) as container:
         stream = container.streams.video[0]
         duration = 0.0
         if stream.duration is not None and stream.time_base is not None:
@@ -63,9 +198,12 @@ def probe(path: str | Path) -> VideoInfo:
             duration = container.duration / av.time_base
         rate = stream.average_rate or stream.guessed_rate
         rotation = 0
-        for frame in container.decode(stream):
-            rotation = _rotation(frame)
-            break
+        try:
+            for frame in container.decode(stream):
+                rotation = _rotation(frame)
+                break
+        except (av.FFmpegError, OSError, MemoryError) as exc:
+            raise VideoError(f"{path}: decoding failed at the start ({exc})", transient=_transient(exc)) from exc
         return VideoInfo(
             str(path),
             duration,
@@ -99,37 +237,75 @@ def _target_size(width: int, height: int, rotation: int, short_side: int | None)
 
 
 def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
-    """(H, W, 3) -> (side, side, 3), the centre square."""
+    """(H, W, 3) -> (side, side, 3), the centre square, in memory of its own."""
     h, w = rgb.shape[:2]
+    if (h, w) == (side, side) and rgb.flags.owndata:
+        return rgb
     top, left = (h - side) // 2, (w - side) // 2
-    return rgb[top : top + side, left : left + side]
+    # A copy: a view would keep the whole resized frame alive while the crop waits in a chunk
+    # (1.8x the square for 16:9, far more for a strip).
+    return rgb[top : top + side, left : left + side].copy()
 
 
-def iter_av_frames(path: str | Path) -> Iterator[tuple[float, av.VideoFrame, int, float]]:
+def iter_av_frames(
+    path: str | Path,
+    *,
+    limits: DecodeLimits | None = None,
+    started: float | None = None,
+    seek_to: float | None = None,
+) -> Iterator[tuple[float, av.VideoFrame, int, float]]:
     """Yield (time s, decoded frame, rotation, frame duration s) in presentation order, unconverted:
-    callers convert only the frames they keep (`to_rgb`), which is most of decoding's cost saved."""
-    container = _open(path)
+    callers convert only the frames they keep (`to_rgb`), which is most of decoding's cost saved.
+
+    `started` (time.monotonic()) is when the video's `limits.video_timeout_s` budget began (default:
+    now, before the open). With `seek_to`, decoding starts at the keyframe at or before that time as
+    the demuxer finds it: earlier frames may come too, all of them when the input cannot seek, and a
+    bad index may land later, which callers that need a frame exactly must check.
+    """
+    limits = limits or DecodeLimits()
+    started = time.monotonic() if started is None else started
+    container = _open(path, limits=limits)
     last_pts = None
+    start = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: ~10 % faster here on h264
+        if limits.threads > 0:
+            stream.thread_count = limits.threads
         start = stream.start_time or 0
         rate = stream.average_rate or stream.guessed_rate
         default_duration = 1.0 / float(rate) if rate else 0.0
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            # Some containers repeat or reorder timestamps; presentation order must increase.
-            if last_pts is not None and frame.pts <= last_pts:
-                continue
-            last_pts = frame.pts
-            duration = float(frame.duration * stream.time_base) if frame.duration else default_duration
-            yield float((frame.pts - start) * stream.time_base), frame, _rotation(frame), duration
-    except av.FFmpegError as exc:
+        if seek_to is not None and seek_to > 0:
+            try:
+                container.seek(start + int(round(seek_to / stream.time_base)), stream=stream, backward=True)
+            except av.FFmpegError:
+                pass  # not seekable: decode from the start, which is a superset of what was asked
+        size = (0, 0)
+        # Packets, not frames, are the loop: a stream whose packets yield no frame still meets the budget.
+        for packet in container.demux(stream):
+            check_budget(path, limits, started)
+            for frame in packet.decode():
+                if (frame.width, frame.height) != size:  # checked again if the size changes mid-stream
+                    size = (frame.width, frame.height)
+                    _check_size(path, *size, limits)
+                if frame.pts is None:
+                    continue
+                # Some containers repeat or reorder timestamps; presentation order must increase.
+                if last_pts is not None and frame.pts <= last_pts:
+                    continue
+                last_pts = frame.pts
+                duration = float(frame.duration * stream.time_base) if frame.duration else default_duration
+                yield float((frame.pts - start) * stream.time_base), frame, _rotation(frame), duration
+    except (av.FFmpegError, OSError, MemoryError) as exc:
         where = (
             f"after {float((last_pts - start) * stream.time_base):.2f} s" if last_pts is not None else "at the start"
         )
-        raise VideoError(f"{path}: decoding failed {where} ({exc})") from exc
+        if isinstance(exc, av.error.ExitError):
+            raise VideoError(
+                f"{path}: reading stalled {where} for longer than extract.read_timeout_s = {limits.read_timeout_s:g} s",
+                transient=True,
+            ) from exc
+        raise VideoError(f"{path}: decoding failed {where} ({exc})", transient=_transient(exc)) from exc
     finally:
         container.close()
 
@@ -145,87 +321,177 @@ def to_rgb(frame: av.VideoFrame, rotation: int, short_side: int | None = None, *
 
 
 def iter_frames(
-    path: str | Path, *, short_side: int | None = None, crop: bool = False
+    path: str | Path, *, short_side: int | None = None, crop: bool = False, limits: DecodeLimits | None = None
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (time in seconds, upright RGB frame) for every decoded frame, in presentation order.
 
     With `short_side`, FFmpeg resizes (cheaper than numpy) so the upright short side has that
     length; with `crop` as well, the centre square is returned.
     """
-    for t, frame, rotation, _ in iter_av_frames(path):
+    for t, frame, rotation, _ in iter_av_frames(path, limits=limits):
         yield t, to_rgb(frame, rotation, short_side, crop=crop)
+
+
+class _Channel:
+    """One channel's slots: requested times in reading order, `k` to a row, and what filled them.
+    Slots before `base` were taken and are forgotten, so the lists span only rows not yet taken."""
+
+    def __init__(self, k: int, side: int | None):
+        self.k, self.side = k, side
+        self.base = 0  # absolute index of the first slot still held
+        self.times: list[float] = []
+        self.out: list[np.ndarray | None] = []
+        self.stamps: list[float] = []
+        self.pos = 0  # absolute index of the next slot to fill
+
+    def end(self) -> int:
+        return self.base + len(self.times)
 
 
 class FrameSampler:
     """Fills requested (time -> frame) slots of several channels in one pass over a video's frames.
 
     Channel c asks for frames at `times` (n, k), non-decreasing in reading order, each converted at
-    its own `side` (short side, centre-cropped; None keeps the decoded size). A frame is converted
-    at most once per side, and only if it is on screen at some requested time. `run()` yields how
-    many leading rows are filled in every channel as frames arrive; `take` hands rows over and frees
-    them, so memory holds only rows not yet taken. Rows still open when the stream ends are filled
-    with the last frame once `run()` is exhausted (not yielded: callers decide what a tail means).
+    its own `side` (short side, centre-cropped; None keeps the decoded size); `extend` appends rows
+    while frames are being fed, so a plan can follow the decoding. A frame is converted at most once
+    per side, and only if it is on screen at some requested time. `run()` decodes the video and
+    yields how many leading rows are filled in every channel as frames arrive; callers that decode
+    themselves `feed` frames and `finish`, extending rows before feeding any frame after their times. `take` hands rows over and frees them, so memory holds only
+    rows not yet taken. Rows still open when the stream ends are filled with the last frame by
+    `finish` (callers decide what a tail means), and so are rows added after it.
     """
 
-    def __init__(self, path: str | Path, channels: Sequence[tuple[np.ndarray, int | None]]):
-        self.path = path
-        self.channels = [(np.asarray(times, dtype=np.float64), side) for times, side in channels]
-        for times, _ in self.channels:
-            if times.size and np.any(np.diff(times.reshape(-1)) < 0):
-                raise ValueError("requested times must be non-decreasing")
-        self.out = [[None] * times.size for times, _ in self.channels]
-        self.stamps = [np.full(times.shape, np.nan) for times, _ in self.channels]
-        self.end_time = 0.0  # last frame's time + its duration, once run() has finished
-        self.frames = 0  # frames decoded
+    def __init__(
+        self, path: str | Path, channels: Sequence[tuple[np.ndarray, int | None]], *, limits: DecodeLimits | None = None
+    ):
+        self.path, self.limits = path, limits
+        self.end_time = 0.0  # last frame's time + its duration, once finished
+        self.frames = 0  # frames fed
+        self.restart()
+        self.channels: list[_Channel] = []
+        for times, side in channels:
+            times = np.asarray(times, dtype=np.float64)
+            self.channels.append(_Channel(times.shape[1], side))
+            self.extend(len(self.channels) - 1, times)
+
+    def restart(self) -> None:
+        """Forget the frames seen (not the slots filled), to feed frames from an earlier time again."""
+        self._prev = None  # (t, frame, rotation) on screen until the next frame, and its conversions by side
+        self._prev_cache: dict = {}
+        self._first = None  # the next frame, when slots before the very first frame are filled early
+        self._first_cache: dict = {}
+        self._last_duration = 0.0
+        self.finished = False
+
+    def extend(self, c: int, times: np.ndarray) -> None:
+        """Append rows (m, k) of requested times to channel c; after `finish` they show the last frame."""
+        ch = self.channels[c]
+        flat = np.asarray(times, dtype=np.float64).reshape(-1)
+        if flat.size and (np.any(np.diff(flat) < 0) or (ch.times and flat[0] < ch.times[-1])):
+            raise ValueError("requested times must be non-decreasing")
+        if flat.size and self._prev is not None and flat[0] < self._prev[0]:
+            # The frame on screen then may be gone already: plan a time before feeding any frame after it.
+            raise ValueError("requested times must not be before the last frame fed")
+        ch.times.extend(flat.tolist())
+        ch.out.extend([None] * flat.size)
+        ch.stamps.extend([math.nan] * flat.size)
+        if self.finished:
+            self._fill_rest(ch)
+
+    def rewind(self, c: int, row: int) -> None:
+        """Drop channel c's rows from `row` on (requested, filled or not), to plan them again."""
+        ch = self.channels[c]
+        cut = row * ch.k - ch.base
+        if cut < 0:
+            raise ValueError("cannot rewind into rows already taken")
+        del ch.times[cut:], ch.out[cut:], ch.stamps[cut:]
+        ch.pos = min(ch.pos, ch.base + cut)
+
+    def filled(self, c: int) -> int:
+        """Leading rows of channel c whose every slot is filled."""
+        ch = self.channels[c]
+        return ch.pos // max(1, ch.k)
+
+    def fill_before(self, t: float, frame: av.VideoFrame, rotation: int) -> None:
+        """Fill the slots requested before `t`, the time of `frame` (the next frame to be fed): they
+        show the previous frame, or this one when it is the first. Callers planning across a long gap
+        call this between rows; `feed` calls it too."""
+        if self._prev is not None:
+            shown, cache = self._prev, self._prev_cache
+        else:
+            if self._first is None or self._first[1] is not frame:
+                self._first, self._first_cache = (t, frame, rotation), {}
+            shown, cache = self._first, self._first_cache
+        for ch in self.channels:
+            while ch.pos < ch.end() and ch.times[ch.pos - ch.base] < t:
+                self._fill(ch, ch.pos, shown, cache)
+                ch.pos += 1
+
+    def feed(self, t: float, frame: av.VideoFrame, rotation: int, duration: float) -> None:
+        """The next frame in presentation order: fills the slots before `t`, then is on screen."""
+        self.fill_before(t, frame, rotation)
+        self.frames += 1
+        cache = self._first_cache if self._first is not None and self._first[1] is frame else {}
+        self._prev, self._prev_cache = (t, frame, rotation), cache
+        self._first, self._first_cache = None, {}
+        self._last_duration = duration
+
+    def finish(self) -> None:
+        """The stream ended: open slots show the last frame. Raises VideoError when no frame came."""
+        if self._prev is None:
+            raise VideoError(f"{self.path}: no decodable video frame")
+        self.finished = True
+        for ch in self.channels:
+            self._fill_rest(ch)
+        self.end_time = self._prev[0] + self._last_duration
 
     def run(self) -> Iterator[int]:
-        flat = [times.reshape(-1) for times, _ in self.channels]
-        pos = [0] * len(flat)
         rows_done = 0
-        previous, prev_cache = None, {}  # last frame and its conversions by side
-        last_duration = 0.0
-        for t, frame, rotation, duration in iter_av_frames(self.path):
-            self.frames += 1
-            current, cur_cache = (t, frame, rotation), {}
-            # Times before this frame show the previous one (or this first frame, for times before it).
-            shown, cache = (previous, prev_cache) if previous is not None else (current, cur_cache)
-            for c, times in enumerate(flat):
-                while pos[c] < len(times) and times[pos[c]] < t:
-                    self._fill(c, pos[c], shown, cache)
-                    pos[c] += 1
-            previous, prev_cache = current, cur_cache
-            last_duration = duration
-            rows = min(p // max(1, times.shape[1]) for p, (times, _) in zip(pos, self.channels))
+        for t, frame, rotation, duration in iter_av_frames(self.path, limits=self.limits):
+            self.feed(t, frame, rotation, duration)
+            rows = min(self.filled(c) for c in range(len(self.channels)))
             if rows > rows_done:
                 rows_done = rows
                 yield rows_done
-        if previous is None:
-            raise VideoError(f"{self.path}: no decodable video frame")
-        for c, times in enumerate(flat):
-            while pos[c] < len(times):
-                self._fill(c, pos[c], previous, prev_cache)
-                pos[c] += 1
-        self.end_time = previous[0] + last_duration
+        self.finish()
 
-    def _fill(self, c: int, slot: int, shown, cache: dict) -> None:
+    def _fill_rest(self, ch: _Channel) -> None:
+        while ch.pos < ch.end():
+            self._fill(ch, ch.pos, self._prev, self._prev_cache)
+            ch.pos += 1
+
+    def _fill(self, ch: _Channel, slot: int, shown, cache: dict) -> None:
         t, frame, rotation = shown
-        side = self.channels[c][1]
-        if side not in cache:
-            cache[side] = to_rgb(frame, rotation, side)
-        self.out[c][slot] = cache[side]
-        self.stamps[c].flat[slot] = t
+        if ch.side not in cache:
+            cache[ch.side] = to_rgb(frame, rotation, ch.side)
+        ch.out[slot - ch.base] = cache[ch.side]
+        ch.stamps[slot - ch.base] = t
 
     def take(self, c: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows [a, b) of channel c: frames (b - a, k, H, W, 3) uint8 and their timestamps (b - a, k)."""
-        k = self.channels[c][0].shape[1]
-        slots = self.out[c][a * k : b * k]
+        ch = self.channels[c]
+        k = ch.k
+        lo, hi = a * k - ch.base, b * k - ch.base
+        if lo < 0:
+            raise ValueError("rows already taken")
+        slots = ch.out[lo:hi]
         frames = np.stack(slots).reshape(b - a, k, *slots[0].shape) if slots else np.zeros((0, k, 0, 0, 3), np.uint8)
-        self.out[c][a * k : b * k] = [None] * ((b - a) * k)
-        return frames, self.stamps[c][a:b]
+        stamps = np.array(ch.stamps[lo:hi], dtype=np.float64).reshape(b - a, k)
+        if lo == 0:  # taken in order: forget them, so a long video's bookkeeping stays one window long
+            del ch.times[:hi], ch.out[:hi], ch.stamps[:hi]
+            ch.base += hi
+        else:
+            ch.out[lo:hi] = [None] * (hi - lo)
+        return frames, stamps
 
 
 def frames_at(
-    path: str | Path, times: Sequence[float], *, short_side: int | None = None, crop: bool = False
+    path: str | Path,
+    times: Sequence[float],
+    *,
+    short_side: int | None = None,
+    crop: bool = False,
+    limits: DecodeLimits | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The frames on screen at each of `times` (seconds, non-decreasing), decoding the video once.
 
@@ -237,7 +503,7 @@ def frames_at(
     side = short_side if crop else None
     if short_side is not None and not crop:
         raise ValueError("frames_at resizes with a centre crop only (crop=True); use iter_frames otherwise")
-    sampler = FrameSampler(path, [(times, side)])
+    sampler = FrameSampler(path, [(times, side)], limits=limits)
     for _ in sampler.run():
         pass
     frames, stamps = sampler.take(0, 0, len(times))

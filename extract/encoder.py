@@ -54,6 +54,29 @@ def check_model_name(model: str, folders: Iterable[str | os.PathLike]) -> None:
         )
 
 
+def looks_like_a_file(pretrained: str) -> bool:
+    return "/" in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def check_pretrained(model: str, pretrained: str | os.PathLike | None) -> None:
+    """Refuse weights that cannot load, before anything is written: a checkpoint path that does not
+    exist, or a tag open_clip does not know for `model` (the model's name is checked by
+    `check_model_name`). No weights are loaded or downloaded here."""
+    import open_clip
+
+    if not pretrained or Path(pretrained).is_file():
+        return
+    pretrained = str(pretrained)
+    if looks_like_a_file(pretrained):
+        raise ConfigError(f"encoder.pretrained: checkpoint file {pretrained!r} does not exist")
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if pretrained not in tags:
+        known = ", ".join(tags[:8]) + ("…" if len(tags) > 8 else "") if tags else "none: give a checkpoint file"
+        raise ConfigError(
+            f"encoder.pretrained: {pretrained!r} is neither a file nor a pretrained tag of {model} (tags: {known})"
+        )
+
+
 def encoder_image_size(cfg: EncoderConfig) -> int:
     """The encoder's input side, read from its open_clip config (no weights loaded)."""
     import open_clip
@@ -103,7 +126,7 @@ class ImageTextEncoder:
         self.batch_size = batch_size
         pretrained = str(pretrained) if pretrained else None
         is_file = pretrained is not None and Path(pretrained).is_file()
-        if pretrained and not is_file and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
+        if pretrained and not is_file and looks_like_a_file(pretrained):
             raise FileNotFoundError(f"encoder.pretrained: checkpoint file {pretrained!r} does not exist")
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
         self.model = self.model.to(self.device).eval().requires_grad_(False)

@@ -20,14 +20,21 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from extract.encoder import encoder_image_size
-from extract.inputs import InputError, InputVideo, list_inputs
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from extract.decode import DecodeLimits
+from extract.encoder import check_model_name, check_pretrained, encoder_image_size
+from extract.inputs import InputError, scan_inputs
+from extract.plan import Plan, plan_extraction
 from extract.work import FrozenModels, ShardAssembler, VideoJob, segment_batches
+from foundation.loader import ConfigError
 from foundation.progress import Summary, bar, human_seconds
 from foundation.runtime import check_resources, init_ray
 from foundation.schema import EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
-from store import Store, StoreIdentity
+from store import Store, StoreError, StoreIdentity
 from store.manifest import COLUMNS
 
 log = logging.getLogger(__name__)
@@ -49,17 +56,32 @@ class ExtractReport:
     segments: int = 0
     video_seconds: float = 0.0
     shards_written: int = 0
-    shards_skipped: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, error)
+    shards_replaced: int = 0  # of those written, shards that were committed before (re-extracted whole)
+    shards_skipped: int = 0  # committed shards of the input's videos left as they are
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, error) of this run
+    earlier_failures: list[dict] = field(default_factory=list)  # failed rows of skipped shards
+    skipped_files: dict[str, int] = field(default_factory=dict)  # extension -> files not taken as video
     seconds: float = 0.0
 
     def summary(self, store_uri: str, runner: str) -> Summary:
         s = Summary(f"extract ({runner}): {store_uri}")
         s.started -= self.seconds
         s.add("videos", f"{self.videos_ok:,} ok, {self.videos_failed:,} failed")
+        if self.earlier_failures:
+            transient = sum(1 for f in self.earlier_failures if f.get("error_kind") == "transient")
+            s.add(
+                "failed in earlier runs",
+                f"{len(self.earlier_failures):,} ({transient:,} transient: `--retry-failed` tries them again)",
+            )
         s.add("segments", self.segments)
         s.add("video time", human_seconds(self.video_seconds))
-        s.add("shards", f"{self.shards_written} written, {self.shards_skipped} already committed (skipped)")
+        replaced = f" ({self.shards_replaced} replaced)" if self.shards_replaced else ""
+        s.add("shards", f"{self.shards_written} written{replaced}, {self.shards_skipped} already committed (kept)")
+        if self.skipped_files:
+            s.add(
+                "files skipped",
+                ", ".join(f"{n} {ext or '(no extension)'}" for ext, n in sorted(self.skipped_files.items())),
+            )
         if self.seconds > 0:
             s.add(
                 "rate",
@@ -68,19 +90,20 @@ class ExtractReport:
             )
         for uri, error in self.failures:
             s.note(f"failed: {error if uri in error else f'{uri}: {error}'}")
+        for f in self.earlier_failures:
+            s.note(f"failed earlier ({f.get('error_kind') or 'permanent'}): {f['error']}")
         return s
 
 
-def plan_shards(videos: list[InputVideo], shard_videos: int) -> dict[str, list[InputVideo]]:
-    """Consecutive groups of `shard_videos` in input order; ids are the group's index, so the same
-    input always gives the same shards."""
-    return {f"{i // shard_videos:06d}": videos[i : i + shard_videos] for i in range(0, len(videos), shard_videos)}
-
-
-def manifest_extras(extra: dict) -> dict:
-    """Input columns carried into the manifest; one named like a manifest column (an input table's own
-    `duration`, say) is kept as `input_<name>` rather than dropped or allowed to shadow ours."""
-    return {(f"input_{k}" if k in COLUMNS.names else k): v for k, v in extra.items()}
+def check_models(models: Models) -> None:
+    """Refuse a model name, pretrained tag or weights file that cannot load, before anything is written."""
+    check_model_name(models.encoder.model, models.encoder.model_configs)
+    check_pretrained(models.encoder.model, models.encoder.pretrained)
+    if not Path(models.tokenizer.checkpoint).is_file():
+        raise ConfigError(
+            f"tokenizer.checkpoint: {str(models.tokenizer.checkpoint)!r} does not exist; fit one with "
+            "`lvmae tokenizer fit --out FILE`"
+        )
 
 
 def store_identity(models: Models) -> StoreIdentity:
@@ -163,53 +186,113 @@ def run_extract(
     inputs=None,
     runner: str | None = None,
     resume: bool | None = None,
+    retry: str | None = None,
 ) -> ExtractReport:
-    """Extract every input video (`inputs`, default `ex.inputs`) into the store at `store_uri`;
-    returns what happened (also for `--strict`)."""
+    """Extract the input videos (`inputs`, default `ex.inputs`) that the store at `store_uri` does not
+    have yet (`extract.plan`); returns what happened (also for `--strict`). `resume=False` re-extracts
+    the committed shards of the input's videos, `retry` ("transient" or "all") those holding failures.
+
+    The store's root is written only when the first shard commits, after the models have run: a
+    misspelt model or a missing weights file leaves no store behind with a wrong identity."""
     source = inputs or ex.inputs
     if source is None:
         raise InputError("extract.inputs is not set: name a directory, list file or parquet/CSV of videos")
-    videos = list_inputs(source)
-    store = Store.create(store_uri, store_identity(models))
-    shards = plan_shards(videos, ex.shard_videos)
-    resume = ex.resume if resume is None else resume
-    report = ExtractReport()
-    if resume:
-        done = store.committed_shards() & set(shards)
-        report.shards_skipped = len(done)
-        shards = {sid: vids for sid, vids in shards.items() if sid not in done}
-    jobs = {
-        sid: [(VideoJob(v.video_id, v.uri, sid), manifest_extras(v.extra)) for v in vids]
-        for sid, vids in shards.items()
-    }
+    listing = scan_inputs(source)
+    check_models(models)
+    identity = store_identity(models)
+    store = _LazyStore(store_uri, identity)
+    plan = plan_extraction(
+        listing.videos,
+        store.committed_videos(),
+        ex.shard_videos,
+        resume=ex.resume if resume is None else resume,
+        retry=retry,
+    )
+    report = ExtractReport(
+        shards_skipped=len(plan.kept), earlier_failures=plan.earlier_failures, skipped_files=listing.skipped
+    )
+    jobs = {sid: [(VideoJob(v.video_id, v.uri, sid), v.extra) for v in planned] for sid, planned in plan.shards.items()}
     runner = runner or ex.runner
     started = time.perf_counter()
     if jobs:
+        writer = _ShardCommitter(store, plan, report)
         if runner == "ray":
-            _run_ray(ex, models, ray_cfg, jobs, store, report)
+            _run_ray(ex, models, ray_cfg, jobs, writer, report)
         else:
-            _run_local(ex, models, jobs, store, report)
+            _run_local(ex, models, jobs, writer, report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _write_complete(assembler: ShardAssembler, store, report: ExtractReport) -> None:
-    for sid in assembler.complete_shards():
-        assembler.write(store, sid)
-        report.shards_written += 1
+class _LazyStore:
+    """The store, created (its root written) at the first commit, or opened now when it exists, so its
+    committed shards can be planned against and a store of another identity is refused at once."""
+
+    def __init__(self, uri: str, identity: StoreIdentity):
+        self.uri, self.identity = uri, identity
+        try:
+            Store.open(uri)
+        except StoreError as exc:
+            if not str(exc).startswith("no store at"):
+                raise
+            self._store: Store | None = None
+        else:
+            self._store = Store.create(uri, identity)  # refuses another identity, writes nothing
+
+    def committed_videos(self) -> pa.Table:
+        return self._store.videos() if self._store is not None else COLUMNS.empty_table()
+
+    def get(self) -> Store:
+        if self._store is None:
+            self._store = Store.create(self.uri, self.identity)
+        return self._store
 
 
-def _run_local(ex: ExtractConfig, models: Models, jobs, store, report: ExtractReport) -> None:
+class _ShardCommitter:
+    """Commits complete shards and keeps the report true: a video the store refused is a failure."""
+
+    def __init__(self, store: _LazyStore, plan: Plan, report: ExtractReport):
+        self.store, self.plan, self.report = store, plan, report
+
+    def commit_complete(self, assembler: ShardAssembler) -> None:
+        for sid in assembler.complete_shards():
+            replace = sid in self.plan.replace
+            store = self.store.get()
+            planned = sorted(v.video_id for v in self.plan.shards[sid])
+            try:
+                refused = assembler.write(store, sid, overwrite=replace)
+            except StoreError:
+                # Another job with the same list committed the same videos under the same id first: fine.
+                if (
+                    replace
+                    or sorted(store.videos().filter(pc.equal(store.videos()["shard_id"], sid))["video_id"].to_pylist())
+                    != planned
+                ):
+                    raise
+                self.report.shards_skipped += 1
+                continue
+            self.report.shards_written += 1
+            self.report.shards_replaced += replace
+            for r in refused:
+                self.report.videos_ok -= 1
+                self.report.videos_failed += 1
+                self.report.segments -= r["n_segments"]
+                self.report.video_seconds -= r["duration"]
+                self.report.failures.append((r["uri"], r["error"]))
+
+
+def _run_local(ex: ExtractConfig, models: Models, jobs, committer: _ShardCommitter, report: ExtractReport) -> None:
     size = encoder_image_size(models.encoder)
+    limits = DecodeLimits.from_config(ex)
     frozen = FrozenModels(models.encoder, models.tokenizer)
     assembler = ShardAssembler(jobs)
     progress = _Progress(sum(len(v) for v in jobs.values()), report)
     try:
         for vids in jobs.values():
             for job, _ in vids:
-                for batch in segment_batches(job, models.segment, size, ex.chunk_segments):
+                for batch in segment_batches(job, models.segment, size, ex.chunk_segments, limits):
                     progress.finished(assembler.add(frozen(batch)))
-            _write_complete(assembler, store, report)
+            committer.commit_complete(assembler)
     finally:
         progress.close()
 
@@ -217,7 +300,9 @@ def _run_local(ex: ExtractConfig, models: Models, jobs, store, report: ExtractRe
 # ---- Ray ---------------------------------------------------------------------------------------
 
 
-def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store, report: ExtractReport) -> None:
+def _run_ray(
+    ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, committer: _ShardCommitter, report: ExtractReport
+) -> None:
     import ray
     import ray.data
 
@@ -230,6 +315,7 @@ def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store,
             remedy="lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)",
         )
         spec, size = models.segment, encoder_image_size(models.encoder)
+        limits = DecodeLimits.from_config(ex)
         ctx = ray.data.DataContext.get_current()  # this process's; restored below
         saved = ctx.enable_progress_bars, ctx.target_max_block_size
         ctx.enable_progress_bars = False  # the driver draws one bar of its own
@@ -246,7 +332,7 @@ def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store,
 
         def decode(rows: dict):
             for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
-                yield from segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk)
+                yield from segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk, limits)
 
         threads = max(1, math.ceil(ex.actor_num_cpus))
         ds = (
@@ -280,7 +366,7 @@ def _run_ray(ex: ExtractConfig, models: Models, ray_cfg: RayConfig, jobs, store,
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 progress.finished(assembler.add(batch))
-                _write_complete(assembler, store, report)
+                committer.commit_complete(assembler)
         finally:
             progress.close()
             ctx.enable_progress_bars, ctx.target_max_block_size = saved

@@ -18,22 +18,30 @@ How frames are chosen (all times are presentation times, in seconds from the str
   encoder frames to the model's side (short side, then centre crop, what open_clip's transform does),
   tokenizer frames to `s` x `s` the same way.
 
-The plan comes from the container's declared duration, so the pass streams: segments are yielded
-in chunks as soon as their frames are in, and memory holds one chunk whatever the video's length.
-When the decoded end disagrees with the declaration, the segments it changes are sampled again in a
-second pass. When the stream ends well before it (a truncated file) the job is told, not padded:
-`TruncatedVideo`.
+The plan follows the decoded timestamps, never the container's declared duration, which can be
+wrong by any factor: segment k is planned as a full segment once a frame has passed its start, and
+handed on (in chunks) once a frame has passed its end. So memory holds about one chunk whatever the
+video's length or its metadata say. Only the trailing partial segment depends on where the stream
+ends. The declared duration predicts it, and its frames are taken alongside in the same pass (one
+segment's worth of extra conversions), so a well-formed file is read once; when the prediction is
+wrong, the last segment is read again from the keyframe before it (a short second pass, checked to
+give the same frames). When the stream ends well before the declared duration (a truncated file) the
+job is told, not padded: `TruncatedVideo`.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from extract.decode import FrameSampler, VideoError, probe
+from extract.decode import DecodeLimits, FrameSampler, VideoError, check_budget, iter_av_frames, probe
 from foundation.schema import SegmentConfig
 
 
@@ -41,13 +49,32 @@ class TruncatedVideo(VideoError):
     """The stream ended well before the duration its container declares."""
 
 
-def segment_spans(duration: float, seconds: float, min_fraction: float) -> np.ndarray:
-    """(n, 2) float64 [t_start, t_end) of every segment of a video `duration` seconds long."""
-    full = int(np.floor(duration / seconds + 1e-9))
-    starts = np.arange(full) * seconds
-    spans = np.stack([starts, starts + seconds], axis=1) if full else np.zeros((0, 2))
+def _full_count(duration: float, seconds: float) -> int:
+    # The 1e-9 keeps a duration of exactly k segments from losing the last one to rounding.
+    return int(np.floor(duration / seconds + 1e-9))
+
+
+def _partial(duration: float, seconds: float, min_fraction: float) -> tuple[int, float] | None:
+    """(index, end) of the trailing partial segment of a video `duration` s long, when it is kept."""
+    full = _full_count(duration, seconds)
     rest = duration - full * seconds
     if rest >= min_fraction * seconds - 1e-9 and rest > 1e-9:
+        return full, duration
+    return None
+
+
+def _full_spans(a: int, b: int, seconds: float) -> np.ndarray:
+    """(b - a, 2) float64: full segments a..b-1."""
+    starts = np.arange(a, b) * seconds
+    return np.stack([starts, starts + seconds], axis=1) if b > a else np.zeros((0, 2))
+
+
+def segment_spans(duration: float, seconds: float, min_fraction: float) -> np.ndarray:
+    """(n, 2) float64 [t_start, t_end) of every segment of a video `duration` seconds long."""
+    full = _full_count(duration, seconds)
+    spans = _full_spans(0, full, seconds)
+    tail = _partial(duration, seconds, min_fraction)
+    if tail is not None:
         spans = np.concatenate([spans, [[full * seconds, duration]]])
     return spans
 
@@ -86,76 +113,216 @@ class VideoSummary:
 
 
 def iter_segments(
-    path: str | Path, spec: SegmentConfig, image_size: int, *, chunk: int = 32, summary: list | None = None
+    path: str | Path,
+    spec: SegmentConfig,
+    image_size: int,
+    *,
+    chunk: int = 32,
+    summary: list | None = None,
+    limits: DecodeLimits | None = None,
 ) -> Iterator[SegmentChunk]:
-    """Yield a video's segments in chunks of up to `chunk`, decoding it once; appends a
-    `VideoSummary` to `summary` at the end. Raises VideoError (or TruncatedVideo) on bad input."""
-    info = probe(path)
-    declared = info.duration
-    if declared <= 0:
-        declared = _demux_duration(path)
-    spans = segment_spans(declared, spec.seconds, spec.min_fraction)
-    if len(spans) == 0:
-        raise VideoError(
-            f"{path}: {declared:.2f} s is shorter than half a segment "
-            f"({spec.min_fraction * spec.seconds:.2f} s); no segment to extract"
+    """Yield a video's segments in chunks of `chunk` (the last may be shorter), decoding it once;
+    appends a `VideoSummary` to `summary` at the end. `limits` bounds what the input may cost
+    (default `DecodeLimits()`). Raises VideoError (or TruncatedVideo) on bad input."""
+    segmenter = _Segmenter(path, spec, image_size, chunk, limits or DecodeLimits())
+    try:
+        yield from segmenter.run(summary)
+    except MemoryError as exc:
+        raise VideoError(f"{path}: out of memory while extracting ({exc})", transient=True) from exc
+
+
+# Sampler channels: full segments for each model, and the predicted trailing partial segment's.
+CLIP, TOK, TAIL_CLIP, TAIL_TOK = 0, 1, 2, 3
+
+
+class _Segmenter:
+    """One video's segments, planned as its frames are decoded (see the module docstring)."""
+
+    def __init__(self, path, spec: SegmentConfig, image_size: int, chunk: int, limits: DecodeLimits):
+        self.path, self.spec, self.chunk, self.limits = path, spec, chunk, limits
+        self.seconds = spec.seconds
+        clip, tok = np.zeros((0, spec.clip_frames)), np.zeros((0, spec.tok_frames))
+        self.sampler = FrameSampler(
+            path, [(clip, image_size), (tok, spec.tok_size), (clip, image_size), (tok, spec.tok_size)], limits=limits
         )
-    sampler = _sampler(path, spans, spec, image_size)
-    done = 0
-    for ready in sampler.run():
-        while done + chunk <= ready:
-            yield _chunk(sampler, spans, done, done + chunk)
-            done += chunk
-    end = sampler.end_time
-    if end < declared - max(1.0, 0.05 * declared):
-        raise TruncatedVideo(f"{path}: truncated: frames stop at {end:.2f} s of the {declared:.2f} s the file declares")
-    # The declared duration is only a plan: re-plan with the decoded end. Segments the plan got right
-    # are in the sampler; a tail it got wrong (metadata under- or over-stating the length, common with
-    # variable frame rates) is sampled again in a second pass over the file.
-    true_spans = segment_spans(end, spec.seconds, spec.min_fraction)
-    same = 0
-    while same < min(len(spans), len(true_spans)) and np.allclose(spans[same], true_spans[same]):
-        same += 1
-    for a in range(done, same, chunk):
-        yield _chunk(sampler, spans, a, min(a + chunk, same))
-    if len(true_spans) > same:
-        tail = true_spans[max(same, done) :]
-        again = _sampler(path, tail, spec, image_size)
-        for _ in again.run():
-            pass
-        for a in range(0, len(tail), chunk):
-            c = _chunk(again, tail, a, min(a + chunk, len(tail)))
-            c.first += max(same, done)
-            yield c
-    if summary is not None:
-        summary.append(VideoSummary(end, sampler.frames / end if end > 0 else 0.0, len(true_spans)))
+        self.planned = 0  # full segments requested in CLIP / TOK
+        self.done = 0  # segments handed on
+
+    def run(self, summary: list | None) -> Iterator[SegmentChunk]:
+        path, seconds, sampler = self.path, self.seconds, self.sampler
+        started = time.monotonic()
+        declared = probe(path, limits=self.limits).duration
+        if not math.isfinite(declared) or declared < 0:
+            declared = 0.0
+        # The trailing partial segment the container predicts: (index, end), planned once a frame passes
+        # its start and dropped once one passes its end.
+        predicted = _partial(declared, seconds, self.spec.min_fraction) if declared > 0 else None
+        tail_planned = False
+        # Times of the frames from the one on screen at the start of the first segment not yet known to be
+        # full: what a second reading of the last segment must reproduce.
+        recent: deque[float] = deque()
+        frames = 0
+        for t, frame, rotation, duration in iter_av_frames(path, limits=self.limits, started=started):
+            frames += 1
+            settled = _full_count(t, seconds)  # segments surely full: the stream goes on to t at least
+            if predicted is not None:
+                k, end = predicted
+                if t > end:
+                    predicted = None
+                    for c in (TAIL_CLIP, TAIL_TOK):
+                        sampler.rewind(c, 0)
+                elif not tail_planned and k * seconds < t:
+                    self._plan(np.array([[k * seconds, end]]), TAIL_CLIP, TAIL_TOK)
+                    tail_planned = True
+            # Segments whose start this frame passes, a chunk at a time: across a gap in the timestamps
+            # (one frame on screen for long) they are handed on as they fill, not all held.
+            wanted = self._starting_before(t)
+            while self.planned < wanted:
+                b = min(wanted, self.planned + self.chunk)
+                self._plan(_full_spans(self.planned, b, seconds), CLIP, TOK)
+                self.planned = b
+                sampler.fill_before(t, frame, rotation)
+                yield from self._ready(settled)
+                check_budget(path, self.limits, started)
+            sampler.feed(t, frame, rotation, duration)
+            recent.append(t)
+            while len(recent) >= 2 and recent[1] <= settled * seconds:
+                recent.popleft()
+            yield from self._ready(settled)
+        sampler.finish()
+        end = sampler.end_time
+        if declared > 0 and end < declared - max(1.0, 0.05 * declared):
+            raise TruncatedVideo(
+                f"{path}: truncated: frames stop at {end:.2f} s of the {declared:.2f} s the file declares"
+            )
+        full, tail = _full_count(end, seconds), _partial(end, seconds, self.spec.min_fraction)
+        n_segments = full + (tail is not None)
+        if n_segments == 0:
+            raise VideoError(
+                f"{path}: {end:.2f} s is shorter than half a segment "
+                f"({self.spec.min_fraction * seconds:.2f} s); no segment to extract"
+            )
+        tail_hit = tail_planned and predicted is not None and tail is not None and predicted[0] == tail[0]
+        if tail_hit and not np.allclose(predicted[1], tail[1]):
+            tail_hit = False
+        yield from _regroup(self._rest(full, tail, predicted if tail_hit else None, recent, started), self.chunk)
+        if summary is not None:
+            summary.append(VideoSummary(end, frames / end if end > 0 else 0.0, n_segments))
+
+    def _starting_before(self, t: float) -> int:
+        """How many segments start before t (the ones a frame at t may fill)."""
+        n = max(0, math.ceil(t / self.seconds))
+        while n > 0 and (n - 1) * self.seconds >= t:
+            n -= 1
+        while n * self.seconds < t:
+            n += 1
+        return n
+
+    def _plan(self, spans: np.ndarray, clip_channel: int, tok_channel: int) -> None:
+        spec = self.spec
+        self.sampler.extend(clip_channel, clip_times(spans, spec.clip_frames))  # (n, F)
+        self.sampler.extend(tok_channel, tok_times(spans, spec.tok_frames, spec.tok_fps))  # (n, T)
+
+    def _ready(self, settled: int) -> Iterator[SegmentChunk]:
+        ready = min(settled, self.sampler.filled(CLIP), self.sampler.filled(TOK))
+        while self.done + self.chunk <= ready:
+            a, b = self.done, self.done + self.chunk
+            yield self._take(CLIP, TOK, a, b, _full_spans(a, b, self.seconds), a)
+            self.done = b
+
+    def _take(self, clip_channel: int, tok_channel: int, a: int, b: int, spans: np.ndarray, first: int):
+        (clip, clip_ts), (tok, tok_ts) = self.sampler.take(clip_channel, a, b), self.sampler.take(tok_channel, a, b)
+        return SegmentChunk(first, spans.astype(np.float32), clip, tok, clip_ts, tok_ts)
+
+    def _rest(self, full: int, tail, predicted, recent, started) -> Iterator[SegmentChunk]:
+        """The segments not yet handed on, once the stream has ended at `full` segments and `tail`."""
+        seconds, sampler = self.seconds, self.sampler
+        # Planned full segments past the real end were guesses; segments after the last frame's
+        # timestamp were never planned and show the last frame (the sampler has finished, so rows
+        # added now are filled with it at once).
+        keep = min(full, self.planned)
+        for c in (CLIP, TOK):
+            sampler.rewind(c, keep)
+        if keep > self.done:
+            yield self._take(CLIP, TOK, self.done, keep, _full_spans(self.done, keep, seconds), self.done)
+        for a in range(keep, full, self.chunk):
+            b = min(full, a + self.chunk)
+            self._plan(_full_spans(a, b, seconds), CLIP, TOK)
+            yield self._take(CLIP, TOK, a, b, _full_spans(a, b, seconds), a)
+            check_budget(self.path, self.limits, started)
+        if tail is None:
+            return
+        k, end = tail
+        if predicted is not None:
+            span = np.array([[k * seconds, predicted[1]]])
+            yield self._take(TAIL_CLIP, TAIL_TOK, 0, 1, span, k)
+            return
+        span = np.array([[k * seconds, end]])
+        if k * seconds >= recent[-1]:
+            self._plan(span, CLIP, TOK)  # after the last frame: it shows in every slot
+        else:
+            self._read_tail_again(k, span, list(recent), started)
+        yield self._take(CLIP, TOK, k, k + 1, span, k)
+
+    def _read_tail_again(self, k: int, span: np.ndarray, recent: list[float], started: float) -> None:
+        """Fill segment k (the last, a partial one the container did not predict) from a second reading
+        of the frames from the one on screen at its first wanted time, which must be the same frames."""
+        path, sampler, spec = self.path, self.sampler, self.spec
+        first_wanted = min(
+            clip_times(span, spec.clip_frames)[0, 0], tok_times(span, spec.tok_frames, spec.tok_fps)[0, 0]
+        )
+        t0 = recent[max(0, bisect_right(recent, first_wanted) - 1)]
+        expected = recent[recent.index(t0) :]
+        # The demuxer seeks by its index, which may find a keyframe after the one asked for (decode
+        # times come before presentation times): look earlier, and at last read from the start.
+        attempts = [t0 - margin for margin in (1.0, 10.0) if t0 - margin > 0] + [None]
+        for seek_to in attempts:
+            sampler.restart()
+            for c in (CLIP, TOK):
+                sampler.rewind(c, k)
+            self._plan(span, CLIP, TOK)
+            got, t = 0, None
+            frames = iter_av_frames(path, limits=self.limits, started=started, seek_to=seek_to)
+            try:
+                for t, frame, rotation, duration in frames:
+                    if t < t0:
+                        continue
+                    if t != expected[got]:
+                        break
+                    sampler.feed(t, frame, rotation, duration)
+                    got += 1
+                    if got == len(expected):
+                        break
+            finally:
+                frames.close()
+            if got == len(expected):
+                sampler.finish()
+                return
+            if got > 0:
+                raise VideoError(f"{path}: a second reading of the last segment gave other frames (at {t} s)")
+        raise VideoError(f"{path}: a second reading of the last segment did not find the frame at {t0} s")
 
 
-def _sampler(path, spans: np.ndarray, spec: SegmentConfig, image_size: int) -> FrameSampler:
-    return FrameSampler(
-        path,
-        [
-            (clip_times(spans, spec.clip_frames), image_size),
-            (tok_times(spans, spec.tok_frames, spec.tok_fps), spec.tok_size),
-        ],
-    )
+def _regroup(pieces: Iterator[SegmentChunk], chunk: int) -> Iterator[SegmentChunk]:
+    """Consecutive pieces of any size as chunks of `chunk` segments (the last may be shorter)."""
+    held: list[SegmentChunk] = []
+    for piece in pieces:
+        held.append(piece)
+        whole = _concat(held)
+        while len(whole.spans) >= chunk:
+            yield _cut(whole, 0, chunk)
+            whole = _cut(whole, chunk, len(whole.spans))
+        held = [whole] if len(whole.spans) else []
+    if held:
+        yield _concat(held)
 
 
-def _chunk(sampler: FrameSampler, spans: np.ndarray, a: int, b: int) -> SegmentChunk:
-    s = spans[a:b].astype(np.float32)
-    (clip, clip_ts), (tok, tok_ts) = sampler.take(0, a, b), sampler.take(1, a, b)
-    return SegmentChunk(a, s, clip, tok, clip_ts, tok_ts)
+def _concat(pieces: list[SegmentChunk]) -> SegmentChunk:
+    if len(pieces) == 1:
+        return pieces[0]
+    fields = ("spans", "clip", "tok", "clip_stamps", "tok_stamps")
+    return SegmentChunk(pieces[0].first, *(np.concatenate([getattr(p, f) for p in pieces]) for f in fields))
 
 
-def _demux_duration(path) -> float:
-    """Duration from packet timestamps (no decoding) when the container does not declare one."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        start = stream.start_time or 0
-        end = 0.0
-        for packet in container.demux(stream):
-            if packet.pts is not None:
-                end = max(end, float((packet.pts + (packet.duration or 0) - start) * stream.time_base))
-        return end
+def _cut(c: SegmentChunk, a: int, b: int) -> SegmentChunk:
+    return SegmentChunk(c.first + a, c.spans[a:b], c.clip[a:b], c.tok[a:b], c.clip_stamps[a:b], c.tok_stamps[a:b])

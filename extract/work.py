@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.decode import VideoError
+from extract.decode import DecodeLimits, VideoError
 from extract.segments import VideoSummary, iter_segments
 from foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
+from store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def _rows(
     end: bool,
     status: str = "",
     error: str = "",
+    error_kind: str = "",
     duration: float = 0.0,
     fps: float = 0.0,
     n_segments: int = 0,
@@ -51,19 +53,29 @@ def _rows(
         "end": np.full(n, end),
         "status": np.array([status] * n, dtype=object),
         "error": np.array([error] * n, dtype=object),
+        "error_kind": np.array([error_kind] * n, dtype=object),
         "duration": np.full(n, duration),
         "fps": np.full(n, fps),
         "n_segments": np.full(n, n_segments, dtype=np.int64),
     }
 
 
-def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: int = 32) -> Iterator[dict]:
+def failure_kind(exc: BaseException) -> str:
+    """ "transient" when trying again may succeed (I/O, a missing file, memory, a timeout), else "permanent"."""
+    if isinstance(exc, VideoError):
+        return "transient" if exc.transient else "permanent"
+    return "transient" if isinstance(exc, (OSError, MemoryError, TimeoutError)) else "permanent"
+
+
+def segment_batches(
+    job: VideoJob, spec: SegmentConfig, image_size: int, chunk: int = 32, limits: DecodeLimits | None = None
+) -> Iterator[dict]:
     """Yield the video's segments in batches of up to `chunk`, then one end row. Never raises."""
     summary: list[VideoSummary] = []
     clip_shape = (spec.clip_frames, image_size, image_size, 3)
     tok_shape = (spec.tok_frames, spec.tok_size, spec.tok_size, 3)
     try:
-        for c in iter_segments(job.uri, spec, image_size, chunk=chunk, summary=summary):
+        for c in iter_segments(job.uri, spec, image_size, chunk=chunk, summary=summary, limits=limits):
             n = len(c.spans)
             yield {
                 **_rows(n, job, end=False),
@@ -76,7 +88,7 @@ def segment_batches(job: VideoJob, spec: SegmentConfig, image_size: int, chunk: 
         if not isinstance(exc, VideoError):
             log.warning("video %s (%s) failed unexpectedly", job.video_id, job.uri, exc_info=True)
         message = str(exc) if isinstance(exc, VideoError) else f"{job.uri}: {type(exc).__name__}: {exc}"
-        end = _rows(1, job, end=True, status="failed", error=message)
+        end = _rows(1, job, end=True, status="failed", error=message, error_kind=failure_kind(exc))
     else:
         s = summary[0]
         end = _rows(1, job, end=True, status="ok", duration=s.duration, fps=s.fps, n_segments=s.n_segments)
@@ -164,6 +176,7 @@ class ShardAssembler:
                 video.end = {
                     "status": batch["status"][i],
                     "error": batch["error"][i] or None,
+                    "error_kind": batch["error_kind"][i] or None,
                     "duration": float(batch["duration"][i]),
                     "fps": float(batch["fps"][i]),
                     "n_segments": int(batch["n_segments"][i]),
@@ -183,36 +196,41 @@ class ShardAssembler:
     def complete_shards(self) -> list[str]:
         return [sid for sid, videos in self.pending.items() if all(v.complete for v in videos.values())]
 
-    def write(self, store, shard_id: str) -> tuple[int, int, int]:
-        """Write (and forget) a complete shard. Returns (videos ok, videos failed, segments)."""
+    def write(self, store, shard_id: str, *, overwrite: bool = False) -> list[dict]:
+        """Write (and forget) a complete shard. A video whose features the store refuses (not finite,
+        a wrong shape) becomes a failed row and the rest of the shard commits; returns the end records
+        of those videos, now failed."""
         videos = self.pending.pop(shard_id)
-        ok = failed = segments = 0
-        with store.shard_writer(shard_id, overwrite=True) as writer:
+        refused = []
+        with store.shard_writer(shard_id, overwrite=overwrite) as writer:
             for video in videos.values():
                 end = video.end
-                if end["status"] != "ok" or end["n_segments"] == 0:
-                    writer.add_failed(
-                        video_id=video.job.video_id,
-                        uri=video.job.uri,
-                        error=end["error"] or "no segments",
-                        extra=video.extra,
-                    )
-                    failed += 1
-                    continue
-                rows = [video.segments[k] for k in range(end["n_segments"])]
-                emb, codes, scores, imp, span = (np.stack(col) for col in zip(*rows))
-                writer.add_video(
-                    video_id=video.job.video_id,
-                    uri=video.job.uri,
-                    duration=end["duration"],
-                    fps=end["fps"],
-                    emb=emb,
-                    codes=codes,
-                    scores=scores,
-                    importance=imp,
-                    span=span,
+                job = video.job
+                if end["status"] == "ok" and end["n_segments"] > 0:
+                    rows = [video.segments[k] for k in range(end["n_segments"])]
+                    emb, codes, scores, imp, span = (np.stack(col) for col in zip(*rows))
+                    try:
+                        writer.add_video(
+                            video_id=job.video_id,
+                            uri=job.uri,
+                            duration=end["duration"],
+                            fps=end["fps"],
+                            emb=emb,
+                            codes=codes,
+                            scores=scores,
+                            importance=imp,
+                            span=span,
+                            extra=video.extra,
+                        )
+                        continue
+                    except StoreError as exc:  # bad features of this one video, not of the shard
+                        end = {**end, "status": "failed", "error": f"{job.uri}: {exc}", "error_kind": "permanent"}
+                        refused.append({"video_id": job.video_id, "uri": job.uri, **end})
+                writer.add_failed(
+                    video_id=job.video_id,
+                    uri=job.uri,
+                    error=end["error"] or "no segments",
+                    kind=end.get("error_kind") or "permanent",
                     extra=video.extra,
                 )
-                ok += 1
-                segments += len(rows)
-        return ok, failed, segments
+        return refused

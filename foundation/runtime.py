@@ -112,10 +112,13 @@ RAY_LOGGERS = ("ray", "ray.data")
 
 
 def _quiet_consoles() -> None:
+    """Ray's own console handlers (of Ray's classes: a handler someone else attached is left alone)
+    show errors only."""
     for name in RAY_LOGGERS:
         for handler in logging.getLogger(name).handlers:
+            rays = type(handler).__module__.startswith("ray.")
             is_console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
-            if is_console and not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
+            if rays and is_console and not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
                 handler.addFilter(_ErrorsOnly())
 
 

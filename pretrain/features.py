@@ -70,15 +70,25 @@ def features_identity(source: Store, pretrained: Pretrained) -> StoreIdentity:
 def embed_sequences(
     source: Store, pretrained: Pretrained, out_uri: str, *, chunk: int | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Write LV-MAE features of every video of `source` to the store at `out_uri`, shard by shard.
-    Shards already committed there are skipped (a re-run resumes). Returns counts for a summary."""
+    """Write LV-MAE features of every video of `source` to the store at `out_uri`, shard by shard,
+    under the source's shard ids. A shard already there is skipped (a re-run resumes) only when it was
+    made from the source shard as it is now: the same videos, from the same source generation (a
+    re-extracted source shard is encoded again). Returns counts for a summary."""
     chunk = chunk or pretrained.max_segments
     out = Store.create(out_uri, features_identity(source, pretrained))
     table = source.videos()
     extra_names = [name for name in table.column_names if name not in COLUMNS.names]
-    done = out.committed_shards()
+    made = out.videos()
     shard_ids = sorted(set(table["shard_id"].to_pylist()))
-    todo = [s for s in shard_ids if s not in done]
+
+    def up_to_date(shard_id: str) -> bool:
+        if shard_id not in out.committed_shards():
+            return False
+        same_videos = sorted(_ids(made, shard_id)) == sorted(_ids(table, shard_id))
+        return same_videos and out.commit_of(shard_id).attrs.get("source_generation") == _generation(source, shard_id)
+
+    todo = [s for s in shard_ids if not up_to_date(s)]
+    replace = set(todo) & out.committed_shards()
     todo_rows = table.filter(pc.is_in(table["shard_id"], value_set=pa.array(todo, table["shard_id"].type)))
     total = int(pc.sum(todo_rows["n_segments"]).as_py() or 0)  # a failed video has 0
     counts = {
@@ -94,12 +104,17 @@ def embed_sequences(
     try:
         for shard_id in todo:
             rows = table.filter(pc.equal(table["shard_id"], shard_id)).sort_by("row_start").to_pylist()
-            with out.shard_writer(shard_id, overwrite=False) as writer:
+            attrs = {"source_store": source.uri, "source_generation": _generation(source, shard_id)}
+            with out.shard_writer(shard_id, overwrite=shard_id in replace, attrs=attrs) as writer:
                 for row in rows:
                     extra = {name: row[name] for name in extra_names}
                     if row["status"] != "ok":
                         writer.add_failed(
-                            video_id=row["video_id"], uri=row["uri"], error=row["error"] or "", extra=extra
+                            video_id=row["video_id"],
+                            uri=row["uri"],
+                            error=row["error"] or "",
+                            kind=row.get("error_kind") or "permanent",
+                            extra=extra,
                         )
                         counts["failed"] += 1
                         continue
@@ -122,3 +137,11 @@ def embed_sequences(
     finally:
         progress_bar.close()
     return {**counts, "store": out.uri, "chunk": chunk, "width": pretrained.model.cfg.width}
+
+
+def _ids(table: pa.Table, shard_id: str) -> list[str]:
+    return table.filter(pc.equal(table["shard_id"], shard_id))["video_id"].to_pylist()
+
+
+def _generation(store: Store, shard_id: str) -> str:
+    return store.commit_of(shard_id).generation

@@ -88,6 +88,17 @@ def _array(value: Any, name: str, video_id: str, shape: tuple[int | None, ...]) 
     return out
 
 
+def _text(value: Any) -> str:
+    """`value` as text parquet can hold: a file name that is not UTF-8 (held by Python with surrogate
+    escapes) keeps its undecodable bytes as \\x escapes, shown, not lost in an encoding error."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 class ShardWriter:
     """The only writer of one shard. Use as a context manager (from `Store.shard_writer`): leaving the
     block normally commits, leaving it by an exception commits nothing."""
@@ -193,7 +204,7 @@ class ShardWriter:
         self._rows.append(
             {
                 "video_id": video_id,
-                "uri": str(uri),
+                "uri": _text(uri),
                 "duration": float(duration),
                 "fps": float(fps),
                 "n_segments": n,
@@ -224,14 +235,14 @@ class ShardWriter:
         self._rows.append(
             {
                 "video_id": video_id,
-                "uri": str(uri),
+                "uri": _text(uri),
                 "duration": None,
                 "fps": None,
                 "n_segments": 0,
                 "shard_id": self.shard_id,
                 "row_start": self._n,
                 "status": "failed",
-                "error": str(error),
+                "error": _text(error),
                 "error_kind": kind,
             }
         )

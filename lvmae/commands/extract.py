@@ -16,7 +16,19 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runner", choices=["ray", "local"], help="ray pipeline or one local process (default: extract.runner)"
     )
-    parser.add_argument("--no-resume", action="store_true", help="redo shards that are already committed")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="re-extract the input's videos: the committed shards that hold them, whole, under the same ids",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        nargs="?",
+        const="transient",
+        choices=["transient", "all"],
+        help="re-extract the committed shards holding failed videos of the input: transient failures (I/O, a "
+        "missing file, a timeout; the default) or all",
+    )
     parser.add_argument(
         "--strict", action="store_true", help="exit non-zero if any video fails (default: extract.strict)"
     )
@@ -41,6 +53,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         inputs=args.inputs,
         runner=args.runner,
         resume=False if args.no_resume else None,
+        retry=args.retry_failed,
     )
     report.summary(store, args.runner or cfg.extract.runner).print()
     attempted = report.videos_ok + report.videos_failed

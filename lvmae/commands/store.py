@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from foundation.progress import Summary
@@ -53,8 +54,9 @@ def _info(args: argparse.Namespace, cfg: Config | None) -> int:
 
 
 def _verify(args: argparse.Namespace, cfg: Config | None) -> int:
+    began = time.perf_counter()
     report = _open(args, cfg).verify()
-    summary = Summary(f"verify {report.uri}: {'ok' if report.ok else 'PROBLEMS'}")
+    summary = Summary(f"verify {report.uri}: {'ok' if report.ok else 'PROBLEMS'}", started=began)
     summary.add("shards checked", report.shards).add("videos", report.videos).add("segments", report.segments)
     summary.add("problems", len(report.problems)).add("orphans", len(report.orphans))
     for problem in report.problems:

@@ -2,7 +2,7 @@ import av
 import numpy as np
 import pytest
 
-from extract.decode import VideoError, frames_at, iter_frames, probe
+from extract.decode import FrameSampler, VideoError, center_crop, frames_at, iter_av_frames, iter_frames, probe, to_rgb
 from tests.videos import write_frames as write
 
 
@@ -88,3 +88,39 @@ def test_audio_only_is_a_clear_error(tmp_path):
             c.mux(p)
     with pytest.raises(VideoError, match="no video stream"):
         probe(path)
+
+
+def test_crops_do_not_keep_their_parent_frame_alive(tmp_path):
+    wide = np.arange(32 * 57 * 3, dtype=np.uint8).reshape(32, 57, 3)
+    for rgb in (wide, wide.transpose(1, 0, 2)):  # cropping columns, and rows only (a contiguous slice)
+        sq = center_crop(rgb, 32)
+        assert sq.shape == (32, 32, 3) and sq.base is None and sq.flags.owndata and sq.flags.c_contiguous
+        assert not np.shares_memory(sq, rgb)
+    write(tmp_path / "wide.mp4", np.zeros((2, 36, 64, 3), np.uint8))
+    (_, frame, rotation, _), *_ = iter_av_frames(tmp_path / "wide.mp4")
+    rgb = to_rgb(frame, rotation, 16)  # resized to 28 x 16 in FFmpeg, then cut
+    assert rgb.shape == (16, 16, 3) and rgb.flags.owndata
+
+
+def test_sampler_plans_can_grow_and_be_redone(tmp_path):
+    write(tmp_path / "a.mp4", numbered(10))
+    sampler = FrameSampler(tmp_path / "a.mp4", [(np.zeros((0, 2)), None)])
+    fed = 0
+    for t, frame, rotation, duration in iter_av_frames(tmp_path / "a.mp4"):
+        if fed == 2:
+            sampler.extend(0, [[0.2, 0.3], [0.5, 0.6]])  # rows planned while decoding
+        if fed == 5:
+            sampler.rewind(0, 1)  # row 1 (filled) is planned again, differently
+            sampler.extend(0, [[0.55, 0.95]])
+        sampler.feed(t, frame, rotation, duration)
+        fed += 1
+    assert sampler.filled(0) == 2
+    with pytest.raises(ValueError, match="before the last frame fed"):
+        sampler.extend(0, [[1.0, 1.2]])  # frame 8 (1.0 s) was on screen then, and is gone
+    sampler.finish()
+    sampler.extend(0, [[2.0, 3.0]])  # after the end: the last frame
+    frames, stamps = sampler.take(0, 0, 3)
+    assert [[frame_number(f) for f in row] for row in frames] == [[1, 2], [4, 7], [9, 9]]
+    np.testing.assert_allclose(stamps, [[0.125, 0.25], [0.5, 0.875], [1.125, 1.125]])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        sampler.extend(0, [[4.0, 3.5]])

@@ -1,7 +1,6 @@
 import numpy as np
 
-from extract.inputs import InputVideo
-from extract.runner import manifest_extras, plan_shards
+from extract.plan import manifest_extras
 from extract.work import ShardAssembler, VideoJob, segment_batches
 from foundation.schema import SegmentConfig
 
@@ -15,6 +14,7 @@ def encoded(job, segs, *, end=None):
         "end": np.full(n, bool(end)),
         "status": np.array([end["status"] if end else ""] * n, object),
         "error": np.array([end.get("error", "") if end else ""] * n, object),
+        "error_kind": np.array([end.get("error_kind", "") if end else ""] * n, object),
         "duration": np.full(n, end["duration"] if end else 0.0),
         "fps": np.full(n, 8.0),
         "n_segments": np.full(n, end["n_segments"] if end else 0),
@@ -30,13 +30,6 @@ def encoded(job, segs, *, end=None):
     return batch
 
 
-def test_plan_shards_is_deterministic_groups_in_input_order():
-    videos = [InputVideo(f"/v/{i}.mp4", f"id{i}") for i in range(5)]
-    shards = plan_shards(videos, 2)
-    assert list(shards) == ["000000", "000001", "000002"]
-    assert [v.video_id for v in shards["000002"]] == ["id4"]
-
-
 def test_input_columns_named_like_manifest_columns_are_renamed():
     assert manifest_extras({"label": "a", "duration": 3.0, "fps": 8}) == {
         "label": "a",
@@ -45,9 +38,18 @@ def test_input_columns_named_like_manifest_columns_are_renamed():
     }
 
 
-def test_assembler_dedupes_retried_rows_and_waits_for_every_video(tmp_path):
+def tiny_store(tmp_path):
     from store import Store, StoreIdentity
 
+    identity = StoreIdentity(
+        encoder={"name": "e", "weights_sha256": "0"},
+        tokenizer={"name": "t", "weights_sha256": "1"},
+        segment={"seconds": 2.0},
+    )
+    return Store.create(str(tmp_path / "s"), identity)
+
+
+def test_assembler_dedupes_retried_rows_and_waits_for_every_video(tmp_path):
     a, b = VideoJob("a", "/a.mp4", "000000"), VideoJob("b", "/b.mp4", "000000")
     asm = ShardAssembler({"000000": [(a, {"label": "x"}), (b, {})]})
     assert asm.add(encoded(a, [1, 0])) == []
@@ -60,15 +62,9 @@ def test_assembler_dedupes_retried_rows_and_waits_for_every_video(tmp_path):
         encoded(b, [], end={"status": "failed", "error": "/b.mp4: broken", "n_segments": 0, "duration": 0.0})
     )
     assert failed[0]["status"] == "failed" and asm.complete_shards() == ["000000"]
-    store = Store.create(
-        str(tmp_path / "s"),
-        StoreIdentity(
-            encoder={"name": "e", "weights_sha256": "0"},
-            tokenizer={"name": "t", "weights_sha256": "1"},
-            segment={"seconds": 2.0},
-        ),
-    )
-    assert asm.write(store, "000000") == (1, 1, 3)
+    store = tiny_store(tmp_path)
+    assert asm.write(store, "000000") == []  # nothing refused
+    assert store.summary().videos_ok == 1 and store.summary().videos_failed == 1 and store.summary().segments == 3
     seq = store.sequence("a")
     assert seq.emb[:, 0].tolist() == [0, 1, 2] and seq.span[:, 0].tolist() == [0, 2, 4]
     rows = {r["video_id"]: r for r in store.videos().to_pylist()}
@@ -83,3 +79,31 @@ def test_segment_batches_turn_a_bad_file_into_one_failed_row(tmp_path):
     assert len(batches) == 1 and batches[0]["end"].tolist() == [True]
     assert batches[0]["status"][0] == "failed" and "bad.mp4" in batches[0]["error"][0]
     assert batches[0]["clip"].shape == (1, 8, 64, 64, 3)
+
+
+def test_a_video_with_bad_features_is_a_failed_row_and_the_rest_of_its_shard_commits(tmp_path):
+    good, bad = VideoJob("good", "/good.mp4", "s1"), VideoJob("bad", "/bad.mp4", "s1")
+    asm = ShardAssembler({"s1": [(good, {}), (bad, {})]})
+    asm.add(encoded(good, [0, 1]))
+    asm.add(encoded(good, [], end={"status": "ok", "n_segments": 2, "duration": 4.0}))
+    nan = encoded(bad, [0])
+    nan["emb"][0, 1] = np.nan  # a feature the store refuses
+    asm.add(nan)
+    asm.add(encoded(bad, [], end={"status": "ok", "n_segments": 1, "duration": 2.0}))
+    store = tiny_store(tmp_path)
+    refused = asm.write(store, "s1")
+    assert [r["video_id"] for r in refused] == ["bad"] and "not finite" in refused[0]["error"]
+    rows = {r["video_id"]: r for r in store.videos().to_pylist()}
+    assert rows["good"]["status"] == "ok" and store.sequence("good").emb.shape == (2, 4)
+    assert rows["bad"]["status"] == "failed" and rows["bad"]["error_kind"] == "permanent"
+    assert "not finite" in rows["bad"]["error"] and store.verify().ok
+
+
+def test_failure_kinds():
+    from extract.decode import VideoError
+    from extract.work import failure_kind
+
+    assert failure_kind(VideoError("x: corrupt")) == "permanent"
+    assert failure_kind(VideoError("x: timed out", transient=True)) == "transient"
+    assert failure_kind(FileNotFoundError("x")) == failure_kind(MemoryError()) == "transient"
+    assert failure_kind(ValueError("x")) == "permanent"

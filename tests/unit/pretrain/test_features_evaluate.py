@@ -1,4 +1,5 @@
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 import torch
 import torch.nn.functional as F
@@ -141,3 +142,43 @@ def test_evaluate_command_prints_both_mses(run, capsys):
     assert evaluate_main([uri, str(model_path)]) == 0
     out = capsys.readouterr().out
     assert "model reconstruction MSE" in out and "copy-nearest-visible MSE" in out
+
+
+def test_embed_sequences_encodes_again_a_source_shard_that_was_re_extracted(run, tmp_path):
+    uri, model_path = run
+    pre = load_pretrained(model_path)
+    source_copy = tmp_path / "source"
+    import shutil
+
+    shutil.copytree(uri, source_copy)
+    out_uri = str(tmp_path / "lvmae-store")
+    embed_sequences(Store.open(source_copy), pre, out_uri, progress=False)
+    # Re-extract one source shard (same id, same videos, new generation with other embeddings).
+    source = Store.create(source_copy, Store.open(source_copy).identity)
+    shard = source.videos(status="ok")["shard_id"][0].as_py()
+    rows = source.videos().filter(pc.equal(source.videos()["shard_id"], shard)).sort_by("row_start").to_pylist()
+    with source.shard_writer(shard, overwrite=True) as w:
+        for row in rows:
+            if row["status"] != "ok":
+                w.add_failed(video_id=row["video_id"], uri=row["uri"], error=row["error"])
+                continue
+            seq = source.sequence(row["video_id"])
+            w.add_video(
+                video_id=row["video_id"],
+                uri=row["uri"],
+                duration=row["duration"],
+                fps=row["fps"],
+                emb=-seq.emb,
+                importance=seq.importance,
+                span=seq.span,
+                extra={"procedure": row["procedure"]},
+            )
+    again = embed_sequences(Store.open(source_copy), pre, out_uri, progress=False)
+    assert again["shards_written"] == 1 and again["shards_skipped"] == 1
+    out = Store.open(out_uri)
+    assert out.commit_of(shard).attrs["source_generation"] == Store.open(source_copy).commit_of(shard).generation
+    video = next(r["video_id"] for r in rows if r["status"] == "ok")
+    expected = sequence_features(
+        pre.model, -Store.open(uri).sequence(video).emb.astype(np.float32), chunk=pre.max_segments
+    )
+    assert np.allclose(out.sequence(video).emb, expected.astype(np.float16), atol=1e-3)
