@@ -124,11 +124,19 @@ def decode_chunk_bytes(ex: ExtractConfig, spec: SegmentConfig, image_size: int) 
     return int(ex.chunk_segments * per_segment)
 
 
+def decoder_frame_bytes(ex: ExtractConfig) -> int:
+    """What FFmpeg's own frames can take in one decode task: each of its threads, plus a few frames
+    held for reordering, a YUV 4:2:0 frame of at most `extract.max_pixels` (larger ones are refused),
+    whatever the videos' sizes turn out to be."""
+    return (math.ceil(ex.decode_num_cpus) + 3) * ex.max_pixels * 3 // 2
+
+
 def decode_task_memory(ex: ExtractConfig, spec: SegmentConfig, image_size: int) -> int:
-    """Bytes a decode task holds at its peak: two chunks of frames (the one being filled and the one
-    handed on) plus 192 MiB for the decoder and the interpreter's share (a 16-CPU GPU node saw 174 MiB
-    peaks where this gave 141 MiB)."""
-    return 2 * decode_chunk_bytes(ex, spec, image_size) + (192 << 20)
+    """Bytes a decode task holds at its peak: two chunks of converted frames (the one being filled and
+    the one handed on; crops are copies, so square), the decoder's own frames at the largest size a
+    video may have, plus 192 MiB for the interpreter's share and the rest (a 16-CPU GPU node saw 174 MiB
+    peaks of toy-world decoding where the two chunks and the 192 MiB gave 141 MiB)."""
+    return 2 * decode_chunk_bytes(ex, spec, image_size) + decoder_frame_bytes(ex) + (192 << 20)
 
 
 def pipeline_resources(ex: ExtractConfig) -> dict[str, dict[str, float]]:

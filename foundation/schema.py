@@ -190,7 +190,7 @@ class ExtractConfig:
     chunk_segments: int = 32
     """Segments a decode task hands on at a time; bounds its memory whatever the video length."""
     schemes: list[str] = field(default_factory=list)
-    """URI schemes accepted besides local files, e.g. [http, https] or fsspec protocols; any other input URI is refused."""
+    """URI schemes FFmpeg reads (e.g. [http, https]) accepted besides local files; an input of any other scheme is a failed row."""
     open_timeout_s: float = 30.0
     """Seconds a network input may take to open before the video fails (a transient failure)."""
     read_timeout_s: float = 30.0

@@ -107,3 +107,18 @@ def test_failure_kinds():
     assert failure_kind(VideoError("x: timed out", transient=True)) == "transient"
     assert failure_kind(FileNotFoundError("x")) == failure_kind(MemoryError()) == "transient"
     assert failure_kind(ValueError("x")) == "permanent"
+
+
+def test_a_decode_task_reserves_the_largest_frames_it_may_decode():
+    from extract.runner import decode_chunk_bytes, decode_task_memory, decoder_frame_bytes
+    from foundation.schema import ExtractConfig
+
+    small, large = ExtractConfig(max_pixels=640 * 360), ExtractConfig(max_pixels=3840 * 2160, decode_num_cpus=2)
+    spec = SegmentConfig()
+    assert decoder_frame_bytes(small) == 4 * 640 * 360 * 3 // 2  # one thread plus three held frames, 4:2:0
+    assert decode_task_memory(large, spec, 64) - decode_task_memory(small, spec, 64) == (
+        decoder_frame_bytes(large) - decoder_frame_bytes(small)
+    )
+    assert decode_task_memory(small, spec, 64) == 2 * decode_chunk_bytes(small, spec, 64) + decoder_frame_bytes(
+        small
+    ) + (192 << 20)
