@@ -101,7 +101,7 @@ _PERMANENT_HTTP = (
 )
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """Whether trying again may succeed: a timeout (FFmpeg's exit on our interrupt), an I/O or
     network error, memory, a server error or too many requests; not corrupt data."""
     if isinstance(exc, _PERMANENT_HTTP):
@@ -149,7 +149,7 @@ def _open(path: str | Path, *, limits: DecodeLimits | None = None):
             transient=True,
         ) from exc
     except (av.FFmpegError, OSError, MemoryError) as exc:
-        raise VideoError(f"{path}: cannot open: {exc}", transient=_transient(exc)) from exc
+        raise VideoError(f"{path}: cannot open: {exc}", transient=is_transient(exc)) from exc
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: no video stream (audio-only or not a video)")
@@ -203,7 +203,7 @@ def probe(path: str | Path, *, limits: DecodeLimits | None = None) -> VideoInfo:
                 rotation = _rotation(frame)
                 break
         except (av.FFmpegError, OSError, MemoryError) as exc:
-            raise VideoError(f"{path}: decoding failed at the start ({exc})", transient=_transient(exc)) from exc
+            raise VideoError(f"{path}: decoding failed at the start ({exc})", transient=is_transient(exc)) from exc
         return VideoInfo(
             str(path),
             duration,
@@ -305,7 +305,7 @@ def iter_av_frames(
                 f"{path}: reading stalled {where} for longer than extract.read_timeout_s = {limits.read_timeout_s:g} s",
                 transient=True,
             ) from exc
-        raise VideoError(f"{path}: decoding failed {where} ({exc})", transient=_transient(exc)) from exc
+        raise VideoError(f"{path}: decoding failed {where} ({exc})", transient=is_transient(exc)) from exc
     finally:
         container.close()
 

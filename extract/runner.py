@@ -34,7 +34,7 @@ from foundation.loader import ConfigError
 from foundation.progress import Summary, bar, human_seconds
 from foundation.runtime import check_resources, init_ray
 from foundation.schema import EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
-from store import Store, StoreError, StoreIdentity
+from store import NoStore, Store, StoreError, StoreIdentity
 from store.manifest import COLUMNS
 
 log = logging.getLogger(__name__)
@@ -240,9 +240,7 @@ class _LazyStore:
         self.uri, self.identity = uri, identity
         try:
             Store.open(uri)
-        except StoreError as exc:
-            if not str(exc).startswith("no store at"):
-                raise
+        except NoStore:
             self._store: Store | None = None
         else:
             self._store = Store.create(uri, identity)  # refuses another identity, writes nothing
@@ -271,10 +269,10 @@ class _ShardCommitter:
                 refused = assembler.write(store, sid, overwrite=replace)
             except StoreError:
                 # Another job with the same list committed the same videos under the same id first: fine.
+                committed = store.videos()
                 if (
                     replace
-                    or sorted(store.videos().filter(pc.equal(store.videos()["shard_id"], sid))["video_id"].to_pylist())
-                    != planned
+                    or sorted(committed.filter(pc.equal(committed["shard_id"], sid))["video_id"].to_pylist()) != planned
                 ):
                     raise
                 self.report.shards_skipped += 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.decode import DecodeLimits, VideoError
+from extract.decode import DecodeLimits, VideoError, is_transient
 from extract.segments import VideoSummary, iter_segments
 from foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
 from store import StoreError
@@ -62,9 +62,8 @@ def _rows(
 
 def failure_kind(exc: BaseException) -> str:
     """ "transient" when trying again may succeed (I/O, a missing file, memory, a timeout), else "permanent"."""
-    if isinstance(exc, VideoError):
-        return "transient" if exc.transient else "permanent"
-    return "transient" if isinstance(exc, (OSError, MemoryError, TimeoutError)) else "permanent"
+    transient = exc.transient if isinstance(exc, VideoError) else is_transient(exc)
+    return "transient" if transient else "permanent"
 
 
 def segment_batches(

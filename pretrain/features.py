@@ -78,17 +78,18 @@ def embed_sequences(
     out = Store.create(out_uri, features_identity(source, pretrained))
     table = source.videos()
     extra_names = [name for name in table.column_names if name not in COLUMNS.names]
-    made = out.videos()
+    made, done = out.videos(), out.committed_shards()
     shard_ids = sorted(set(table["shard_id"].to_pylist()))
 
     def up_to_date(shard_id: str) -> bool:
-        if shard_id not in out.committed_shards():
+        if shard_id not in done:
             return False
         same_videos = sorted(_ids(made, shard_id)) == sorted(_ids(table, shard_id))
-        return same_videos and out.commit_of(shard_id).attrs.get("source_generation") == _generation(source, shard_id)
+        source_generation = source.commit_of(shard_id).generation
+        return same_videos and out.commit_of(shard_id).attrs.get("source_generation") == source_generation
 
     todo = [s for s in shard_ids if not up_to_date(s)]
-    replace = set(todo) & out.committed_shards()
+    replace = set(todo) & done
     todo_rows = table.filter(pc.is_in(table["shard_id"], value_set=pa.array(todo, table["shard_id"].type)))
     total = int(pc.sum(todo_rows["n_segments"]).as_py() or 0)  # a failed video has 0
     counts = {
@@ -104,7 +105,7 @@ def embed_sequences(
     try:
         for shard_id in todo:
             rows = table.filter(pc.equal(table["shard_id"], shard_id)).sort_by("row_start").to_pylist()
-            attrs = {"source_store": source.uri, "source_generation": _generation(source, shard_id)}
+            attrs = {"source_store": source.uri, "source_generation": source.commit_of(shard_id).generation}
             with out.shard_writer(shard_id, overwrite=shard_id in replace, attrs=attrs) as writer:
                 for row in rows:
                     extra = {name: row[name] for name in extra_names}
@@ -141,7 +142,3 @@ def embed_sequences(
 
 def _ids(table: pa.Table, shard_id: str) -> list[str]:
     return table.filter(pc.equal(table["shard_id"], shard_id))["video_id"].to_pylist()
-
-
-def _generation(store: Store, shard_id: str) -> str:
-    return store.commit_of(shard_id).generation

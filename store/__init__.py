@@ -26,7 +26,7 @@ shapes.
 """
 
 from store.identity import StoreIdentity
-from store.layout import SCHEMA_VERSION, StoreError
+from store.layout import SCHEMA_VERSION, NoStore, StoreError
 from store.store import Dims, EmbeddingBatch, Segments, Store
 from store.summary import StoreSummary
 from store.verify import Problem, VerifyReport
@@ -36,6 +36,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Dims",
     "EmbeddingBatch",
+    "NoStore",
     "Problem",
     "Segments",
     "ShardWriter",

@@ -53,6 +53,10 @@ class StoreError(LvmaeError):
     store, shard, video or file."""
 
 
+class NoStore(StoreError):
+    """Nothing at all is at the store's location (`Store.open`); a writer may create one there."""
+
+
 @dataclass(frozen=True)
 class ArraySpec:
     dtype: np.dtype

@@ -33,6 +33,7 @@ from store.layout import (
     ROOT_ATTR,
     SHARDS_DIR,
     Location,
+    NoStore,
     StoreError,
     array_names,
     check_array_metadata,
@@ -162,7 +163,7 @@ class Store:
         if group is None:
             if location.fs.exists(location.root):
                 raise StoreError(f"{location.uri} is not an lvmae store: there is no zarr group (zarr.json) there")
-            raise StoreError(f"no store at {location.uri}: nothing there")
+            raise NoStore(f"no store at {location.uri}: nothing there")
         return cls(location, StoreIdentity.from_attrs(group.attrs.asdict(), f"store {location.uri}"), writable=False)
 
     @staticmethod
