@@ -117,7 +117,11 @@ class ImageTextEncoder:
         precision: str = "auto",
         batch_size: int = 256,
         model_configs: Iterable[str | os.PathLike] = (),
+        cast_weights: bool = False,
     ):
+        """`cast_weights` stores the weights in the compute dtype instead of autocasting fp32 weights
+        each call: on a CPU with native bf16, a single text query then reads half the bytes (a search
+        query tower); extraction keeps fp32 weights."""
         import open_clip
 
         check_model_name(model, model_configs)  # extra configs (the toy world's stand-in) join open_clip's list
@@ -130,6 +134,10 @@ class ImageTextEncoder:
             raise FileNotFoundError(f"encoder.pretrained: checkpoint file {pretrained!r} does not exist")
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
         self.model = self.model.to(self.device).eval().requires_grad_(False)
+        self._autocast = self.dtype  # fp32 weights, computed in dtype under autocast
+        if cast_weights and self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+            self._autocast = torch.float32  # weights already in dtype: autocast would only add casts
         self.tokenizer = open_clip.get_tokenizer(model)
         self.identity = EncoderIdentity.of(model, pretrained)
         size = self.model.visual.image_size
@@ -143,15 +151,22 @@ class ImageTextEncoder:
         self._mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
 
+    @property
+    def _weights_dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     @classmethod
-    def from_config(cls, cfg: EncoderConfig) -> ImageTextEncoder:
+    def from_config(
+        cls, cfg: EncoderConfig, *, precision: str | None = None, cast_weights: bool = False
+    ) -> ImageTextEncoder:
         return cls(
             cfg.model,
             cfg.pretrained,
             device=cfg.device,
-            precision=cfg.precision,
+            precision=precision or cfg.precision,
             batch_size=cfg.batch_size,
             model_configs=cfg.model_configs,
+            cast_weights=cast_weights,
         )
 
     # ---- images --------------------------------------------------------------------------------
@@ -170,8 +185,8 @@ class ImageTextEncoder:
         """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
         out = []
         for start in range(0, len(frames), self.batch_size):
-            x = self._pixels(frames[start : start + self.batch_size]).to(self.device)
-            with autocast(self.device, self.dtype):
+            x = self._pixels(frames[start : start + self.batch_size]).to(self.device, self._weights_dtype)
+            with autocast(self.device, self._autocast):
                 emb = self.model.encode_image(x)
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         if not out:
@@ -188,13 +203,37 @@ class ImageTextEncoder:
 
     # ---- text ----------------------------------------------------------------------------------
 
+    def _text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`model.encode_text(tokens)`, over the tokens up to the last end-of-text of the batch only.
+
+        A CLIP text tower is causal and pools at the end-of-text token (the highest id, `argmax`), so
+        the padding after it changes nothing it returns: a query of 8 tokens need not run 77. The
+        result equals encode_text's; other text towers (HF, non-causal, other pooling) run it whole.
+        """
+        import open_clip
+
+        m = self.model
+        if not (
+            type(m) is open_clip.CLIP and getattr(m, "attn_mask", None) is not None and m.text_pool_type == "argmax"
+        ):
+            return m.encode_text(tokens)
+        L = int(tokens.argmax(dim=-1).max()) + 1  # end-of-text of the longest text
+        tokens = tokens[:, :L]  # (N, L)
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:L].to(cast)  # (N, L, width)
+        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:L, :L]))
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]  # (N, width) at end-of-text
+        if m.text_projection is None:
+            return x
+        return m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
+
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, D) float32, L2-normalised."""
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(list(texts[start : start + self.batch_size])).to(self.device)
-            with autocast(self.device, self.dtype):
-                emb = self.model.encode_text(tokens)
+            with autocast(self.device, self._autocast):
+                emb = self._text_features(tokens)
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy()

@@ -27,3 +27,13 @@ def write_provenance(weights: str | Path, provenance: dict[str, Any]) -> dict[st
     """Write (atomically) and return `provenance` as the record of `weights`."""
     atomic_write_json(provenance_path(weights), provenance)
     return provenance
+
+
+def lvmae_version() -> str:
+    """The installed lvmae's version (what files it writes record), "0+unknown" from an uninstalled tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lvmae")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -54,6 +54,19 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively on `device`: a GPU, or a CPU with AVX512-BF16 or AMX (oneDNN's
+    own check), where a bf16 model reads half the weight bytes of an fp32 one and runs faster."""
+    import torch
+
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None = None) -> Any:
     """`torch.autocast` to `dtype` (default: `compute_dtype("auto", device)`); off for fp32."""
     import torch

@@ -322,13 +322,73 @@ class PretrainConfig:
 
 @dataclass
 class RetrievalConfig:
-    index: Literal["flat", "hnsw", "ivfpq"] = "flat"
-    """FAISS index over segment embeddings (cosine similarity)."""
-    k: int = 5
-    """Results returned per query."""
+    index: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
+    """FAISS index kind over segment embeddings (cosine similarity): flat (exact), hnsw (HNSW graph),
+    ivfpq (IVF + product quantizer + refine), or auto: chosen from the vector count, D and
+    max_index_memory (see `retrieval.kinds`)."""
+    max_index_memory: str = "8GiB"
+    """Memory an index may take (auto's budget), with a unit: e.g. 8GiB, 512MiB, 2GB."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where FAISS builds and searches: auto = a GPU when faiss-gpu and a GPU are present, else CPU."""
+    text_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """The query text tower's weights: auto = bf16 where it runs natively (a GPU, or a CPU with
+    AVX512-BF16/AMX: a single query then reads half the weight bytes, cosine 0.9999 to fp32), else fp32."""
+    index_dir: Path = Path("runs/index")
+    """The index folder `lvmae index build` writes and `lvmae search` reads."""
+    captions: Path = Path("runs/toyworld/captions.txt")
+    """The caption bank: a text file of captions, one a line, encoded with the store's own encoder."""
+    k: int = 10
+    """Moments returned per query."""
+    per_video: int = 3
+    """At most this many moments of one video per query (0: no limit)."""
+    depth: int = 256
+    """Segments fetched per query before they are merged into moments."""
+    merge_margin: float = 0.25
+    """Adjacent hits join a moment while within this fraction of the query's score range (best minus
+    worst hit) of the moment's best segment; a deeper dip between two steps keeps them apart."""
+    hnsw_m: int = 32
+    """HNSW: graph neighbours per vector (M)."""
+    ef_construction: int = 40
+    """HNSW: candidate list length while building (larger: better graph, slower build)."""
+    ef_search: int = 128
+    """HNSW: candidate list length while searching (larger: higher recall, slower queries)."""
+    nprobe: int = 192
+    """IVF-PQ: inverted lists visited per query."""
+    refine_factor: int = 24
+    """IVF-PQ: candidates re-ranked with the refine codes, as a multiple of the first 10 results asked for."""
+    train_sample: int = 65536
+    """IVF-PQ: vectors sampled evenly from the store to train the quantizers."""
 
     def __post_init__(self):
+        parse_bytes(self.max_index_memory, "max_index_memory")
         check(self.k >= 1, "k", self.k, "at least 1")
+        check(self.per_video >= 0, "per_video", self.per_video, "0 (no limit) or more")
+        check(self.depth >= 1, "depth", self.depth, "at least 1")
+        check(0 <= self.merge_margin <= 1, "merge_margin", self.merge_margin, "a fraction in [0, 1]")
+        for key in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "refine_factor"):
+            check(getattr(self, key) >= 1, key, getattr(self, key), "at least 1")
+        check(self.train_sample >= 10_000, "train_sample", self.train_sample, "at least 10000")
+
+    @property
+    def max_index_bytes(self) -> int:
+        return parse_bytes(self.max_index_memory, "max_index_memory")
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def parse_bytes(text: str, key: str) -> int:
+    """'8GiB', '512 MiB', '2GB', '1e9' -> bytes; anything else is an error naming `key`."""
+    value = str(text).strip()
+    number = value.rstrip("KMGTiBkmgtb ")
+    unit = value[len(number) :].strip().upper()
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    check(amount > 0 and unit in _UNITS, key, text, "a size with a unit, e.g. 8GiB, 512MiB or 2GB")
+    return int(amount * _UNITS[unit])
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,6 @@
 The stages are `extract/`, `store/`, `pretrain/` and `retrieval/`, on the ground floor `foundation/`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from foundation.provenance import lvmae_version
 
-try:
-    __version__ = version("lvmae")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+__version__ = lvmae_version()

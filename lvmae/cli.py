@@ -27,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lvmae.commands.embed_sequences",
         "write the pretrained encoder's per-segment outputs as a store",
     ),
+    "index": ("lvmae.commands.index", "build or update the FAISS segment index of a store; describe one"),
+    "search": (
+        "lvmae.commands.search",
+        "text (or a segment, by example) -> moments of the videos, with times, captions, thumbnails",
+    ),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 

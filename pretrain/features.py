@@ -53,6 +53,12 @@ def sequence_features(model: LVMAE, emb: np.ndarray | torch.Tensor, *, chunk: in
     return torch.cat(out).numpy()
 
 
+def is_features_identity(encoder: dict) -> bool:
+    """Whether a store identity's encoder entry names LV-MAE features (`features_identity`), not a frozen
+    image-text encoder."""
+    return "input_encoder" in encoder
+
+
 def features_identity(source: Store, pretrained: Pretrained) -> StoreIdentity:
     """The identity of a store of LV-MAE features computed from `source`."""
     return StoreIdentity(

@@ -261,6 +261,12 @@ class Store:
         """Ids of the shards whose manifest exists."""
         return manifest.committed_shard_ids(self.location)
 
+    def generations(self) -> dict[str, str]:
+        """Every committed shard id -> the generation its commit names, as of now: what changes when a
+        shard is committed, re-extracted or removed (an index's fingerprint of what it covers)."""
+        listing = self._refresh()
+        return {shard_id: self._manifests[shard_id][2].generation for shard_id in sorted(listing)}
+
     def commit_of(self, shard_id: str) -> manifest.Commit:
         """The commit record of a committed shard: its generation, shapes, data files, attributes."""
         if shard_id not in self._manifests:
@@ -426,12 +432,22 @@ class Store:
             **{name: self.read_rows(entry.shard_id, name, a, b) if name in names else None for name in ARRAYS}
         )
 
-    def iter_embeddings(self, batch_size: int = 65536) -> Iterator[EmbeddingBatch]:
+    def iter_embeddings(
+        self, batch_size: int = 65536, *, shards: Collection[str] | None = None
+    ) -> Iterator[EmbeddingBatch]:
         """Every segment of every ok video exactly once, shard by shard, in batches of at most
-        `batch_size` rows (a batch never spans two shards); memory stays at one batch."""
+        `batch_size` rows (a batch never spans two shards); memory stays at one batch. `shards` limits
+        it to those committed shards (an index update reads only the shards new to it)."""
         if batch_size < 1:
             raise StoreError(f"batch_size must be at least 1; got {batch_size}")
         ok = self.videos(status="ok")
+        if shards is not None:
+            unknown = sorted(set(shards) - self.committed_shards())
+            if unknown:
+                raise StoreError(f"store {self.uri} has no committed shard {', '.join(unknown[:5])}")
+            ok = ok.filter(pc.is_in(ok["shard_id"], value_set=pa.array(sorted(shards), ok["shard_id"].type)))
+            if ok.num_rows == 0:
+                return iter(())
         if ok.num_rows == 0:
             failed = self.videos(status="failed").num_rows
             found = f"no ok videos ({failed} failed)" if self._manifests else "no committed shards"

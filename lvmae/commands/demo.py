@@ -3,7 +3,7 @@
 Each stage records what it produced in `<out>/stages/<name>.json` together with a key of what it
 depended on; a re-run skips a stage whose key is unchanged, so only new or changed stages run.
 
-The demo deletes only folders it made: `<out>/.lvmae-demo` names them (`store`, `pretrain`), and a
+The demo deletes only folders it made: `<out>/.lvmae-demo` names them (`store`, `index`, `pretrain`), and a
 stage finding a stale one of those replaces it. A folder in the way that it did not make is an error,
 unless it is exactly what the stage would resume (a store with the demo's identity, a pretrain run
 with the demo's stamp for these settings): a folder an earlier version of the demo made, before the
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from foundation.errors import LvmaeError
 from foundation.files import atomic_write_json, atomic_write_text
 from foundation.progress import Summary, human_seconds
 from foundation.schema import Config, CorpusSpec
@@ -231,6 +232,60 @@ def _extract_run(d: Demo) -> dict:
     }
 
 
+def _index_key(d: Demo) -> dict:
+    return {"store": _extract_key(d), "retrieval": d.cfg.to_dict()["retrieval"]}
+
+
+EXAMPLE_QUERIES = 3
+
+
+def _example_queries(d: Demo) -> list[str]:
+    """The captions shown most often in the demo corpus (ties by caption): queries with answers to see."""
+    import pyarrow.parquet as pq
+
+    counts: dict[str, int] = {}
+    for caption in pq.read_table(d.corpus_dir / "truth.parquet", columns=["caption"])["caption"].to_pylist():
+        counts[caption] = counts.get(caption, 0) + 1
+    return sorted(counts, key=lambda c: (-counts[c], c))[:EXAMPLE_QUERIES]
+
+
+def _index_run(d: Demo) -> dict:
+    from lvmae.commands.search import print_table, write_sheet
+    from retrieval.index import HEADER, SegmentIndex
+    from retrieval.search import clock, open_searcher
+    from store import Store
+
+    folder = d.out / "index"
+    store = Store.open(str(d.store_dir))
+    current = False
+    if (folder / HEADER).is_file():
+        try:
+            SegmentIndex.load(folder).check_fresh(store)
+            current = True
+        except LvmaeError:  # stale, or not an index: a folder of the demo's is rebuilt
+            current = False
+    if claim_folder(folder, current=current, what="an up-to-date index of the demo's store") in ("create", "replace"):
+        index = SegmentIndex.build(store, d.cfg.retrieval)
+        index.save(folder)
+    searcher = open_searcher(folder, d.cfg.retrieval, d.cfg.encoder, captions=d.corpus_dir / "captions.txt")
+    answers = searcher.text(_example_queries(d), k=5)
+    for results in answers:
+        print_table(results, query=results[0].query)
+    sheet = write_sheet([r for results in answers for r in results], d.out / "search-examples.png")
+    header = searcher.index.header
+    rows = {
+        "index": f"{folder} ({header['kind']}, {header['vectors']:,} segments of {header['videos']} videos)",
+    }
+    for results in answers:
+        top = results[0]
+        rows[f'"{top.query}"'] = (
+            f"top: {top.moment.video_id} {clock(top.moment.start)}–{clock(top.moment.end)} "
+            f"({top.moment.score:.3f}, {top.caption})"
+        )
+    rows["contact sheet"] = str(sheet)
+    return rows
+
+
 def _pretrain_config(d: Demo):
     import dataclasses
 
@@ -280,6 +335,7 @@ STAGES: list[Stage] = [
     Stage("encoder", _encoder_key, _encoder_run),
     Stage("tokenizer", _tokenizer_key, _tokenizer_run),
     Stage("extract", _extract_key, _extract_run),
+    Stage("index", _index_key, _index_run),
     Stage("pretrain", _pretrain_key, _pretrain_run),
 ]
 

@@ -1,9 +1,11 @@
-"""The CUDA paths: frozen models, pretraining steps and Ray extraction with a GPU actor.
+"""The CUDA paths: frozen models, pretraining steps, Ray extraction with a GPU actor, FAISS Flat on a GPU.
 
 Marked `gpu`: skipped without a CUDA device (tests/conftest.py) and left out of `make test`. Each one
 compares against the CPU path on the same input, so a wrong device transfer or precision shows as a
 numeric difference, not just as a crash.
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 
 from extract.encoder import ImageTextEncoder
 from extract.tokenizer import FrozenTokenizer
-from foundation.schema import load_config
+from foundation.schema import RetrievalConfig, load_config
 from lvmae import cli
 from pretrain.checkpoint import read_metrics
 from pretrain.synthetic import write_procedure_store
@@ -105,3 +107,25 @@ def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
         assert (sa.span == sb.span).all()
         assert np.abs(sa.emb.astype(np.float32) - sb.emb.astype(np.float32)).max() < 1e-2
         assert (sa.codes == sb.codes).mean() > 0.98
+
+
+def test_faiss_flat_on_gpu_equals_cpu(tmp_path):
+    from retrieval import placement
+    from retrieval.index import SegmentIndex
+    from tests.unit.retrieval.stores import identity, vectors, write_videos
+
+    if not placement.gpus_available():
+        pytest.skip("FAISS has no GPU here (faiss-cpu): install the [gpu] extra")
+    store = Store.create(tmp_path / "store", identity())
+    write_videos(store, "s0", {f"v{i}": (500, i) for i in range(8)})
+    store = Store.open(tmp_path / "store")
+    cfg = RetrievalConfig(device="cpu")
+    cpu = SegmentIndex.build(store, cfg, kind="flat", progress=False)
+    gpu = SegmentIndex.build(store, dataclasses.replace(cfg, device="cuda"), kind="flat", progress=False)
+    assert gpu.device == "cuda" and cpu.device == "cpu"
+    q = vectors(50, 99)
+    (s_cpu, p_cpu), (s_gpu, p_gpu) = cpu.search(q, 10), gpu.search(q, 10)
+    np.testing.assert_allclose(s_gpu, s_cpu, atol=1e-4)
+    assert (p_gpu == p_cpu).mean() > 0.99  # near-ties may swap under GPU float order
+    gpu.save(tmp_path / "idx")  # written from a CPU copy
+    np.testing.assert_array_equal(SegmentIndex.load(tmp_path / "idx").search(q, 10)[1], p_cpu)

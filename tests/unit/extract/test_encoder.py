@@ -47,6 +47,15 @@ def test_text_embeddings_and_zero_shot(enc):
     assert t.shape == (2, enc.dim) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
 
 
+def test_text_runs_only_up_to_the_last_end_of_text_and_equals_open_clip(enc):
+    texts = ["a red circle", "x", "a blue square spinning on a black background, slowly"]
+    with torch.no_grad():
+        full = torch.nn.functional.normalize(enc.model.encode_text(enc.tokenizer(texts)), dim=-1).numpy()
+    assert np.abs(enc.encode_text(texts) - full).max() < 1e-6
+    # one text at a time: each trims to its own length and still equals the padded batch
+    assert np.abs(np.concatenate([enc.encode_text([t]) for t in texts]) - full).max() < 1e-5
+
+
 def test_identity_names_model_and_weights(enc):
     assert enc.identity.name == "toyclip"
     assert enc.identity.weights_sha256 == sha256_file(SHIPPED_WEIGHTS)

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from extract.encoder import ImageTextEncoder
+from foundation.schema import EncoderConfig, RetrievalConfig
+from retrieval.captions import CaptionBank, check_encoder_matches, text_refusal
+from retrieval.errors import NotTextAligned, RetrievalError
+from retrieval.index import SegmentIndex
+from retrieval.search import Searcher, clock, parse_like
+from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
+from toyworld.world import caption_bank
+
+CFG = RetrievalConfig()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def captions(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_text("\n".join(caption_bank()[:40]) + "\n")
+    return path
+
+
+def encoder_cfg(**changes):
+    return EncoderConfig(
+        **{"model": "toyclip", "pretrained": str(SHIPPED_WEIGHTS), "model_configs": [CONFIG_DIR], **changes}
+    )
+
+
+def test_the_caption_bank_finds_its_own_captions_and_is_cached(encoder, captions, tmp_path, monkeypatch):
+    bank = CaptionBank.load(captions, encoder, cache_dir=tmp_path / "cache")
+    assert len(bank) == 40
+    assert bank.caption_of(encoder.encode_text(bank.texts[:5])) == bank.texts[:5]
+    # a second load reads the cache: nothing is encoded again
+    monkeypatch.setattr(encoder, "encode_text", lambda texts: pytest.fail("encoded again"))
+    again = CaptionBank.load(captions, encoder, cache_dir=tmp_path / "cache")
+    np.testing.assert_allclose(again.vectors, bank.vectors, atol=1e-6)
+    assert again.texts == bank.texts
+
+
+def test_the_caption_bank_refuses_another_encoders_store(encoder, captions):
+    bank = CaptionBank.load(captions, encoder)
+    ours = {"encoder": encoder.identity.to_dict()}
+    bank.check_store("runs/store", ours)
+    other = {"encoder": {**encoder.identity.to_dict(), "weights_sha256": "f" * 64}}
+    with pytest.raises(RetrievalError, match="was encoded by toyclip .* but store runs/store was embedded by"):
+        bank.check_store("runs/store", other)
+    with pytest.raises(RetrievalError, match="but the config's encoder is"):
+        check_encoder_matches("runs/store", other, encoder_cfg())
+
+
+def test_text_queries_on_lvmae_features_are_refused_with_the_reason(make_store):
+    lvmae = {"name": "lvmae:model.pt", "weights_sha256": "c" * 64, "input_encoder": {"name": "toyclip"}}
+    store = make_store({"a": (20, 1), "b": (20, 2)}, encoder=lvmae)
+    refusal = text_refusal(store.uri, store.identity.to_attrs())
+    assert isinstance(refusal, NotTextAligned)
+    index = SegmentIndex.build(store, CFG, kind="flat", progress=False)
+    searcher = Searcher(index, CFG, refusal=refusal)
+    with pytest.raises(NotTextAligned, match="not in any text encoder's embedding space.*--like VIDEO_ID@SECONDS"):
+        searcher.text(["a red circle"])
+    with pytest.raises(NotTextAligned):
+        check_encoder_matches(store.uri, store.identity.to_attrs(), encoder_cfg())
+    assert searcher.like("a", 5.0, k=3)  # query by example still works (the moment holding 5 s excluded)
+
+
+def test_query_by_example_excludes_itself_and_names_bad_targets(make_store):
+    store = make_store({"a": (20, 1), "b": (20, 2)})
+    searcher = Searcher(SegmentIndex.build(store, CFG, kind="flat", progress=False), CFG)
+    results = searcher.like("a", 9.0, k=5, per_video=0)
+    assert results and all(not (r.moment.video_id == "a" and r.moment.start <= 9.0 < r.moment.end) for r in results)
+    assert [r.rank for r in results] == list(range(1, len(results) + 1))
+    with pytest.raises(RetrievalError, match="no video 'zz' in the index"):
+        searcher.like("zz", 1.0)
+    with pytest.raises(RetrievalError, match="has no segment at 500 s"):
+        searcher.like("a", 500.0)
+
+
+def test_empty_query_and_k_zero_are_clear_errors(make_store):
+    searcher = Searcher(SegmentIndex.build(make_store({"a": (5, 1)}), CFG, kind="flat", progress=False), CFG)
+    with pytest.raises(RetrievalError, match="empty query"):
+        searcher.text(["  "])
+    with pytest.raises(RetrievalError, match="at least 1"):
+        searcher.like("a", 1.0, k=0)
+
+
+def test_times_parse_and_print():
+    assert parse_like("tw0-0003@95") == ("tw0-0003", 95.0)
+    assert parse_like("a@b@1:35") == ("a@b", 95.0)
+    assert parse_like("v@0:01:35.5") == ("v", 95.5)
+    for bad in ("novideo", "v@", "v@soon", "v@-3"):
+        with pytest.raises(RetrievalError, match="--like"):
+            parse_like(bad)
+    assert clock(3725.9) == "1:02:05" and clock(0) == "0:00:00"
