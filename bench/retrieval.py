@@ -23,7 +23,9 @@ drawn the same way, never taken from the base.
   bank that occurs in it is a query; precision of the top min(10, n) moments, n the number of truth
   steps with that caption, averaged over captions; a moment is right when the truth step under its
   best segment has the caption. `toyworld_segment_precision_at_10` is the same measure over plain
-  segment hits (no merging), the baseline, from the same index in the same run.
+  segment hits (no merging), the baseline, from the same index in the same run. `toyworld_moment_iou`:
+  the mean overlap (intersection over union, in time) of those moments with the truth step under
+  their best segment: whether a moment is the step, not just a piece of it.
 """
 
 from __future__ import annotations
@@ -224,22 +226,37 @@ def toyworld_precision(quick: bool, tmp: Path) -> dict:
     truth = pq.read_table(corpus.root / "truth.parquet").to_pandas()
     steps = {v: g.sort_values("t_start") for v, g in truth.groupby("video_id")}
 
-    def caption_at(video_id: str, t: float):
+    def step_at(video_id: str, t: float):
+        """(caption, start, end) of the truth step on screen at t, or None."""
         g = steps[video_id]
         i = int(np.searchsorted(g.t_start.values, t, side="right")) - 1
-        return g.caption.values[i] if i >= 0 and t < g.t_end.values[i] else None
+        return (
+            (g.caption.values[i], g.t_start.values[i], g.t_end.values[i]) if i >= 0 and t < g.t_end.values[i] else None
+        )
+
+    def caption_at(video_id: str, t: float):
+        step = step_at(video_id, t)
+        return step[0] if step else None
+
+    def iou(moment) -> float:
+        step = step_at(moment.video_id, sum(moment.best) / 2)
+        if step is None:
+            return 0.0
+        inter = max(0.0, min(step[2], moment.end) - max(step[1], moment.start))
+        return inter / (max(step[2], moment.end) - min(step[1], moment.start))
 
     counts = truth.caption.value_counts()
     captions = [c for c in searcher.bank.texts if c in counts.index]
     answers = searcher.text(captions, k=K)
     tower_vectors = searcher.tower.encode_text(captions)
     seg_scores, seg_pos = index.search(tower_vectors, K)
-    moment_p, segment_p = [], []
+    moment_p, segment_p, ious = [], [], []
     for i, (caption, results) in enumerate(zip(captions, answers)):
         top = min(K, int(counts[caption]))
         moment_p.append(
             sum(caption_at(r.moment.video_id, sum(r.moment.best) / 2) == caption for r in results[:top]) / top
         )
+        ious += [iou(r.moment) for r in results[:top]]
         ids = index.ids
         hits = [
             caption_at(ids.videos[ids.video[p]], float(ids.t_start[p] + ids.t_end[p]) / 2) == caption
@@ -249,6 +266,7 @@ def toyworld_precision(quick: bool, tmp: Path) -> dict:
     return {
         "toyworld_precision_at_10": round(float(np.mean(moment_p)), 4),
         "toyworld_segment_precision_at_10": round(float(np.mean(segment_p)), 4),
+        "toyworld_moment_iou": round(float(np.mean(ious)), 4),
         "toyworld_captions": len(captions),
         "toyworld_videos": spec.videos,
         "toyworld_segments": len(index),

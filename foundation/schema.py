@@ -343,9 +343,10 @@ class RetrievalConfig:
     """At most this many moments of one video per query (0: no limit)."""
     depth: int = 256
     """Segments fetched per query before they are merged into moments."""
-    merge_margin: float = 0.25
-    """Adjacent hits join a moment while within this fraction of the query's score range (best minus
-    worst hit) of the moment's best segment; a deeper dip between two steps keeps them apart."""
+    merge_margin: float = 0.1
+    """Adjacent hits join a moment while within this fraction of the query's contrast (its best hit
+    minus its 10th-percentile score over the index) of the moment's best segment; a deeper dip
+    between two steps keeps them apart."""
     hnsw_m: int = 32
     """HNSW: graph neighbours per vector (M)."""
     ef_construction: int = 40

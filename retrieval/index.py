@@ -208,6 +208,7 @@ class SegmentIndex:
         self.folder = folder
         self.index, self.device = placement.to_device(index, header["kind"], device)
         self._search_params: RetrievalConfig | None = None
+        self._background: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
@@ -399,6 +400,20 @@ class SegmentIndex:
         scores, positions = self.index.search(normalized(queries), h)
         scores = np.where(positions >= 0, scores, -np.inf)
         return scores, positions
+
+    BACKGROUND_SAMPLE = 1024
+
+    def background(self, queries: np.ndarray) -> np.ndarray:
+        """(m, D) -> (m,) each query's 10th-percentile cosine over up to 1,024 indexed vectors spread
+        evenly: the level its hits stand out from (a low percentile, not the median, so a query that
+        matches most of the index still has one)."""
+        if getattr(self, "_background", None) is None or len(self._background) > len(self):
+            positions = np.unique(
+                np.linspace(0, len(self) - 1, min(len(self), self.BACKGROUND_SAMPLE)).astype(np.int64)
+            )
+            self._background = normalized(self.vectors(positions))  # (s, D)
+        # einsum, not @: BLAS's threads would spin on after the call and slow the text tower's next query
+        return np.percentile(np.einsum("md,sd->ms", normalized(queries), self._background), 10, axis=1)
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
         """(h,) positions -> (h, D) the indexed vectors (IVF-PQ: their 8-bit refine copies)."""

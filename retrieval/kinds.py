@@ -36,9 +36,9 @@ exact query scans in about 10 ms on 2 CPU cores here (Flat answers about 100 sin
 
 HNSW_MAX_SCAN = 1 << 27
 """n·D at most for `auto` to choose HNSW: 134 M floats (262,144 × 512, 1M × 128). Building HNSW32 costs
-about n·log(n)·D: here it took 19 s at 100k × 512 (recall@10 0.993) but 340 s at 1M × 512, where it
-reached only 0.933 at efSearch 128 and 56× numpy's single-query rate, while IVF-PQ fast-scan built in
-16 s and reached 0.95 at about 100× (bench.retrieval)."""
+about n·log(n)·D: here it took 19 s at 100k × 512 (recall@10 0.993) but 340–410 s at 1M × 512, where
+it reached only 0.933 at efSearch 128 and 56–67× numpy's single-query rate, while IVF-PQ fast-scan
+built in under 20 s and reached 0.959 at 107–118× (bench.retrieval)."""
 
 PQ_TRAIN_MIN = 39 * 16 * 2
 """Vectors for an IVF-PQ index to train on: 39 points for each of the 16 centroids of a 4-bit

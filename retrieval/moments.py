@@ -4,20 +4,23 @@ A step of a procedure lasts many segments, and every one of them matches a query
 segments would show one 40 s step as twenty results. `merge_hits` turns the hits of one query into
 moments, growing them from their peaks the way a watershed does: hits are taken best first, and a hit
 next to a moment (the adjacent row of the same video, spans touching) joins it when its score is within
-`margin` of the moment's best; a hit between two moments within `margin` of both merges them (a flat
+`tolerance` of the moment's best; a hit between two moments within `tolerance` of both merges them (a flat
 stretch with noisy scores is one moment, not three). A hit that no moment takes starts its own. So a
 step is one moment, two steps with a dip in score between them stay two, and a moment never spans two
 videos, nor a gap: rows that are not adjacent, or adjacent rows whose spans do not touch (a stretch the
 decoder could not read), stay apart.
 
-`margin` is a fraction of the query's own score range over its hits (best minus worst), which keeps it
-meaningful for any encoder: cosines of real CLIP text and images spread over a few hundredths, the toy
-world's stand-in over tenths.
+The tolerance is in score units, and the caller sets it from the query's own scale: `retrieval.search`
+uses a fraction (`retrieval.merge_margin`) of how far the best hit stands above the query's 10th-percentile
+score over the index (its background), which keeps it meaningful for any encoder: cosines of real CLIP text and
+images spread over a few hundredths, the toy world's stand-in over tenths. Not the hits' own range: when
+a query's hits are all true matches (a caption shown for minutes across a corpus), that range shrinks to
+the noise and every step would fall apart into single segments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,7 +28,7 @@ SPAN_TOUCH_S = 1e-3
 """Spans are float32 seconds: an end and the next start this close are the same instant."""
 
 MARGIN = 0.25
-"""Default `margin`: a quarter of the query's score range over its hits."""
+"""Without a `tolerance`: a quarter of the hits' own score range."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Moment:
     best: tuple[float, float]  # [start, end) of the best segment
     best_position: int  # the best segment's position in the index (its FAISS id)
     rows: tuple[int, int]  # first and last segment row, within the video
-    segments: int  # hits merged
+    segments: int  # segments in [start, end)
 
 
 def merge_hits(
@@ -50,26 +53,27 @@ def merge_hits(
     score: np.ndarray,
     position: np.ndarray,
     *,
-    k: int,
+    k: int | None,
     per_video: int = 0,
-    margin: float = MARGIN,
+    tolerance: float | None = None,
     exclude: tuple[str, float] | None = None,
 ) -> list[Moment]:
     """The top `k` moments of one query's hits, best first.
 
     Inputs are per hit, shape (h,): the segment's video id, its row within the video, its span in
     seconds, its score and its position in the index (-1: no hit, as FAISS pads). A (video, row) given
-    twice counts once, at its best score. `margin` is the fraction of the hits' score range within which
-    adjacent hits join a moment. `per_video` > 0 keeps at most that many moments of one video.
+    twice counts once, at its best score. Adjacent hits join a moment within `tolerance` (score units;
+    default MARGIN times the hits' own score range) of its best. `per_video` > 0 keeps at most that many moments of one video.
     `exclude=(video_id, seconds)` drops the moment holding that instant (a query by example is not its
     own answer).
     """
-    if k < 1:
+    if k is not None and k < 1:
         raise ValueError(f"k must be at least 1; got {k}")
     keep = np.isfinite(score) & (position >= 0)
     vid, r, a, b, s, p = (np.asarray(x)[keep] for x in (video_id, row, t_start, t_end, score, position))
     order = np.argsort(-s, kind="stable")  # best first; a duplicate (video, row) meets its best copy first
-    tolerance = float(margin) * float(s.max() - s.min()) if len(s) else 0.0
+    if tolerance is None:
+        tolerance = MARGIN * float(s.max() - s.min()) if len(s) else 0.0
     hit_of: dict[tuple[str, int], int] = {}  # (video, row) -> its hit, once taken
     owner: dict[int, int] = {}  # hit -> its moment (an index into `parent`; follow `find`)
     parent: list[int] = []  # union-find over moments
@@ -104,7 +108,7 @@ def merge_hits(
             owner[i] = len(parent) - 1
             continue
         root = max(near, key=lambda m: s[peak[m]])
-        for m in near:  # within margin of both neighbours: they are one moment
+        for m in near:  # within tolerance of both neighbours: they are one moment
             if m != root:
                 parent[m] = root
                 members[root] += members[m]
@@ -129,15 +133,47 @@ def merge_hits(
                 segments=len(hits),
             )
         )
+    return select(moments, k=k, per_video=per_video, exclude=exclude)
+
+
+def select(
+    moments: list[Moment], *, k: int | None, per_video: int = 0, exclude: tuple[str, float] | None = None
+) -> list[Moment]:
+    """The top `k` (None: all) of `moments`, best first: moments of one video that overlap are one (the
+    better one's score and best segment, the union of their spans: a moment grown past its hits can
+    reach into another of the same step; moments that only touch stay two), at most `per_video` (> 0)
+    of a video, and none
+    holding the instant `exclude=(video_id, seconds)`."""
+    kept: list[Moment] = []
+    of_video: dict[str, list[int]] = {}  # video -> indices into kept
+    for m in sorted(moments, key=lambda m: (-m.score, m.video_id, m.start)):
+        for i in of_video.setdefault(m.video_id, []):
+            other = kept[i]  # scores at least as high
+            if (
+                other.video_id == m.video_id
+                and m.start < other.end - SPAN_TOUCH_S
+                and other.start < m.end - SPAN_TOUCH_S
+            ):
+                rows = (min(other.rows[0], m.rows[0]), max(other.rows[1], m.rows[1]))
+                kept[i] = replace(
+                    other,
+                    start=min(other.start, m.start),
+                    end=max(other.end, m.end),
+                    rows=rows,
+                    segments=rows[1] - rows[0] + 1,  # overlapping runs of rows: their union is one run
+                )
+                break
+        else:
+            of_video[m.video_id].append(len(kept))
+            kept.append(m)
     if exclude is not None:
-        moments = [m for m in moments if not (m.video_id == exclude[0] and m.start <= exclude[1] < m.end)]
-    moments.sort(key=lambda m: (-m.score, m.video_id, m.start))
+        kept = [m for m in kept if not (m.video_id == exclude[0] and m.start <= exclude[1] < m.end)]
     if per_video > 0:
         seen: dict[str, int] = {}
-        kept = []
-        for m in moments:
+        limited = []
+        for m in kept:
             seen[m.video_id] = seen.get(m.video_id, 0) + 1
             if seen[m.video_id] <= per_video:
-                kept.append(m)
-        moments = kept
-    return moments[:k]
+                limited.append(m)
+        kept = limited
+    return kept if k is None else kept[:k]

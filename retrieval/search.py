@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from foundation.schema import EncoderConfig, RetrievalConfig
 from retrieval import placement
 from retrieval.captions import CaptionBank, query_precision, text_encoder_for, text_refusal
 from retrieval.errors import RetrievalError
-from retrieval.index import SegmentIndex
-from retrieval.moments import Moment, merge_hits
+from retrieval.index import SegmentIndex, normalized
+from retrieval.moments import SPAN_TOUCH_S, Moment, merge_hits, select
 
 
 def clock(seconds: float) -> str:
@@ -137,7 +137,13 @@ class Searcher:
                 f"the text encoder gives width {vectors.shape[1]}; the index holds width {self.index.dim}"
             )
         scores, positions = self.index.search(vectors, max(self.cfg.depth, k))  # (m, h)
-        return [self._results(q, scores[i], positions[i], k, per_video) for i, q in enumerate(queries)]
+        background = self.index.background(vectors)  # (m,)
+        return [
+            self._results(
+                q, scores[i], positions[i], k, per_video, query_vector=vectors[i], background=float(background[i])
+            )
+            for i, q in enumerate(queries)
+        ]
 
     def like(
         self, video_id: str, seconds: float, *, k: int | None = None, per_video: int | None = None
@@ -148,7 +154,17 @@ class Searcher:
         vector = self.index.vectors(np.asarray([position]))  # (1, D)
         scores, positions = self.index.search(vector, max(self.cfg.depth, k) + 1)
         label = f"like {video_id}@{clock(seconds)}"
-        return self._results(label, scores[0], positions[0], k, per_video, exclude=(video_id, seconds))
+        background = float(self.index.background(vector)[0])
+        return self._results(
+            label,
+            scores[0],
+            positions[0],
+            k,
+            per_video,
+            query_vector=vector[0],
+            background=background,
+            exclude=(video_id, seconds),
+        )
 
     def position_at(self, video_id: str, seconds: float) -> int:
         """The index position of the segment of `video_id` whose span holds `seconds`."""
@@ -167,6 +183,46 @@ class Searcher:
             )
         return int(positions[inside[0]])
 
+    GROW_STEP = 8  # segments scored at a time while a moment grows
+    GROW_MAX = 512  # segments a moment grows by on each side, at most
+
+    def _grow(self, m: Moment, q: np.ndarray, tolerance: float) -> Moment:
+        """`m` extended over the adjacent segments of its video (rows next to it, spans touching) whose
+        score stays within `tolerance` of its best: the hits are the top `depth` of the whole index, so a
+        long step may have only some of its segments among them."""
+        ids, floor = self.index.ids, m.score - tolerance
+        best_row = int(ids.row[m.best_position])
+        first = m.best_position - (best_row - m.rows[0])  # a video's rows sit at consecutive positions
+        last = m.best_position + (m.rows[1] - best_row)
+        if not (0 <= first <= last < len(ids)) or ids.video[first] != ids.video[last]:
+            return m
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        ends = {}
+        for side, edge in ((-1, first), (1, last)):
+            while abs(edge - (first if side < 0 else last)) < self.GROW_MAX:
+                steps = np.arange(1, self.GROW_STEP + 1) * side + edge
+                steps = steps[(steps >= 0) & (steps < len(ids))]
+                # a step joins while it is the next row of the same video, touching in time, and scores high
+                prev = np.concatenate([[edge], steps[:-1]])
+                adjacent = (ids.video[steps] == ids.video[edge]) & (ids.row[steps] == ids.row[prev] + side)
+                touch = np.where(side < 0, ids.t_end[steps] - ids.t_start[prev], ids.t_start[steps] - ids.t_end[prev])
+                good = np.einsum("sd,d->s", normalized(self.index.vectors(steps)), q) >= floor  # no BLAS threads
+                ok = np.cumprod(adjacent & (np.abs(touch) <= SPAN_TOUCH_S) & good).astype(bool)
+                edge = int(steps[ok][-1]) if ok.any() else edge
+                if not ok.all() or len(steps) < self.GROW_STEP:
+                    break
+            ends[side] = edge
+        a, b = ends[-1], ends[1]
+        if (a, b) == (first, last):
+            return m
+        return replace(
+            m,
+            start=float(ids.t_start[a]),
+            end=float(ids.t_end[b]),
+            rows=(int(ids.row[a]), int(ids.row[b])),
+            segments=m.segments + (first - a) + (b - last),
+        )
+
     def _limits(self, k: int | None, per_video: int | None) -> tuple[int, int]:
         k = self.cfg.k if k is None else int(k)
         per_video = self.cfg.per_video if per_video is None else int(per_video)
@@ -183,11 +239,16 @@ class Searcher:
         positions: np.ndarray,
         k: int,
         per_video: int,
+        *,
+        query_vector: np.ndarray,
+        background: float,
         exclude: tuple[str, float] | None = None,
     ) -> list[Result]:
         ids = self.index.ids
         found = positions >= 0
         scores, positions = scores[found], positions[found]
+        # adjacent hits join a moment within merge_margin of how far the best stands above the background
+        tolerance = self.cfg.merge_margin * max(float(scores.max()) - background, 0.0) if len(scores) else 0.0
         moments = merge_hits(
             ids.video_ids(positions),
             ids.row[positions],
@@ -195,11 +256,18 @@ class Searcher:
             ids.t_end[positions],
             scores,
             positions,
-            k=k,
-            per_video=per_video,
-            margin=self.cfg.merge_margin,
-            exclude=exclude,
+            k=None,
+            tolerance=tolerance,
         )
+        # A query whose true matches outnumber its hits (a caption shown for an hour) has only part of each
+        # step among them: the best moments grow along their videos over the segments the hits left out.
+        # Grown best first until k moments stand after merging, limits and exclusion: the rest score lower.
+        grown: list[Moment] = []
+        for m in moments:
+            grown.append(self._grow(m, query_vector, tolerance))
+            if len(select(grown, k=k, per_video=per_video, exclude=exclude)) == k:
+                break
+        moments = select(grown, k=k, per_video=per_video, exclude=exclude)
         bank = self.bank
         captions: list[str | None] = [None] * len(moments)
         if bank is not None and moments:

@@ -112,8 +112,12 @@ def write_sheet(results, out: Path) -> Path:
     rows = []
     for r in results:
         m = r.moment
-        times = (m.start, (m.start + m.end) / 2, max(m.start, m.end - 0.05))  # the end is exclusive
-        label = f"{r.query}\n#{r.rank}  {m.video_id}\n{clock(m.start)}–{clock(m.end)}  score {m.score:.3f}"
+        # The end frame is the middle of the last segment: a step may end inside it, and its last
+        # instant would show the next step.
+        half = (m.best[1] - m.best[0]) / 2
+        times = (m.start, (m.start + m.end) / 2, max(m.start, m.end - half))
+        # ASCII dash: Pillow's bundled font has no en dash
+        label = f"{r.query}\n#{r.rank}  {m.video_id}\n{clock(m.start)} - {clock(m.end)}  score {m.score:.3f}"
         if r.caption:
             label += f"\n{r.caption}"
         rows.append(SheetRow(label, r.uri, times, tuple(clock(t) for t in times)))

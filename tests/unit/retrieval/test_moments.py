@@ -32,7 +32,11 @@ def test_two_steps_with_a_dip_between_them_stay_two_moments():
     assert spans(m)[:2] == [("a", 0, 6), ("a", 10, 16)]
     assert ("a", 6, 10) in spans(m)  # the dip is a weaker moment of its own
     # with the whole score range as margin, every run of adjacent hits is one moment
-    assert spans(merge_hits(*hits(rows), k=10, margin=1.0))[0] == ("a", 0, 16)
+    assert spans(merge_hits(*hits(rows), k=10, tolerance=1.0))[0] == ("a", 0, 16)
+    # hits all near the best (a caption shown everywhere): a tolerance on the query's own scale keeps steps whole
+    saturated = [("a", r, 0.97 - 0.004 * (r % 2)) for r in range(6)] + [("b", 0, 0.965)]
+    assert len(merge_hits(*hits(saturated), k=10)) > 2  # the hits' own range is all noise
+    assert spans(merge_hits(*hits(saturated), k=10, tolerance=0.05))[0] == ("a", 0, 12)
 
 
 def test_a_moment_never_spans_two_videos():
@@ -43,7 +47,7 @@ def test_a_moment_never_spans_two_videos():
 def test_a_moment_never_spans_a_gap_in_time():
     video, row, start, end, score, pos = hits([("a", 4, 0.9), ("a", 5, 0.9)])
     start[1], end[1] = 20.0, 22.0  # row 5 comes after a stretch the decoder could not read
-    m = merge_hits(video, row, start, end, score, pos, k=10, margin=1.0)
+    m = merge_hits(video, row, start, end, score, pos, k=10, tolerance=1.0)
     assert [(x.start, x.end) for x in m] == [(8, 10), (20, 22)]
 
 

@@ -95,3 +95,33 @@ def test_times_parse_and_print():
         with pytest.raises(RetrievalError, match="--like"):
             parse_like(bad)
     assert clock(3725.9) == "1:02:05" and clock(0) == "0:00:00"
+
+
+def test_a_step_longer_than_the_hits_grows_into_one_whole_moment(tmp_path):
+    import dataclasses
+
+    from store import Store
+    from tests.unit.retrieval.stores import D, identity
+
+    rng = np.random.default_rng(5)
+    step = rng.standard_normal(D)
+    store = Store.create(tmp_path / "s", identity())
+    with store.shard_writer("s0") as w:
+        for video_id in ("a", "b"):
+            emb = rng.standard_normal((40, D))
+            emb[5:35] = step + 0.05 * rng.standard_normal((30, D))  # one long step: rows 5-34, 10 s to 70 s
+            t0 = np.arange(40, dtype=np.float32) * 2
+            w.add_video(
+                video_id=video_id,
+                uri=f"/{video_id}.mp4",
+                duration=80.0,
+                fps=8.0,
+                emb=emb.astype(np.float32),
+                importance=np.ones(40, np.float32),
+                span=np.stack([t0, t0 + 2], 1),
+            )
+    shallow = dataclasses.replace(CFG, depth=12)  # far fewer hits than the two steps have segments
+    searcher = Searcher(SegmentIndex.build(Store.open(tmp_path / "s"), shallow, kind="flat", progress=False), shallow)
+    top = searcher.like("a", 41.0, k=2)  # a's own step is excluded: b's is the answer
+    assert top[0].moment.video_id == "b"
+    assert (top[0].moment.start, top[0].moment.end) == (10.0, 70.0) and top[0].moment.segments == 30
