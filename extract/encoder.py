@@ -152,7 +152,8 @@ class ImageTextEncoder:
         self._std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     @property
-    def _weights_dtype(self) -> torch.dtype:
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the weights are stored in (fp32, or the compute dtype with cast_weights)."""
         return next(self.model.parameters()).dtype
 
     @classmethod
@@ -185,7 +186,7 @@ class ImageTextEncoder:
         """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
         out = []
         for start in range(0, len(frames), self.batch_size):
-            x = self._pixels(frames[start : start + self.batch_size]).to(self.device, self._weights_dtype)
+            x = self._pixels(frames[start : start + self.batch_size]).to(self.device, self.weights_dtype)
             with autocast(self.device, self._autocast):
                 emb = self.model.encode_image(x)
             out.append(F.normalize(emb.float(), dim=-1).cpu())

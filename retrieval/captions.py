@@ -143,7 +143,7 @@ class CaptionBank:
             )
         sha = sha256_file(path)
         identity = encoder.identity.to_dict()
-        dtype = str(next(encoder.model.parameters()).dtype)  # a bf16 tower's bank differs in the 4th digit
+        dtype = str(encoder.weights_dtype)  # a bf16 tower's bank differs in the 4th digit
         key = json.dumps({"encoder": identity, "file": sha, "weights": dtype}, sort_keys=True)
         key = hashlib.sha256(key.encode()).hexdigest()[:16]
         if cache_dir is not None:

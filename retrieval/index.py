@@ -99,7 +99,7 @@ class IdMap:
 
     def video_ids(self, positions: np.ndarray) -> np.ndarray:
         """(h,) positions -> (h,) video id strings."""
-        return np.asarray(self.videos, dtype=object)[self.video[positions]] if len(positions) else np.zeros(0, object)
+        return np.asarray([self.videos[code] for code in self.video[positions]], dtype=object)  # O(h), not O(videos)
 
     def extend(self, parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
         """Append (video_id (n,) str, row (n,), span (n, 2)) batches in order."""
@@ -301,7 +301,6 @@ class SegmentIndex:
         """Add the shards the store committed since this index was built (or last updated); returns
         their ids. Refused when a covered shard was re-extracted or removed, or the store was made anew:
         only a fresh build reflects those."""
-        self._check_same_store(store)
         shards = store_shards(store)
         stale = self.staleness(store, shards)
         if not stale.only_new:
@@ -344,6 +343,7 @@ class SegmentIndex:
                 parts.append((batch.video_id, batch.row, batch.span))
                 pb.update(len(batch.emb))
         self.ids.extend(parts)
+        self._background = None  # its sample is drawn again over what the index holds now
         if len(self.ids) != self.index.ntotal:
             raise RetrievalError(f"index holds {self.index.ntotal} vectors but its id map {len(self.ids)}")
         self.cpu_index = placement.to_cpu(self.index) if self.device == "cuda" else self.index
@@ -351,13 +351,6 @@ class SegmentIndex:
         self.header["videos"] = len(self.ids.videos)
 
     # ---- freshness -----------------------------------------------------------------------------
-
-    def _check_same_store(self, store: Store) -> None:
-        if store.identity.to_attrs() != self.store_identity:
-            raise StaleIndex(
-                f"index {self.folder or ''} was built over a store with another identity than {store.uri} has now "
-                f"(other models or segments); rebuild it: {build_command(store.uri, self.folder)}"
-            )
 
     def staleness(self, store: Store, shards: dict[str, str] | None = None) -> Staleness:
         """How the store moved on since this index was built or updated."""
@@ -407,7 +400,7 @@ class SegmentIndex:
         """(m, D) -> (m,) each query's 10th-percentile cosine over up to 1,024 indexed vectors spread
         evenly: the level its hits stand out from (a low percentile, not the median, so a query that
         matches most of the index still has one)."""
-        if getattr(self, "_background", None) is None or len(self._background) > len(self):
+        if self._background is None:
             positions = np.unique(
                 np.linspace(0, len(self) - 1, min(len(self), self.BACKGROUND_SAMPLE)).astype(np.int64)
             )
