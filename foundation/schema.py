@@ -239,10 +239,13 @@ class PretrainConfig:
     """Longest training window in segments; windows are random length up to this, random start."""
     min_segments: int = 64
     """Shortest training window in segments; a batch's window length is drawn log-uniformly in [min_segments, max_segments]."""
-    encoder_mask: Literal["random", "semantic", "adaptive"] = "random"
-    """Which segments the encoder does not see."""
+    encoder_mask: Literal["random", "semantic", "adaptive", "span"] = "random"
+    """Which segments the encoder does not see: random, semantic (by similarity to the previous segment),
+    adaptive (more often the important ones) or span (runs of consecutive segments, see span_lengths)."""
     semantic_direction: Literal["dissimilar", "similar"] = "dissimilar"
     """Semantic encoder masking hides the segments least (dissimilar) or most (similar) like the previous segment."""
+    span_lengths: tuple[int, int] = (5, 20)
+    """Span encoder masking hides pieces of this many consecutive segments, [min, max] (uniform)."""
     mask_ratio: float = 0.5
     """Fraction of a window's segments hidden from the encoder."""
     decoder_mask: Literal["all", "random", "adaptive"] = "adaptive"
@@ -300,6 +303,8 @@ class PretrainConfig:
             self.min_segments,
             "at least 2 and at most max_segments",
         )
+        lo, hi = self.span_lengths
+        check(1 <= lo <= hi, "span_lengths", list(self.span_lengths), "[min, max] segments with 1 <= min <= max")
         check(0 < self.mask_ratio < 1, "mask_ratio", self.mask_ratio, "a fraction in (0, 1)")
         check(0 < self.kappa <= 1, "kappa", self.kappa, "a fraction in (0, 1]")
         check(self.code_weight >= 0, "code_weight", self.code_weight, "a weight >= 0")
@@ -470,9 +475,23 @@ class DemoConfig:
     """Where `lvmae demo` puts every stage's outputs; finished stages are skipped on a re-run."""
     pretrain_steps: int = 1000
     """Pretraining steps the demo runs (pretrain.steps is for real runs); the rest of pretrain applies."""
+    heldout_videos: int = 48
+    """Videos of the held-out corpus: the same world (so the same classes) from another seed, which the
+    demo generates and extracts; inspection (and probes) run on it, never on the training videos."""
+    heldout_minutes: tuple[float, float] = (2.0, 4.0)
+    """Range of the held-out videos' lengths in minutes."""
+    heldout_seed: int = 1
+    """Seed of the held-out corpus; must differ from toyworld.seed."""
 
     def __post_init__(self):
         check(self.pretrain_steps >= 1, "pretrain_steps", self.pretrain_steps, "at least 1")
+        check(self.heldout_videos >= 1, "heldout_videos", self.heldout_videos, "at least 1")
+        lo, hi = self.heldout_minutes
+        check(0 < lo <= hi, "heldout_minutes", list(self.heldout_minutes), "[min, max] with 0 < min <= max")
+
+    def heldout(self, world: CorpusSpec) -> CorpusSpec:
+        """The held-out corpus: this section's videos, lengths and seed, the world's frame size and rate."""
+        return CorpusSpec(self.heldout_videos, self.heldout_minutes, self.heldout_seed, world.size, world.fps)
 
 
 @dataclass

@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lvmae.commands.search",
         "text (or a segment, by example) -> moments of the videos, with times, captions, thumbnails",
     ),
+    "inspect": (
+        "lvmae.commands.inspection",
+        "what the decoder fills in: caption R@1/R@5 of reconstructions vs copy, interpolation, mean, original",
+    ),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 

@@ -74,6 +74,7 @@ class Pretrained:
     name: str  # the weights file's name
     sha256: str  # of the weights file
     pretrain: dict[str, Any]  # the pretrain config it was trained with
+    store: dict[str, Any] | None = None  # the store it was trained on (`train.store_record`), when recorded
 
     @property
     def max_segments(self) -> int:
@@ -88,7 +89,9 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Pre
     model = LVMAE(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     model.to(device).eval().requires_grad_(False)
-    return Pretrained(model=model, name=path.name, sha256=sha256_file(path), pretrain=state["pretrain"])
+    return Pretrained(
+        model=model, name=path.name, sha256=sha256_file(path), pretrain=state["pretrain"], store=state.get("store")
+    )
 
 
 # --- metrics -------------------------------------------------------------------------------------------

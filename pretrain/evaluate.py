@@ -4,10 +4,13 @@
 
 Shape letters: `B` windows, `T` segments in a window, `D` embedding width.
 
-Every segment of every held-out video is covered once: videos are cut into consecutive windows of the
-checkpoint's `max_segments`, each window hides `round(ratio * T)` segments at random (seeded, so two
-checkpoints are scored on the same masks), and the decoder reconstructs the hidden segments its
-training taught it to: with `decoder="trained"` (default) the checkpoint's own decoder mask picks them
+`reconstruct` is the one reconstruction path: this MSE and `lvmae inspect` (`retrieval.inspection`)
+both read it. Every segment of every held-out video is covered once: videos are cut into consecutive
+windows of the checkpoint's `max_segments`, each window hides `round(ratio * T)` segments (at random
+here; `reconstruct` also takes the semantic, adaptive and span masks) drawn from a generator keyed by
+(seed, video id, window start), so two checkpoints are scored on the same masks and a video's masks do
+not depend on which other videos are evaluated with it, and the decoder reconstructs the hidden
+segments its training taught it to: with `decoder="trained"` (default) the checkpoint's own decoder mask picks them
 (for `adaptive`, the top-kappa hidden segments by importance), with `decoder="all"` every hidden
 segment is a query. A decoder trained on a few high-importance queries is not asked for every hidden
 segment at once: its mask tokens attend to each other, and about seven times as many of them is a different
@@ -23,8 +26,10 @@ to beat where consecutive segments are near copies of each other.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,9 +37,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pretrain.checkpoint import Pretrained, load_pretrained
-from pretrain.data import EVAL_STREAM, ok_videos, read_batch, split_videos, step_seeds, tile_windows
-from pretrain.masking import DECODER_MASKS, decoder_mask, random_mask
+from pretrain.data import EVAL_STREAM, Batch, Video, ok_videos, read_batch, split_videos, step_seeds, tile_windows
+from pretrain.masking import DECODER_MASKS, ENCODER_MASKS, SPAN_LENGTHS, decoder_mask, encoder_mask
 from store import Store
+
+
+def visible_neighbours(visible: Tensor) -> tuple[Tensor, Tensor]:
+    """For each position, the last visible position at or before it and the first at or after it.
+
+    visible (B, T) bool -> (before, after), both (B, T) int64; `before` is -2T where no visible
+    position comes before, `after` is 2T where none comes after (far enough to lose every tie).
+    """
+    B, T = visible.shape
+    pos = torch.arange(T).expand(B, T)
+    big = torch.full_like(pos, 2 * T)
+    # Running max from the left, and reversed running min from the right.
+    before = torch.where(visible, pos, -big).cummax(1).values  # (B, T)
+    after = torch.where(visible, pos, big).flip(1).cummin(1).values.flip(1)  # (B, T)
+    return before, after
 
 
 def nearest_visible(visible: Tensor) -> Tensor:
@@ -42,13 +62,153 @@ def nearest_visible(visible: Tensor) -> Tensor:
 
     visible (B, T) bool, at least one True per row -> (B, T) int64.
     """
-    B, T = visible.shape
-    pos = torch.arange(T).expand(B, T)
-    big = torch.full_like(pos, 2 * T)
-    # Last visible index at or before t, and first at or after t (running max / reversed running min).
-    before = torch.where(visible, pos, -big).cummax(1).values  # (B, T)
-    after = torch.where(visible, pos, big).flip(1).cummin(1).values.flip(1)  # (B, T)
+    T = visible.shape[1]
+    before, after = visible_neighbours(visible)
+    pos = torch.arange(T).expand_as(before)
     return torch.where((pos - before) <= (after - pos), before, after).clamp(0, T - 1)
+
+
+# --- the one reconstruction path: seeded masks over held-out windows, the decoders' outputs ------------
+
+
+@dataclass
+class Decoded:
+    """What one decoder mask reconstructed in a batch of windows."""
+
+    kind: str  # the decoder mask that picked the segments (all, random, adaptive)
+    index: Tensor  # (B, S) int64: window positions of the reconstructed segments
+    keep: Tensor  # (B, S) bool: False = padding of the gathered list
+    pred: Tensor  # (B, S, D) float32 on the CPU: the reconstructions (unnormalised, as the head gives them)
+
+
+@dataclass
+class Reconstructed:
+    """One batch of held-out windows: the embeddings, the encoder mask, and each decoder's output."""
+
+    batch: Batch  # on the CPU
+    unit: Tensor  # (B, T, D) float32: the L2-normalised embeddings, the targets
+    hidden: Tensor  # (B, T) bool: True = hidden from the encoder
+    decoded: dict[str, Decoded]  # by the name asked for ("trained", "all", ...)
+
+
+def decoder_kind(pretrained: Pretrained, decoder: str) -> str:
+    """The decoder mask `decoder` names: "trained" is the checkpoint's own, else a mask name."""
+    kind = pretrained.pretrain["decoder_mask"] if decoder == "trained" else decoder
+    if kind not in DECODER_MASKS:
+        raise ValueError(f"unknown decoder mask {decoder!r}; expected trained or {', '.join(DECODER_MASKS)}")
+    return kind
+
+
+def evaluation_videos(pretrained: Pretrained, store: Store, split: str) -> list[Video]:
+    """The store's ok videos to evaluate: "all", or "val", those the checkpoint's training held out
+    (its `val_fraction` split, the same for every run on the store)."""
+    videos = ok_videos(store)
+    if split == "all":
+        return videos
+    if split != "val":
+        raise ValueError(f"unknown split {split!r}; expected val or all")
+    held_out = split_videos(videos, float(pretrained.pretrain["val_fraction"]))[1]
+    if not held_out:
+        raise ValueError(
+            "the checkpoint's training held out no videos of this store "
+            f"(val_fraction {pretrained.pretrain['val_fraction']}); use split 'all'"
+        )
+    return held_out
+
+
+def held_out_videos(pretrained: Pretrained, store: Store) -> tuple[list[Video], str]:
+    """The videos of `store` the checkpoint never trained on, and a phrase saying which they are: on the
+    store it trained on (same identity, same training videos), the videos its training held out;
+    on any other store, every ok video."""
+    from pretrain.train import train_fingerprint
+
+    videos = ok_videos(store)
+    saved = pretrained.store or {}
+    if saved.get("identity") == store.identity.to_attrs() and "train_fingerprint" in saved:
+        train, val = split_videos(videos, float(pretrained.pretrain["val_fraction"]))
+        if train_fingerprint(train) == saved["train_fingerprint"]:
+            if not val:
+                raise ValueError(
+                    f"store {store.uri} is the one checkpoint {pretrained.name} trained on, and its training "
+                    "held out none of its videos: inspect a store of other videos"
+                )
+            return val, f"the {len(val)} videos its training held out of the store it trained on"
+    return videos, f"every video ({len(videos)}): the checkpoint trained on another store"
+
+
+@torch.no_grad()
+def reconstruct(
+    pretrained: Pretrained,
+    store: Store,
+    videos: list[Video],
+    *,
+    mask: str = "random",
+    ratio: float | None = None,
+    decoders: tuple[str, ...] = ("trained",),
+    seed: int = 0,
+    batch_windows: int = 8,
+) -> Iterator[Reconstructed]:
+    """Every segment of `videos` once, in consecutive windows of the checkpoint's `max_segments` (its
+    trained context), `batch_windows` windows at a time: a seeded encoder mask (`mask`, hiding
+    `ratio`, default the checkpoint's mask_ratio; semantic and span masks take the checkpoint's
+    direction and lengths) and, for each name in `decoders`, the segments that decoder mask selects
+    and their reconstructions. The masks of batch k depend only on (seed, k), so two checkpoints, or
+    two decoders, are scored on the same hidden segments."""
+    p = pretrained.pretrain
+    if mask not in ENCODER_MASKS:
+        raise ValueError(f"unknown encoder mask {mask!r}; expected {', '.join(ENCODER_MASKS)}")
+    ratio = float(p["mask_ratio"] if ratio is None else ratio)
+    kinds = {name: decoder_kind(pretrained, name) for name in decoders}
+    kappa = float(p["kappa"])
+    model = pretrained.model
+    device = next(model.parameters()).device
+    windows = tile_windows(videos, pretrained.max_segments)
+    for k in range(0, len(windows), batch_windows):
+        batch = read_batch(store, windows[k : k + batch_windows])
+        if batch.emb.shape[-1] != model.cfg.dim_in:
+            raise ValueError(
+                f"store {store.uri} holds {batch.emb.shape[-1]}-wide embeddings, but checkpoint "
+                f"{pretrained.name} was trained on {model.cfg.dim_in}-wide ones: evaluate it on a store of its encoder"
+            )
+        hidden = torch.zeros_like(batch.valid)  # (B, T)
+        selected = {name: torch.zeros_like(batch.valid) for name in kinds}  # each (B, T)
+        for b, window in enumerate(batch.windows):
+            # A window's masks come from its own generator, keyed by (seed, video, start): a video shows
+            # the same masks whichever other videos are evaluated with it (a timeline matches the table).
+            generator = step_seeds(seed, EVAL_STREAM, window_key(window.video_id), window.start)[1]
+            L = window.length
+            row = encoder_mask(
+                mask,
+                emb=batch.emb[b : b + 1, :L],
+                importance=batch.importance[b : b + 1, :L],
+                valid=batch.valid[b : b + 1, :L],
+                ratio=ratio,
+                generator=generator,
+                direction=p.get("semantic_direction", "dissimilar"),
+                span=tuple(p.get("span_lengths", SPAN_LENGTHS)),
+            )  # (1, L)
+            hidden[b, :L] = row[0]
+            after_mask = generator.get_state()  # each decoder draws as if it were the only one asked for
+            for name, kind in kinds.items():
+                generator.set_state(after_mask)
+                selected[name][b, :L] = decoder_mask(
+                    kind, hidden=row, importance=batch.importance[b : b + 1, :L], kappa=kappa, generator=generator
+                )[0]
+        decoded = {}
+        for name, kind in kinds.items():
+            out = model(batch.emb.to(device), batch.valid.to(device), hidden.to(device), selected[name].to(device))
+            decoded[name] = Decoded(kind, out.index.cpu(), out.keep.cpu(), out.pred.float().cpu())
+        yield Reconstructed(batch, F.normalize(batch.emb, dim=-1), hidden, decoded)
+
+
+def window_key(video_id: str) -> int:
+    """A video's part of its windows' mask seeds: 63 bits of the sha256 of its id."""
+    return int.from_bytes(hashlib.sha256(video_id.encode()).digest()[:8], "big") >> 1
+
+
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, T, D), index (B, S) -> (B, S, D): the rows of each window at `index`."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
 @dataclass
@@ -77,46 +237,28 @@ def reconstruction_mse(
     """Model and copy-nearest MSE on the reconstructed masked segments of the `split` videos ("val":
     those the checkpoint's training held out; "all": every video); `decoder` "trained" (the
     checkpoint's decoder mask) or any decoder mask name, such as "all"."""
-    p = pretrained.pretrain
-    ratio = float(p["mask_ratio"] if ratio is None else ratio)
-    kind = p["decoder_mask"] if decoder == "trained" else decoder
-    if kind not in DECODER_MASKS:
-        raise ValueError(f"unknown decoder mask {decoder!r}; expected trained or {', '.join(DECODER_MASKS)}")
-    videos = ok_videos(store)
-    if split == "val":
-        videos = split_videos(videos, float(p["val_fraction"]))[1]
-        if not videos:
-            raise ValueError(
-                "the checkpoint's training held out no videos of this store "
-                f"(val_fraction {p['val_fraction']}); use split 'all'"
-            )
-    model = pretrained.model
-    device = next(model.parameters()).device
-    windows = tile_windows(videos, pretrained.max_segments)
+    ratio = float(pretrained.pretrain["mask_ratio"] if ratio is None else ratio)
+    kind = decoder_kind(pretrained, decoder)
+    videos = evaluation_videos(pretrained, store, split)
     sums = torch.zeros(2, dtype=torch.float64)
-    n_reconstructed = 0
-    for k in range(0, len(windows), batch_windows):
-        batch = read_batch(store, windows[k : k + batch_windows])
-        generator = step_seeds(seed, EVAL_STREAM, 0, k)[1]
-        hidden = random_mask(batch.valid, ratio, generator=generator)  # (B, T)
-        selected = decoder_mask(
-            kind, hidden=hidden, importance=batch.importance, kappa=float(p["kappa"]), generator=generator
-        )  # (B, T)
-        out = model(batch.emb.to(device), batch.valid.to(device), hidden.to(device), selected.to(device))
-        unit = F.normalize(batch.emb, dim=-1)  # (B, T, D)
-        index, keep = out.index.cpu(), out.keep.cpu()  # (B, S)
-        target = unit.gather(1, index[..., None].expand(-1, -1, unit.shape[-1]))  # (B, S, D)
-        source = nearest_visible(batch.valid & ~hidden).gather(1, index)  # (B, S): copied position
-        copied = unit.gather(1, source[..., None].expand(-1, -1, unit.shape[-1]))  # (B, S, D)
-        for i, pred in enumerate((out.pred.float().cpu(), copied)):
-            sums[i] += (pred - target).pow(2).mean(-1)[keep].sum().double()
-        n_reconstructed += int(keep.sum())
+    n_reconstructed = n_windows = 0
+    for rec in reconstruct(
+        pretrained, store, videos, ratio=ratio, decoders=(decoder,), seed=seed, batch_windows=batch_windows
+    ):
+        out = rec.decoded[decoder]
+        target = gather_rows(rec.unit, out.index)  # (B, S, D)
+        source = nearest_visible(rec.batch.valid & ~rec.hidden).gather(1, out.index)  # (B, S): copied position
+        copied = gather_rows(rec.unit, source)  # (B, S, D)
+        for i, pred in enumerate((out.pred, copied)):
+            sums[i] += (pred - target).pow(2).mean(-1)[out.keep].sum().double()
+        n_reconstructed += int(out.keep.sum())
+        n_windows += len(rec.batch.windows)
     return EvalResult(
         model_mse=float(sums[0] / max(n_reconstructed, 1)),
         copy_nearest_mse=float(sums[1] / max(n_reconstructed, 1)),
         reconstructed_segments=n_reconstructed,
         videos=len(videos),
-        windows=len(windows),
+        windows=n_windows,
         ratio=ratio,
         split=split,
         decoder=kind,

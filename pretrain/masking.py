@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 SEMANTIC_DIRECTIONS = ("dissimilar", "similar")
+ENCODER_MASKS = ("random", "semantic", "adaptive", "span")
+SPAN_LENGTHS = (5, 20)  # the span mask's pieces: 5 to 20 consecutive segments
 
 
 def counts(n: Tensor, fraction: float) -> Tensor:
@@ -153,6 +155,51 @@ def adaptive_mask(
     return select_top(z / temperature + gumbel, _encoder_count(valid, ratio), valid)
 
 
+def span_mask(
+    valid: Tensor,
+    ratio: float,
+    *,
+    lengths: tuple[int, int] = SPAN_LENGTHS,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Masking in time spans (VideoMAE's answer to redundant neighbours, on the segment axis): hide
+    `round(ratio * n_valid)` segments of each window as runs of consecutive segments, so a hidden
+    segment's neighbours are often hidden too and copying the nearest visible one reaches far.
+
+    valid (B, T) bool -> (B, T) bool, True = hidden.
+
+    Each window is cut into consecutive pieces of `lengths[0]`..`lengths[1]` segments (uniform; what
+    is left at the end is a piece of its own, or joins the last one when shorter than `lengths[0]`),
+    and whole pieces are hidden in a random order until the count is
+    reached; the last piece hidden is cut to its first segments to make the count exact. Two hidden
+    pieces that touch make one longer run, and the cut piece may be shorter than `lengths[0]`.
+    """
+    lo, hi = lengths
+    if not 1 <= lo <= hi:
+        raise ValueError(f"span lengths must be 1 <= min <= max; got {list(lengths)}")
+    B, T = valid.shape
+    n_valid = valid.sum(1).tolist()
+    score = torch.zeros(B, T)
+    for b in range(B):
+        n = int(n_valid[b])
+        if n == 0:
+            continue
+        # Enough pieces to cover the window even if every one is as short as allowed.
+        sizes = torch.randint(lo, hi + 1, (n // lo + 1,), generator=generator)
+        edges = torch.cat([torch.zeros(1, dtype=torch.int64), sizes.cumsum(0)])
+        piece = torch.searchsorted(edges, torch.arange(n), right=True) - 1  # (n,) piece of each segment
+        last = int(piece[-1])
+        if last > 0 and int((piece == last).sum()) < lo:  # a leftover shorter than a piece joins the one before
+            piece[piece == last] = last - 1
+        order = torch.rand(len(sizes), generator=generator).argsort()  # a random order of the pieces
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order))
+        offset = torch.arange(n) - edges[piece]  # position inside the piece
+        # Pieces in their random order, each from its start: the top `count` are whole pieces plus a prefix.
+        score[b, :n] = -(rank[piece] * (T + 1) + offset).to(score.dtype)
+    return select_top(score.to(valid.device), _encoder_count(valid, ratio), valid)
+
+
 # --- decoder masks: which hidden segments the decoder reconstructs ----------------------------------
 
 
@@ -205,16 +252,19 @@ def encoder_mask(
     ratio: float,
     generator: torch.Generator | None,
     direction: str = "dissimilar",
+    span: tuple[int, int] = SPAN_LENGTHS,
 ) -> Tensor:
     """The encoder mask named by `pretrain.encoder_mask`. emb (B, T, D), importance (B, T), valid (B, T)
-    -> (B, T) bool, True = hidden."""
+    -> (B, T) bool, True = hidden. `direction` is the semantic mask's, `span` the span mask's lengths."""
     if kind == "random":
         return random_mask(valid, ratio, generator=generator)
     if kind == "semantic":
         return semantic_mask(emb, ratio, valid=valid, direction=direction, generator=generator)
     if kind == "adaptive":
         return adaptive_mask(importance, ratio, valid=valid, generator=generator)
-    raise ValueError(f"unknown encoder mask {kind!r}; expected random, semantic or adaptive")
+    if kind == "span":
+        return span_mask(valid, ratio, lengths=span, generator=generator)
+    raise ValueError(f"unknown encoder mask {kind!r}; expected {', '.join(ENCODER_MASKS)}")
 
 
 def decoder_mask(

@@ -115,6 +115,7 @@ def make_masks(batch: Batch, p: PretrainConfig, generator: torch.Generator) -> t
         ratio=p.mask_ratio,
         generator=generator,
         direction=p.semantic_direction,
+        span=p.span_lengths,
     )
     selected = decoder_mask(
         p.decoder_mask, hidden=hidden, importance=batch.importance, kappa=p.kappa, generator=generator

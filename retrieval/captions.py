@@ -184,3 +184,19 @@ def _read_cached(folder: Path, key: str, encoder: dict, sha: str) -> tuple[list[
     if meta.get("encoder") != encoder or meta.get("sha256") != sha or index.ntotal != len(meta.get("texts", ())):
         return None
     return list(meta["texts"]), index.reconstruct_n(0, index.ntotal)
+
+
+def store_bank(
+    path: str | os.PathLike,
+    store_uri: str,
+    identity: dict,
+    cfg: EncoderConfig,
+    *,
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+) -> CaptionBank:
+    """The caption bank of `path` in the space of the store with `identity`: encoded (or read from
+    `cache_dir`) with the store's own text tower, refused for a store no text tower shares."""
+    bank = CaptionBank.load(path, text_encoder_for(store_uri, identity, cfg, precision=precision), cache_dir=cache_dir)
+    bank.check_store(store_uri, identity)
+    return bank

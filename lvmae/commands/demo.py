@@ -3,7 +3,8 @@
 Each stage records what it produced in `<out>/stages/<name>.json` together with a key of what it
 depended on; a re-run skips a stage whose key is unchanged, so only new or changed stages run.
 
-The demo deletes only folders it made: `<out>/.lvmae-demo` names them (`store`, `index`, `pretrain`), and a
+The demo deletes only folders it made: `<out>/.lvmae-demo` names them (`store`, `index`, `pretrain`,
+`heldout`; `heldout/.lvmae-demo` names `store` inside it), and a
 stage finding a stale one of those replaces it. A folder in the way that it did not make is an error,
 unless it is exactly what the stage would resume (a store with the demo's identity, a pretrain run
 with the demo's stamp for these settings): a folder an earlier version of the demo made, before the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,11 @@ class Demo:
     @property
     def store_dir(self) -> Path:
         return self.out / "store"
+
+    @property
+    def heldout_dir(self) -> Path:
+        """The held-out corpus (`toyworld/`) and its store (`store/`)."""
+        return self.out / "heldout"
 
     def record(self, stage: str) -> Path:
         return self.out / "stages" / f"{stage}.json"
@@ -205,7 +212,8 @@ def _extract_key(d: Demo) -> dict:
     }
 
 
-def _extract_run(d: Demo) -> dict:
+def _extract_into(d: Demo, corpus_dir: Path, store_dir: Path):
+    """Extract a toy-world corpus into a store folder of the demo's; returns the extraction report."""
     from extract.runner import run_extract, store_identity
     from lvmae.commands.extract import models_of
     from store import Store, StoreError
@@ -214,16 +222,21 @@ def _extract_run(d: Demo) -> dict:
     # A store of the demo's made with other models or segments is replaced, while one with the same
     # identity (an interrupted run) is resumed.
     try:
-        current = Store.open(str(d.store_dir)).identity == store_identity(models)
+        current = Store.open(str(store_dir)).identity == store_identity(models)
     except StoreError:  # absent, or not a store
         current = False
-    claim_folder(d.store_dir, current=current, what="an lvmae store with the demo's identity")
+    claim_folder(store_dir, current=current, what="an lvmae store with the demo's identity")
     report = run_extract(
-        d.cfg.extract, models, d.cfg.ray, inputs=d.corpus_dir / "videos.parquet", store_uri=str(d.store_dir)
+        d.cfg.extract, models, d.cfg.ray, inputs=corpus_dir / "videos.parquet", store_uri=str(store_dir)
     )
-    report.summary(str(d.store_dir), d.cfg.extract.runner).print()
+    report.summary(str(store_dir), d.cfg.extract.runner).print()
     if report.videos_ok == 0:
-        raise SystemExit("lvmae demo: extraction produced no video")
+        raise SystemExit(f"lvmae demo: extraction of {corpus_dir} produced no video")
+    return report
+
+
+def _extract_run(d: Demo) -> dict:
+    report = _extract_into(d, d.corpus_dir, d.store_dir)
     return {
         "store": str(d.store_dir),
         "videos": f"{report.videos_ok} ok, {report.videos_failed} failed",
@@ -330,6 +343,90 @@ def _pretrain_run(d: Demo) -> dict:
     }
 
 
+def _heldout_spec(d: Demo) -> CorpusSpec:
+    world = _corpus_spec(d)
+    if d.cfg.demo.heldout_seed == world.seed:
+        raise CommandFailed(
+            f"demo.heldout_seed {d.cfg.demo.heldout_seed} equals toyworld.seed: the held-out corpus would be the "
+            "training corpus; give it another seed"
+        )
+    return d.cfg.demo.heldout(world)
+
+
+def _heldout_key(d: Demo) -> dict:
+    from toyworld.generate import spec_key
+
+    return {
+        "corpus": spec_key(_heldout_spec(d)),
+        "extract": {k: v for k, v in _extract_key(d).items() if k != "corpus"},
+    }
+
+
+def _heldout_run(d: Demo) -> dict:
+    """The held-out corpus: generated, and extracted with the same models into its own store."""
+    from toyworld.generate import generate, is_complete
+
+    spec = _heldout_spec(d)
+    corpus_dir, store_dir = d.heldout_dir / "toyworld", d.heldout_dir / "store"
+    # The store depends on the corpus: a stale corpus of the demo's replaces the whole folder.
+    claim_folder(
+        d.heldout_dir, current=is_complete(corpus_dir, spec), what="the demo's held-out corpus (its corpus.json)"
+    )
+    corpus = None if is_complete(corpus_dir, spec) else generate(spec, corpus_dir)
+    report = _extract_into(d, corpus_dir, store_dir)
+    return {
+        "corpus": f"{corpus_dir} (seed {spec.seed}, {spec.videos} videos of {spec.minutes[0]:g}–{spec.minutes[1]:g} min)"
+        + ("" if corpus is None else f", generated in {human_seconds(corpus.seconds)}"),
+        "store": str(store_dir),
+        "videos": f"{report.videos_ok} ok, {report.videos_failed} failed",
+        "segments": report.segments,
+        "segments/s": round(report.segments / max(report.seconds, 1e-9), 1),
+    }
+
+
+def _inspect_key(d: Demo) -> dict:
+    return {"pretrain": _pretrain_key(d), "heldout": _heldout_key(d), "inspect": INSPECT}
+
+
+INSPECT = {"mask": "random", "decoders": ["trained", "all"], "seed": 0}
+"""How the demo inspects: the checkpoint's mask ratio under a random encoder mask, both decoders."""
+
+
+def _inspect_run(d: Demo) -> dict:
+    from lvmae.commands.inspection import metrics_table, rk, run_inspection
+    from retrieval.inspection import METHOD_NAMES
+    from retrieval.timeline import write_page
+
+    inspection, which = run_inspection(
+        d.cfg,
+        store_uri=str(d.heldout_dir / "store"),
+        checkpoint=d.out / "pretrain" / "model.pt",
+        captions=d.heldout_dir / "toyworld" / "captions.txt",
+        mask=INSPECT["mask"],
+        decoders=tuple(INSPECT["decoders"]),
+        seed=INSPECT["seed"],
+    )
+    metrics = inspection.metrics()
+    print(metrics_table(metrics))
+    atomic_write_json(d.out / "inspect.json", metrics)
+    page = write_page(inspection, inspection.longest_video(), d.out / "inspect.html")
+    rows = {
+        "inspected": f"{which}; bank {metrics['bank_size']} captions, chance R@1 / R@5 "
+        f"{metrics['chance_r1']:.3f} / {metrics['chance_r5']:.3f}",
+        "R@1 / R@5": ", ".join(METHOD_NAMES[m] for m in ("reconstruction", "copy_nearest", "interpolate", "original")),
+    }
+    for name, decoder in metrics["decoders"].items():
+        for split, row in decoder["splits"].items():
+            cells = " · ".join(
+                f"{rk(row['methods'][m]['r1'])} / {rk(row['methods'][m]['r5'])}"
+                for m in ("reconstruction", "copy_nearest", "interpolate", "original")
+            )
+            rows[f"{name} decoder, {split} ({row['segments']:,})"] = cells
+    rows["metrics"] = str(d.out / "inspect.json")
+    rows["timeline page"] = str(page)
+    return rows
+
+
 STAGES: list[Stage] = [
     Stage("corpus", _corpus_key, _corpus_run),
     Stage("encoder", _encoder_key, _encoder_run),
@@ -337,6 +434,8 @@ STAGES: list[Stage] = [
     Stage("extract", _extract_key, _extract_run),
     Stage("index", _index_key, _index_run),
     Stage("pretrain", _pretrain_key, _pretrain_run),
+    Stage("heldout", _heldout_key, _heldout_run),
+    Stage("inspect", _inspect_key, _inspect_run),
 ]
 
 
@@ -354,15 +453,19 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     for stage in STAGES:
         key = stage.key(demo)
         record = demo.record(stage.name)
-        if not args.force and record.is_file() and json.loads(record.read_text()).get("key") == key:
-            status, result = "cached", demo.result(stage.name)
+        saved = json.loads(record.read_text()) if record.is_file() else {}
+        if not args.force and saved.get("key") == key:
+            status, result, seconds = "cached", saved["result"], saved.get("seconds")
         else:
             print(f"== {stage.name}", flush=True)
+            started = time.perf_counter()
             result = stage.run(demo)
+            seconds = time.perf_counter() - started
             record.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(record, {"key": key, "result": result}, default=str)
+            atomic_write_json(record, {"key": key, "result": result, "seconds": seconds}, default=str)
             status = "ran"
-        summary.add(f"[{status}] {stage.name}", "")
+        took = "" if seconds is None else f"{human_seconds(seconds)}" + (" when it ran" if status == "cached" else "")
+        summary.add(f"[{status}] {stage.name}", took)
         for label, value in result.items():
             summary.add(f"    {label}", value)
     summary.print()

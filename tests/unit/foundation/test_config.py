@@ -99,6 +99,9 @@ def test_empty_file_gives_defaults(tmp_path):
         ("ray.address=auto", ("ray", "address"), "auto"),
         ("toyworld.minutes=[1, 3.5]", ("toyworld", "minutes"), (1.0, 3.5)),
         ("pretrain.encoder_mask=semantic", ("pretrain", "encoder_mask"), "semantic"),
+        ("pretrain.encoder_mask=span", ("pretrain", "encoder_mask"), "span"),
+        ("pretrain.span_lengths=[3, 9]", ("pretrain", "span_lengths"), (3, 9)),
+        ("demo.heldout_minutes=[1, 2]", ("demo", "heldout_minutes"), (1.0, 2.0)),
     ],
 )
 def test_overrides_coerce_types(tmp_path, override, attr, expected):
@@ -156,6 +159,8 @@ def test_wrong_type_names_key_value_and_expected_type(tmp_path, override, pieces
         ("segment.tok_frames=8", ["segment.tok_frames", "8", "1 + 4k"]),
         ("pretrain.encoder_mask=foo", ["pretrain.encoder_mask", "'foo'", "'semantic'"]),
         ("toyworld.minutes=[5, 1]", ["toyworld.minutes", "[5.0, 1.0]", "min <= max"]),
+        ("pretrain.span_lengths=[0, 3]", ["pretrain.span_lengths", "[0, 3]", "1 <= min <= max"]),
+        ("demo.heldout_videos=0", ["demo.heldout_videos", "0", "at least 1"]),
         ("encoder.device=tpu", ["encoder.device", "'tpu'", "cuda"]),
     ],
 )

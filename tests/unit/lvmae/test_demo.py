@@ -1,7 +1,8 @@
 import pytest
 
+from foundation.schema import load_config
 from lvmae.commands.command import CommandFailed
-from lvmae.commands.demo import MARKER, claim_folder, made_by_demo, plan_folder
+from lvmae.commands.demo import MARKER, Demo, _heldout_spec, claim_folder, made_by_demo, plan_folder
 
 STORE = "an lvmae store with the demo's identity"
 
@@ -55,3 +56,12 @@ def test_an_unmarked_folder_the_stage_would_resume_is_adopted_not_deleted(tmp_pa
     assert (store / "zarr.json").exists() and made_by_demo(tmp_path) == {"store"}
     # From now on it is the demo's: a later stale one is replaced.
     assert plan_folder(store, current=False, what=STORE) == "replace"
+
+
+def test_the_held_out_corpus_needs_another_seed(tmp_path):
+    cfg = load_config(None, ["toyworld.seed=3", "demo.heldout_seed=3"], use_default_file=False)
+    with pytest.raises(CommandFailed, match="demo.heldout_seed 3 equals toyworld.seed"):
+        _heldout_spec(Demo(cfg, tmp_path))
+    cfg = load_config(None, ["demo.heldout_videos=12", "toyworld.size=32"], use_default_file=False)
+    spec = _heldout_spec(Demo(cfg, tmp_path))
+    assert (spec.videos, spec.seed, spec.size, spec.minutes) == (12, 1, 32, (2.0, 4.0))  # the world's frames

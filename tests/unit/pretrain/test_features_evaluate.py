@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from foundation.schema import load_config
 from pretrain.checkpoint import MODEL, load_pretrained
 from pretrain.evaluate import main as evaluate_main
-from pretrain.evaluate import nearest_visible, reconstruction_mse
+from pretrain.evaluate import nearest_visible, reconstruction_mse, window_key
 from pretrain.features import chunk_bounds, embed_sequences, sequence_features
 from pretrain.masking import decoder_adaptive, random_mask
 from pretrain.synthetic import write_procedure_store
@@ -109,15 +109,23 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     # The copy baseline, recomputed by hand for the whole store.
     from pretrain.data import EVAL_STREAM, ok_videos, read_batch, step_seeds, tile_windows
 
+    def window_masks(window):
+        """Each window's masks come from its own generator, keyed by (seed, video, start)."""
+        emb = read_batch(store, [window]).emb
+        generator = step_seeds(0, EVAL_STREAM, window_key(window.video_id), window.start)[1]
+        return (
+            F.normalize(emb[0], dim=-1),
+            random_mask(torch.ones(1, window.length, dtype=torch.bool), 0.5, generator=generator)[0],
+            generator,
+        )
+
     windows = tile_windows(ok_videos(store), pre.max_segments)
     total, n = 0.0, 0
-    for k in range(0, len(windows), 8):
-        batch = read_batch(store, windows[k : k + 8])
-        hidden = random_mask(batch.valid, 0.5, generator=step_seeds(0, EVAL_STREAM, 0, k)[1])
-        unit = F.normalize(batch.emb, dim=-1)
-        src = nearest_visible(batch.valid & ~hidden)
-        for b, t in hidden.nonzero().tolist():
-            total += float((unit[b, src[b, t]] - unit[b, t]).pow(2).mean())
+    for window in windows:
+        unit, hidden, _ = window_masks(window)
+        src = nearest_visible(~hidden[None])[0]
+        for t in hidden.nonzero()[:, 0].tolist():
+            total += float((unit[src[t]] - unit[t]).pow(2).mean())
             n += 1
     assert n == result.reconstructed_segments
     assert result.copy_nearest_mse == pytest.approx(total / n, rel=1e-6)
@@ -127,11 +135,10 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     own = reconstruction_mse(pre, store, split="all", ratio=0.5)
     assert own.decoder == pre.pretrain["decoder_mask"] == "adaptive"
     expected = 0
-    for k in range(0, len(windows), 8):
-        batch = read_batch(store, windows[k : k + 8])
-        generator = step_seeds(0, EVAL_STREAM, 0, k)[1]
-        hidden = random_mask(batch.valid, 0.5, generator=generator)
-        expected += int(decoder_adaptive(hidden, batch.importance, 0.15).sum())
+    for window in windows:
+        _, hidden, _ = window_masks(window)
+        importance = read_batch(store, [window]).importance
+        expected += int(decoder_adaptive(hidden[None], importance, 0.15).sum())
     assert own.reconstructed_segments == expected < result.reconstructed_segments
     with pytest.raises(ValueError, match="nosuch"):
         reconstruction_mse(pre, store, decoder="nosuch")

@@ -12,6 +12,7 @@ from pretrain.masking import (
     random_mask,
     select_top,
     semantic_mask,
+    span_mask,
 )
 
 
@@ -210,7 +211,7 @@ def test_hide_top_ties_keep_time_order():
 def test_dispatch_by_config_names():
     valid = ragged([40, 30], T=40)
     emb, imp = torch.randn(2, 40, 8), torch.rand(2, 40)
-    for kind in ("random", "semantic", "adaptive"):
+    for kind in ("random", "semantic", "adaptive", "span"):
         hidden = encoder_mask(kind, emb=emb, importance=imp, valid=valid, ratio=0.5, generator=gen())
         assert hidden.sum(1).tolist() == [20, 15]
         for dec in ("all", "random", "adaptive"):
@@ -220,3 +221,41 @@ def test_dispatch_by_config_names():
         encoder_mask("nope", emb=emb, importance=imp, valid=valid, ratio=0.5, generator=gen())
     with pytest.raises(ValueError, match="decoder mask"):
         decoder_mask("nope", hidden=valid, importance=imp, kappa=0.15, generator=gen())
+
+
+def runs_of(row):
+    """Lengths of the runs of True in a 1-D bool tensor."""
+    runs, n = [], 0
+    for x in row.tolist() + [False]:
+        if x:
+            n += 1
+        elif n:
+            runs.append(n)
+            n = 0
+    return runs
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.75, 0.9])
+def test_span_mask_hides_runs_of_whole_pieces(ratio):
+    valid = ragged([200, 120, 37, 3, 1], T=200)
+    for seed in range(5):
+        hidden = span_mask(valid, ratio, generator=gen(seed))
+        assert not (hidden & ~valid).any()
+        for row, n in zip(hidden, valid.sum(1).tolist()):
+            assert int(row.sum()) == expected_hidden(n, ratio)
+            short = [r for r in runs_of(row) if r < 5]
+            # Pieces of 5-20 are hidden whole; only the one cut to make the count exact can be shorter
+            # (and a window shorter than a piece).
+            assert len(short) <= 1 or n < 5
+
+
+def test_span_mask_is_seeded_and_its_lengths_are_a_setting():
+    valid = torch.ones(2, 300, dtype=torch.bool)
+    a, b = span_mask(valid, 0.5, generator=gen(1)), span_mask(valid, 0.5, generator=gen(1))
+    assert torch.equal(a, b) and not torch.equal(a, span_mask(valid, 0.5, generator=gen(2)))
+    # Runs far longer than a random mask gives: mean run length well above 2.
+    assert sum(map(sum, map(runs_of, a))) / sum(map(len, map(runs_of, a))) > 8
+    ones = span_mask(valid, 0.5, lengths=(1, 1), generator=gen(1))
+    assert ones.sum(1).tolist() == [150, 150]  # pieces of one segment: a random mask by another name
+    with pytest.raises(ValueError, match="span lengths"):
+        span_mask(valid, 0.5, lengths=(0, 3), generator=gen(1))
