@@ -475,10 +475,11 @@ class DemoConfig:
     """Where `lvmae demo` puts every stage's outputs; finished stages are skipped on a re-run."""
     pretrain_steps: int = 1000
     """Pretraining steps the demo runs (pretrain.steps is for real runs); the rest of pretrain applies."""
-    heldout_videos: int = 48
+    heldout_videos: int = 120
     """Videos of the held-out corpus: the same world (so the same classes) from another seed, which the
-    demo generates and extracts; inspection (and probes) run on it, never on the training videos."""
-    heldout_minutes: tuple[float, float] = (2.0, 4.0)
+    demo generates and extracts; inspection and probes run on it, never on the training videos (120:
+    10 of each of the 12 classes, so every probe split has every class)."""
+    heldout_minutes: tuple[float, float] = (1.0, 2.0)
     """Range of the held-out videos' lengths in minutes."""
     heldout_seed: int = 1
     """Seed of the held-out corpus; must differ from toyworld.seed."""

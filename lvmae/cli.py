@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lvmae.commands.inspection",
         "what the decoder fills in: caption R@1/R@5 of reconstructions vs copy, interpolation, mean, original",
     ),
+    "probe": (
+        "lvmae.commands.probe",
+        "classify whole videos with linear and attentive probes: raw vs LV-MAE, seeds, label efficiency",
+    ),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 

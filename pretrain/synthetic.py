@@ -106,7 +106,7 @@ def write_procedure_store(
     shard_videos: int = 8,
 ) -> Store:
     """A store of `videos` procedure videos with lengths spread over `segments`; the manifest gets a
-    `procedure` label column."""
+    `procedure` label column and a `group` column (procedures 2g and 2g + 1 share their steps)."""
     world = make_world(dim, procedures=procedures, seed=seed)
     rng = np.random.default_rng(seed + 1)
     ident = StoreIdentity(
@@ -132,6 +132,6 @@ def write_procedure_store(
                     duration=float(lengths[v]) * SEGMENT_SECONDS,
                     fps=8.0,
                     **arrays,
-                    extra={"procedure": procedure},
+                    extra={"procedure": procedure, "group": procedure // 2},  # a group: one set of steps
                 )
     return store

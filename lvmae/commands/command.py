@@ -152,3 +152,10 @@ def with_options(settings: S, section: str, args: argparse.Namespace, *names: st
 def fail(parser: argparse.ArgumentParser, message: str, status: int = 1) -> int:
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return status
+
+
+def pretrain_device(option: str | None, cfg: Config):
+    """The torch device for a pretrained LV-MAE: the command's --device, else pretrain.device."""
+    from foundation.runtime import resolve_device
+
+    return resolve_device(option or cfg.pretrain.device, "--device" if option else "pretrain.device")

@@ -427,6 +427,41 @@ def _inspect_run(d: Demo) -> dict:
     return rows
 
 
+def _probe_key(d: Demo) -> dict:
+    return {"pretrain": _pretrain_key(d), "heldout": _heldout_key(d), "probe": PROBE}
+
+
+PROBE = {"label": "label", "group": "group", "seeds": 3}
+"""How the demo probes: procedure class, accuracy per group, 3 seeds."""
+
+
+def _probe_run(d: Demo) -> dict:
+    from lvmae.commands.probe import probe_table, run_probe
+
+    report, _ = run_probe(
+        d.cfg,
+        store_uri=str(d.heldout_dir / "store"),
+        label=PROBE["label"],
+        group=PROBE["group"],
+        checkpoints=[d.out / "pretrain" / "model.pt"],
+        seeds=PROBE["seeds"],
+    )
+    data = report.to_json()
+    print(probe_table(data))
+    atomic_write_json(d.out / "probe.json", data)
+    rows = {
+        "probed": f"{data['videos']} held-out videos, {data['classes']} classes (chance {data['chance']:.3f}), "
+        f"seeds {data['seeds']}",
+    }
+    for row in data["rows"]:
+        if row["labels_per_class"] in ("all", 2):
+            rows[f"{row['features']} {row['head']}, {row['labels_per_class']} labels/class"] = (
+                f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} ({row['test_videos']} test videos)"
+            )
+    rows["table"] = str(d.out / "probe.json")
+    return rows
+
+
 STAGES: list[Stage] = [
     Stage("corpus", _corpus_key, _corpus_run),
     Stage("encoder", _encoder_key, _encoder_run),
@@ -436,6 +471,7 @@ STAGES: list[Stage] = [
     Stage("pretrain", _pretrain_key, _pretrain_run),
     Stage("heldout", _heldout_key, _heldout_run),
     Stage("inspect", _inspect_key, _inspect_run),
+    Stage("probe", _probe_key, _probe_run),
 ]
 
 

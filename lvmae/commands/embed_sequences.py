@@ -7,7 +7,7 @@ from pathlib import Path
 
 from foundation.progress import Summary
 from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed
+from lvmae.commands.command import Command, CommandFailed, pretrain_device
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     if args.chunk is not None and args.chunk < 1:
         raise CommandFailed(f"--chunk must be at least 1 segment; got {args.chunk}", status=2)
-    from foundation.runtime import resolve_device
     from pretrain.checkpoint import load_pretrained
     from pretrain.features import embed_sequences
     from store import Store
@@ -40,7 +39,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     source_uri = args.store or str(cfg.paths.store)
     out_uri = args.out or str(cfg.pretrain.embeddings_store)
     summary = Summary(f"embed-sequences {out_uri}")
-    device = resolve_device(args.device or cfg.pretrain.device, "--device" if args.device else "pretrain.device")
+    device = pretrain_device(args.device, cfg)
     pretrained = load_pretrained(checkpoint, device)
     counts = embed_sequences(Store.open(source_uri), pretrained, out_uri, chunk=args.chunk)
     summary.add("source store", source_uri).add("encoder", f"{checkpoint} (sha256 {pretrained.sha256[:12]}…)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from foundation.progress import Summary, bar
 from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed
+from lvmae.commands.command import Command, CommandFailed, pretrain_device
 
 DECODER_CHOICES = {"trained": ("trained",), "all": ("all",), "both": ("trained", "all")}
 MASK_CHOICES = ("random", "semantic", "adaptive", "span")
@@ -69,7 +69,6 @@ def run_inspection(
     progress: bool = True,
 ):
     """(Inspection, which videos): the held-out videos of the store (or the one `video`) inspected."""
-    from foundation.runtime import resolve_device
     from pretrain.checkpoint import load_pretrained
     from pretrain.evaluate import held_out_videos
     from retrieval.captions import query_precision, store_bank
@@ -80,9 +79,7 @@ def run_inspection(
     if ratio is not None and not 0 < ratio < 1:
         raise CommandFailed(f"--ratio {ratio}: a fraction in (0, 1)", status=2)
     store = Store.open(store_uri)
-    pretrained = load_pretrained(
-        checkpoint, resolve_device(device or cfg.pretrain.device, "--device" if device else "pretrain.device")
-    )
+    pretrained = load_pretrained(checkpoint, pretrain_device(device, cfg))
     try:
         videos, which = held_out_videos(pretrained, store)
     except ValueError as exc:

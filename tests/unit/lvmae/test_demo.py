@@ -64,4 +64,4 @@ def test_the_held_out_corpus_needs_another_seed(tmp_path):
         _heldout_spec(Demo(cfg, tmp_path))
     cfg = load_config(None, ["demo.heldout_videos=12", "toyworld.size=32"], use_default_file=False)
     spec = _heldout_spec(Demo(cfg, tmp_path))
-    assert (spec.videos, spec.seed, spec.size, spec.minutes) == (12, 1, 32, (2.0, 4.0))  # the world's frames
+    assert (spec.videos, spec.seed, spec.size, spec.minutes) == (12, 1, 32, (1.0, 2.0))  # the world's frames
