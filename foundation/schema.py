@@ -248,8 +248,9 @@ class PretrainConfig:
     """Span encoder masking hides pieces of this many consecutive segments, [min, max] (uniform)."""
     mask_ratio: float = 0.5
     """Fraction of a window's segments hidden from the encoder."""
-    decoder_mask: Literal["all", "random", "adaptive"] = "adaptive"
-    """Which hidden segments the decoder reconstructs: all, a random fraction, or the top-kappa by importance."""
+    decoder_mask: Literal["all", "random", "adaptive", "mix"] = "adaptive"
+    """Which hidden segments the decoder reconstructs: all, a random fraction, the top-kappa by importance,
+    or mix (the top-kappa plus as many again at random)."""
     kappa: float = 0.15
     """Fraction of hidden segments the decoder reconstructs under random and adaptive decoder masks."""
     loss: Literal["mse", "cosine"] = "mse"

@@ -234,12 +234,27 @@ def decoder_adaptive(
     return select_top(importance.float(), _decoder_count(hidden, kappa), hidden)
 
 
+def decoder_mix(
+    hidden: Tensor, importance: Tensor, kappa: float = 0.15, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """Adaptive plus a random share: the `round(kappa * n_hidden)` most important hidden segments, and as
+    many again drawn uniformly from the other hidden ones. Every hidden segment can then be a query,
+    so the decoder also learns to answer for unimportant ones, at twice adaptive's decoder tokens.
+    hidden (B, T) bool, importance (B, T) float -> (B, T) bool, True = selected; a subset of `hidden`."""
+    top = decoder_adaptive(hidden, importance, kappa)
+    rest = hidden & ~top
+    count = torch.minimum(_decoder_count(hidden, kappa), rest.sum(1))
+    noise = _uniform(hidden.shape, generator, hidden.device)
+    return top | select_top(noise, count, rest)
+
+
 # --- dispatch by config name --------------------------------------------------------------------------
 
 DECODER_MASKS: dict[str, Callable[..., Tensor]] = {
     "all": decoder_all,
     "random": decoder_random,
     "adaptive": decoder_adaptive,
+    "mix": decoder_mix,
 }
 
 

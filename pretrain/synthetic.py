@@ -104,11 +104,15 @@ def write_procedure_store(
     tokenizer: bool = False,
     seed: int = 0,
     shard_videos: int = 8,
+    video_seed: int | None = None,
+    id_prefix: str = "video",
 ) -> Store:
     """A store of `videos` procedure videos with lengths spread over `segments`; the manifest gets a
-    `procedure` label column and a `group` column (procedures 2g and 2g + 1 share their steps)."""
+    `procedure` label column and a `group` column (procedures 2g and 2g + 1 share their steps). `seed`
+    fixes the world (steps and procedures) and, unless `video_seed` is given, the videos: another
+    `video_seed` draws other videos of the same world, a held-out set."""
     world = make_world(dim, procedures=procedures, seed=seed)
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed + 1 if video_seed is None else [seed, video_seed])
     ident = StoreIdentity(
         encoder={"name": "synthetic-procedures", "weights_sha256": "0" * 64, "dim": dim},
         tokenizer={"name": "synthetic-fsq", "weights_sha256": "1" * 64, "levels": list(FSQ_LEVELS)}
@@ -127,8 +131,8 @@ def write_procedure_store(
                 if tokenizer:
                     arrays["codes"], arrays["scores"] = step_codes(step_of, rng)
                 writer.add_video(
-                    video_id=f"video{v:04d}",
-                    uri=f"synthetic://video{v:04d}",
+                    video_id=f"{id_prefix}{v:04d}",
+                    uri=f"synthetic://{id_prefix}{v:04d}",
                     duration=float(lengths[v]) * SEGMENT_SECONDS,
                     fps=8.0,
                     **arrays,

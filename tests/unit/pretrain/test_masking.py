@@ -259,3 +259,17 @@ def test_span_mask_is_seeded_and_its_lengths_are_a_setting():
     assert ones.sum(1).tolist() == [150, 150]  # pieces of one segment: a random mask by another name
     with pytest.raises(ValueError, match="span lengths"):
         span_mask(valid, 0.5, lengths=(0, 3), generator=gen(1))
+
+
+def test_decoder_mix_is_adaptive_plus_as_many_at_random():
+    valid = ragged([100, 40], T=100)
+    hidden = random_mask(valid, 0.5, generator=gen())
+    imp = torch.rand(2, 100)
+    top = decoder_adaptive(hidden, imp, 0.15)
+    mixed = decoder_mask("mix", hidden=hidden, importance=imp, kappa=0.15, generator=gen(3))
+    assert not (mixed & ~hidden).any() and (mixed & top).sum() == top.sum()  # the adaptive part, whole
+    assert mixed.sum(1).tolist() == [2 * round(0.15 * 50), 2 * round(0.15 * 20)]
+    other = decoder_mask("mix", hidden=hidden, importance=imp, kappa=0.15, generator=gen(4))
+    assert not torch.equal(mixed, other) and torch.equal(mixed & top, other & top)  # the random share varies
+    everything = decoder_mask("mix", hidden=hidden, importance=imp, kappa=0.9, generator=gen(3))
+    assert torch.equal(everything, hidden)  # the random share never exceeds what is left
