@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lvmae.commands.probe",
         "classify whole videos with linear and attentive probes: raw vs LV-MAE, seeds, label efficiency",
     ),
+    "report": ("lvmae.commands.report", "one self-contained HTML page of every stage's saved results"),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }
 

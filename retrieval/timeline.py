@@ -1,4 +1,9 @@
-"""One video's reconstruction timeline as a single self-contained HTML page.
+"""One video's reconstruction timeline as a single self-contained HTML page, from a JSON-able record.
+
+`timeline_record` turns an inspection of a video into plain data (every segment's span, importance,
+truth, hidden flag, and for each decoder that reconstructed it the top-3 captions; the copy baseline's
+and the original's top-1), which the demo saves beside its metrics; the page and the demo's report are
+drawn from that record alone, so neither re-runs a model.
 
 The page holds, in this order: what was inspected (checkpoint, mask, truth, bank); a figure of the
 video's timeline (truth steps as coloured bands, the tokenizer's importance, the hidden segments, and
@@ -18,6 +23,7 @@ import base64
 import html
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,42 +55,93 @@ def _png(image: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def timeline_figure(inspection: Inspection, video_id: str) -> str:
-    """The timeline as a base64 PNG."""
+def timeline_record(inspection: Inspection, video_id: str) -> dict[str, Any]:
+    """Everything the page shows of `video_id`, as JSON-able data."""
+    if video_id not in inspection.tracks:
+        raise RetrievalError(
+            f"video {video_id!r} was not inspected; inspected: {', '.join(sorted(inspection.tracks)[:5])}…"
+        )
+    track = inspection.tracks[video_id]
+    texts = inspection.bank.texts
+    names = list(inspection.decoders)
+    rows_by = {name: inspection.timeline_rows(name, video_id) for name in names}
+    segments = []
+    for t in range(len(track.span)):
+        label = int(track.label[t])
+        segment: dict[str, Any] = {
+            "start": float(track.span[t, 0]),
+            "end": float(track.span[t, 1]),
+            "importance": float(track.importance[t]),
+            "hidden": bool(track.hidden[t]),
+            "truth": track.truth[t] if track.truth[t] is not None else (texts[label] if label >= 0 else None),
+            "step": int(track.step[t]),
+            "boundary": bool(track.boundary[t]),
+            "long_gap": bool(track.long_gap[t]),
+            "decoders": {},
+        }
+        for name in names:
+            tops = rows_by[name].get(t)
+            if tops is None:
+                continue
+            segment["decoders"][name] = [texts[i] for i in tops["reconstruction"][:3]]
+            # The baselines depend on the hidden mask alone, the same for every decoder.
+            segment["copy_nearest"] = texts[tops["copy_nearest"][0]]
+            segment["original"] = texts[tops["original"][0]]
+        segments.append(segment)
+    return {
+        "video_id": video_id,
+        "uri": track.uri,
+        "checkpoint": inspection.checkpoint,
+        "mask": inspection.mask,
+        "ratio": inspection.ratio,
+        "seed": inspection.seed,
+        "truth": inspection.truth_source or "original top-1",
+        "bank": f"{inspection.bank.source} ({len(inspection.bank)} captions)",
+        "decoders": names,
+        "segments": segments,
+        "metrics": inspection.metrics(),
+    }
+
+
+def timeline_figure(record: dict[str, Any]) -> str:
+    """The timeline of a `timeline_record` as a base64 PNG: truth steps as coloured bands (one colour per
+    caption, white edges between steps), importance, hidden segments, and each decoder's reconstructions
+    (green where its top-1 is the truth, red where not)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    track = inspection.tracks[video_id]
-    start = track.span[:, 0] / 60  # minutes
-    width = (track.span[:, 1] - track.span[:, 0]) / 60
-    names = list(inspection.decoders)
+    segs = record["segments"]
+    start = np.array([s["start"] for s in segs]) / 60  # minutes
+    width = np.array([s["end"] - s["start"] for s in segs]) / 60
+    names = record["decoders"]
     fig, axes = plt.subplots(
         3, 1, figsize=(12, 2.2 + 0.35 * len(names)), sharex=True, height_ratios=[1, 1.4, 0.5 + 0.35 * len(names)]
     )
     colours = plt.get_cmap("tab20")
+    palette = {c: i for i, c in enumerate(sorted({s["truth"] for s in segs if s["truth"]}))}
     bands = axes[0]
-    # One bar per step (a run of segments of one step), edged in white so that two steps whose captions
-    # share a colour still show where one ends.
-    edges = np.flatnonzero(np.diff(track.step) != 0) + 1
-    for run in np.split(np.arange(len(start)), edges):
-        label = int(track.label[run[0]])
-        if label >= 0 and track.step[run[0]] >= 0:
+    steps = np.array([s["step"] for s in segs])
+    for run in np.split(np.arange(len(segs)), np.flatnonzero(np.diff(steps) != 0) + 1):
+        first = segs[run[0]]
+        if first["truth"] is not None and first["step"] >= 0:
             left, right = start[run[0]], start[run[-1]] + width[run[-1]]
-            bands.barh(
-                0, right - left, left=left, height=1, color=colours(label % 20), edgecolor="white", linewidth=0.6
-            )
-    bands.set_yticks([0], ["truth" if inspection.truth_source else "original top-1"])
-    axes[1].plot(start + width / 2, track.importance, color="#444", linewidth=1)
+            colour = colours(palette[first["truth"]] % 20)
+            bands.barh(0, right - left, left=left, height=1, color=colour, edgecolor="white", linewidth=0.6)
+    bands.set_yticks([0], ["original top-1" if record["truth"] == "original top-1" else "truth"])
+    axes[1].plot(start + width / 2, [s["importance"] for s in segs], color="#444", linewidth=1)
     axes[1].set_ylabel("importance", fontsize=8)
     lanes = axes[2]
-    hidden = np.flatnonzero(track.hidden)
+    hidden = np.array([s["hidden"] for s in segs], dtype=bool)
     lanes.barh(0, width[hidden], left=start[hidden], height=0.8, color="#bbbbbb", linewidth=0)
     for lane, name in enumerate(names, start=1):
-        rows = inspection.timeline_rows(name, video_id)
         for good, colour in ((True, "#17803d"), (False, "#b42318")):
-            pos = [p for p, tops in rows.items() if (tops["reconstruction"][0] == track.label[p]) == good]
+            pos = [
+                i
+                for i, s in enumerate(segs)
+                if name in s["decoders"] and (s["decoders"][name][0] == s["truth"]) == good
+            ]
             lanes.barh(lane, width[pos], left=start[pos], height=0.8, color=colour, linewidth=0)
     lanes.set_yticks(range(len(names) + 1), ["hidden"] + [f"decoder {n}" for n in names])
     lanes.invert_yaxis()
@@ -124,65 +181,69 @@ def metrics_html(metrics: dict) -> str:
     )
 
 
-def _captions(texts: list[str], tops: np.ndarray, label: int, n: int) -> str:
-    return "<br>".join(
-        f"<span class={'hit' if i == label else 'miss'}>{html.escape(texts[i])}</span>" for i in tops[:n]
-    )
+def _captions(captions: list[str], truth: str | None) -> str:
+    return "<br>".join(f"<span class={'hit' if c == truth else 'miss'}>{html.escape(c)}</span>" for c in captions)
 
 
-def page(inspection: Inspection, video_id: str) -> str:
-    """The HTML of the page."""
-    track = inspection.tracks[video_id]
-    texts = inspection.bank.texts
-    metrics = inspection.metrics()
-    names = list(inspection.decoders)
-    rows_by = {name: inspection.timeline_rows(name, video_id) for name in names}
-    hidden = np.flatnonzero(track.hidden).tolist()
-    with_thumb = set(
-        np.array(hidden)[np.linspace(0, len(hidden) - 1, min(len(hidden), MAX_THUMBNAILS)).round().astype(int)].tolist()
-        if hidden
-        else []
-    )
-    chosen = sorted(with_thumb)
-    pictures = dict(zip(chosen, thumbnails(track.uri, [float(track.span[p].mean()) for p in chosen], side=THUMB_SIDE)))
-    header = "".join(f"<th>decoder {html.escape(n)} top-3</th>" for n in names)
+def segments_table(record: dict[str, Any], *, max_rows: int | None = None, max_thumbnails: int = MAX_THUMBNAILS) -> str:
+    """A row per hidden segment (at most `max_rows`, evenly spread): time, thumbnail, truth, importance,
+    each decoder's top-3, the copy baseline's and the original's top-1."""
+    segs = record["segments"]
+    hidden = [i for i, s in enumerate(segs) if s["hidden"]]
+    if max_rows is not None and len(hidden) > max_rows:
+        hidden = [hidden[int(k)] for k in np.linspace(0, len(hidden) - 1, max_rows).round()]
+    n_thumbs = min(len(hidden), max_thumbnails)
+    chosen = sorted({hidden[int(k)] for k in np.linspace(0, len(hidden) - 1, n_thumbs).round()}) if hidden else []
+    times = [(segs[i]["start"] + segs[i]["end"]) / 2 for i in chosen]
+    pictures = dict(zip(chosen, thumbnails(record["uri"], times, side=THUMB_SIDE)))
+    names = record["decoders"]
     body = []
-    for p in hidden:
-        picture = pictures.get(p)
+    for i in hidden:
+        s = segs[i]
+        picture = pictures.get(i)
         if isinstance(picture, np.ndarray):
-            thumb = f"<img class=thumb alt='frame at {clock(track.span[p].mean())}' src='data:image/png;base64,{_png(picture)}'>"
+            thumb = f"<img class=thumb alt='frame at {clock(s['start'])}' src='data:image/png;base64,{_png(picture)}'>"
         else:
             thumb = f"<span class=muted>{html.escape(picture) if picture else ''}</span>"
-        label = int(track.label[p])
-        truth = track.truth[p] or f"{texts[label]} <span class=muted>(original top-1)</span>"
-        cells = []
-        any_tops = None
-        for name in names:
-            tops = rows_by[name].get(p)
-            if tops is None:
-                cells.append("<td class=muted>not reconstructed</td>")
-                continue
-            any_tops = tops
-            cells.append(f"<td>{_captions(texts, tops['reconstruction'], label, 3)}</td>")
-        copy = _captions(texts, any_tops["copy_nearest"], label, 1) if any_tops is not None else ""
-        original = _captions(texts, any_tops["original"], label, 1) if any_tops is not None else ""
+        cells = "".join(
+            f"<td>{_captions(s['decoders'][n], s['truth'])}</td>"
+            if n in s["decoders"]
+            else "<td class=muted>not reconstructed</td>"
+            for n in names
+        )
+        copy = _captions([s["copy_nearest"]], s["truth"]) if "copy_nearest" in s else ""
+        original = _captions([s["original"]], s["truth"]) if "original" in s else ""
         marks = "".join(
             f" <span class=muted>{tag}</span>"
-            for flag, tag in ((track.boundary[p], "boundary"), (track.long_gap[p], "long gap"))
+            for flag, tag in ((s["boundary"], "boundary"), (s["long_gap"], "long gap"))
             if flag
         )
+        truth = html.escape(s["truth"] or "")
+        if record["truth"] == "original top-1":
+            truth += " <span class=muted>(original top-1)</span>"
         body.append(
-            f"<tr><td class=num>{clock(track.span[p, 0])}{marks}</td><td>{thumb}</td>"
-            f"<td>{html.escape(truth) if track.truth[p] else truth}</td><td class=num>{track.importance[p]:.3f}</td>"
-            f"{''.join(cells)}<td>{copy}</td><td>{original}</td></tr>"
+            f"<tr><td class=num>{clock(s['start'])}{marks}</td><td>{thumb}</td><td>{truth}</td>"
+            f"<td class=num>{s['importance']:.3f}</td>{cells}<td>{copy}</td><td>{original}</td></tr>"
         )
+    header = "".join(f"<th>decoder {html.escape(n)} top-3</th>" for n in names)
+    return (
+        f"<table><tr><th>time</th><th>frame</th><th>truth</th><th>importance</th>{header}"
+        f"<th>copy-nearest top-1</th><th>original top-1</th></tr>\n{''.join(body)}\n</table>"
+    )
+
+
+def page(record: dict[str, Any]) -> str:
+    """The HTML of the page of a `timeline_record`."""
+    segs = record["segments"]
+    video_id = record["video_id"]
+    hidden = sum(s["hidden"] for s in segs)
     facts = {
-        "video": f"{video_id} — {track.uri}",
-        "segments": f"{len(track.span):,} ({clock(track.span[-1, 1])}), {len(hidden):,} hidden",
-        "checkpoint": inspection.checkpoint,
-        "encoder mask": f"{inspection.mask}, ratio {inspection.ratio:g}, seed {inspection.seed}",
-        "truth": metrics["truth"],
-        "caption bank": f"{inspection.bank.source} ({len(inspection.bank)} captions)",
+        "video": f"{video_id} — {record['uri']}",
+        "segments": f"{len(segs):,} ({clock(segs[-1]['end'])}), {hidden:,} hidden",
+        "checkpoint": record["checkpoint"],
+        "encoder mask": f"{record['mask']}, ratio {record['ratio']:g}, seed {record['seed']}",
+        "truth": record["truth"],
+        "caption bank": record["bank"],
     }
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>lvmae inspect — {html.escape(video_id)}</title>
@@ -192,15 +253,13 @@ def page(inspection: Inspection, video_id: str) -> str:
 <h2>Timeline</h2>
 <p>Truth steps (colour per caption), the tokenizer's importance, the segments hidden from the encoder, and
 each decoder's reconstructions: green where the top-1 caption is the truth, red where it is not.</p>
-<img alt="timeline of {html.escape(video_id)}" src="data:image/png;base64,{timeline_figure(inspection, video_id)}">
+<img alt="timeline of {html.escape(video_id)}" src="data:image/png;base64,{timeline_figure(record)}">
 <h2>Caption R@1 / R@5 of the inspected videos</h2>
-{metrics_html(metrics)}
+{metrics_html(record["metrics"])}
 <h2>Hidden segments</h2>
 <p>Each hidden segment's truth and the captions nearest to what each decoder put there, beside copying
 the nearest visible segment and the original embedding; green = the truth.</p>
-<table><tr><th>time</th><th>frame</th><th>truth</th><th>importance</th>{header}<th>copy-nearest top-1</th><th>original top-1</th></tr>
-{"".join(body)}
-</table>
+{segments_table(record)}
 </body></html>
 """
 
@@ -208,10 +267,7 @@ the nearest visible segment and the original embedding; green = the truth.</p>
 def write_page(inspection: Inspection, video_id: str, path: str | Path) -> Path:
     """Write the page of `video_id` to `path` (atomically) and return the path."""
     path = Path(path)
-    if video_id not in inspection.tracks:
-        raise RetrievalError(
-            f"video {video_id!r} was not inspected; inspected: {', '.join(sorted(inspection.tracks)[:5])}…"
-        )
+    record = timeline_record(inspection, video_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, page(inspection, video_id))
+    atomic_write_text(path, page(record))
     return path

@@ -33,6 +33,7 @@ class Stage:
     name: str
     key: Callable[[Demo], dict]  # what the stage's result depends on
     run: Callable[[Demo], dict]  # does the work; returns rows for the summary
+    outputs: tuple[str, ...] = ()  # files it writes in the output folder: one missing runs it again
 
 
 @dataclass
@@ -285,6 +286,7 @@ def _index_run(d: Demo) -> dict:
     for results in answers:
         print_table(results, query=results[0].query)
     sheet = write_sheet([r for results in answers for r in results], d.out / "search-examples.png")
+    atomic_write_json(d.out / "search-examples.json", [r.to_json() for results in answers for r in results])
     header = searcher.index.header
     rows = {
         "index": f"{folder} ({header['kind']}, {header['vectors']:,} segments of {header['videos']} videos)",
@@ -395,7 +397,7 @@ INSPECT = {"mask": "random", "decoders": ["trained", "all"], "seed": 0}
 def _inspect_run(d: Demo) -> dict:
     from lvmae.commands.inspection import metrics_table, rk, run_inspection
     from retrieval.inspection import METHOD_NAMES
-    from retrieval.timeline import write_page
+    from retrieval.timeline import page, timeline_record
 
     inspection, which = run_inspection(
         d.cfg,
@@ -409,7 +411,9 @@ def _inspect_run(d: Demo) -> dict:
     metrics = inspection.metrics()
     print(metrics_table(metrics))
     atomic_write_json(d.out / "inspect.json", metrics)
-    page = write_page(inspection, inspection.longest_video(), d.out / "inspect.html")
+    record = timeline_record(inspection, inspection.longest_video())
+    atomic_write_json(d.out / "inspect-timeline.json", record)  # what the report draws the timeline from
+    atomic_write_text(d.out / "inspect.html", page(record))
     rows = {
         "inspected": f"{which}; bank {metrics['bank_size']} captions, chance R@1 / R@5 "
         f"{metrics['chance_r1']:.3f} / {metrics['chance_r5']:.3f}",
@@ -423,7 +427,7 @@ def _inspect_run(d: Demo) -> dict:
             )
             rows[f"{name} decoder, {split} ({row['segments']:,})"] = cells
     rows["metrics"] = str(d.out / "inspect.json")
-    rows["timeline page"] = str(page)
+    rows["timeline page"] = str(d.out / "inspect.html")
     return rows
 
 
@@ -467,12 +471,13 @@ STAGES: list[Stage] = [
     Stage("encoder", _encoder_key, _encoder_run),
     Stage("tokenizer", _tokenizer_key, _tokenizer_run),
     Stage("extract", _extract_key, _extract_run),
-    Stage("index", _index_key, _index_run),
+    Stage("index", _index_key, _index_run, ("search-examples.json", "search-examples.png")),
     Stage("pretrain", _pretrain_key, _pretrain_run),
     Stage("heldout", _heldout_key, _heldout_run),
-    Stage("inspect", _inspect_key, _inspect_run),
-    Stage("probe", _probe_key, _probe_run),
+    Stage("inspect", _inspect_key, _inspect_run, ("inspect.json", "inspect-timeline.json", "inspect.html")),
+    Stage("probe", _probe_key, _probe_run, ("probe.json",)),
 ]
+"""The stages; the report is written after them, every run (it only reads what they saved)."""
 
 
 # ---- command -----------------------------------------------------------------------------------
@@ -490,7 +495,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         key = stage.key(demo)
         record = demo.record(stage.name)
         saved = json.loads(record.read_text()) if record.is_file() else {}
-        if not args.force and saved.get("key") == key:
+        outputs_there = all((demo.out / name).is_file() for name in stage.outputs)
+        if not args.force and saved.get("key") == key and outputs_there:
             status, result, seconds = "cached", saved["result"], saved.get("seconds")
         else:
             print(f"== {stage.name}", flush=True)
@@ -504,7 +510,14 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         summary.add(f"[{status}] {stage.name}", took)
         for label, value in result.items():
             summary.add(f"    {label}", value)
+    from retrieval.report import Artifacts, write_report
+
+    report, present = write_report(
+        Artifacts.of_demo(demo.out), demo.out / "report.html", title=f"lvmae demo — {demo.out}"
+    )
+    summary.add("report", f"{report} ({len(present)} sections)")
     summary.print()
+    print(f"report: {report}")
     return 0
 
 

@@ -307,3 +307,25 @@ def test_the_page_is_one_file_with_the_timeline(world, tmp_path):
         assert method.replace("_", "-").replace("video-mean", "video mean") in text
     with pytest.raises(RetrievalError, match="'zz' was not inspected"):
         write_page(inspection, "zz", tmp_path / "zz.html")
+
+
+def test_the_timeline_record_is_plain_data_the_page_is_drawn_from(world):
+    import json
+
+    from retrieval.timeline import page, timeline_record
+
+    store, truth, labels = world
+    inspection = inspect_reconstructions(pretrained(), store, bank(), ok_videos(store), truth=truth)
+    record = timeline_record(inspection, "a")
+    loaded = json.loads(json.dumps(record))  # what the demo saves, and the report reads back
+    assert page(loaded) == page(record)
+    segments = loaded["segments"]
+    assert len(segments) == len(labels["a"]) and [s["truth"] for s in segments] == [TEXTS[c] for c in labels["a"]]
+    assert [s["hidden"] for s in segments] == inspection.tracks["a"].hidden.tolist()
+    rows = inspection.timeline_rows("all", "a")
+    for t, s in enumerate(segments):
+        assert ("all" in s["decoders"]) == (t in rows)  # every hidden segment under decoder all
+        if t in rows:
+            assert s["decoders"]["all"] == [TEXTS[i] for i in rows[t]["reconstruction"][:3]]
+    with pytest.raises(RetrievalError, match="'zz' was not inspected"):
+        timeline_record(inspection, "zz")
