@@ -51,7 +51,7 @@ def ok_videos(store: Store) -> list[Video]:
     return sorted(Video(v, int(n)) for v, n in zip(ok["video_id"], ok["n_segments"]))
 
 
-def _id_hash(video_id: str) -> int:
+def id_hash(video_id: str) -> int:
     return int.from_bytes(hashlib.sha256(video_id.encode()).digest()[:8], "big")
 
 
@@ -62,7 +62,7 @@ def split_videos(videos: list[Video], val_fraction: float) -> tuple[list[Video],
     n_val = round(val_fraction * len(videos))
     if val_fraction > 0 and len(videos) >= 2:
         n_val = min(max(n_val, 1), len(videos) - 1)
-    ranked = sorted(videos, key=lambda v: (_id_hash(v.video_id), v.video_id))
+    ranked = sorted(videos, key=lambda v: (id_hash(v.video_id), v.video_id))
     val = {v.video_id for v in ranked[:n_val]}
     return [v for v in videos if v.video_id not in val], [v for v in videos if v.video_id in val]
 

@@ -26,7 +26,6 @@ to beat where consecutive segments are near copies of each other.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -37,7 +36,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pretrain.checkpoint import Pretrained, load_pretrained
-from pretrain.data import EVAL_STREAM, Batch, Video, ok_videos, read_batch, split_videos, step_seeds, tile_windows
+from pretrain.data import (
+    EVAL_STREAM,
+    Batch,
+    Video,
+    id_hash,
+    ok_videos,
+    read_batch,
+    split_videos,
+    step_seeds,
+    tile_windows,
+)
 from pretrain.masking import DECODER_MASKS, ENCODER_MASKS, SPAN_LENGTHS, decoder_mask, encoder_mask
 from store import Store
 
@@ -116,24 +125,29 @@ def evaluation_videos(pretrained: Pretrained, store: Store, split: str) -> list[
     return held_out
 
 
+def trained_on_store(pretrained: Pretrained, store: Store, videos: list[Video] | None = None) -> bool:
+    """Whether `store` is the one the checkpoint trained on (`pretrain.train.trained_on`); `videos` are
+    its ok videos, read when not given."""
+    from pretrain.train import trained_on
+
+    videos = ok_videos(store) if videos is None else videos
+    return trained_on(pretrained.store, float(pretrained.pretrain["val_fraction"]), store, videos)
+
+
 def held_out_videos(pretrained: Pretrained, store: Store) -> tuple[list[Video], str]:
     """The videos of `store` the checkpoint never trained on, and a phrase saying which they are: on the
     store it trained on (same identity, same training videos), the videos its training held out;
     on any other store, every ok video."""
-    from pretrain.train import train_fingerprint
-
     videos = ok_videos(store)
-    saved = pretrained.store or {}
-    if saved.get("identity") == store.identity.to_attrs() and "train_fingerprint" in saved:
-        train, val = split_videos(videos, float(pretrained.pretrain["val_fraction"]))
-        if train_fingerprint(train) == saved["train_fingerprint"]:
-            if not val:
-                raise ValueError(
-                    f"store {store.uri} is the one checkpoint {pretrained.name} trained on, and its training "
-                    "held out none of its videos: inspect a store of other videos"
-                )
-            return val, f"the {len(val)} videos its training held out of the store it trained on"
-    return videos, f"every video ({len(videos)}): the checkpoint trained on another store"
+    if not trained_on_store(pretrained, store, videos):
+        return videos, f"every video ({len(videos)}): the checkpoint trained on another store"
+    val = split_videos(videos, float(pretrained.pretrain["val_fraction"]))[1]
+    if not val:
+        raise ValueError(
+            f"store {store.uri} is the one checkpoint {pretrained.name} trained on, and its training "
+            "held out none of its videos: inspect a store of other videos"
+        )
+    return val, f"the {len(val)} videos its training held out of the store it trained on"
 
 
 @torch.no_grad()
@@ -152,8 +166,8 @@ def reconstruct(
     trained context), `batch_windows` windows at a time: a seeded encoder mask (`mask`, hiding
     `ratio`, default the checkpoint's mask_ratio; semantic and span masks take the checkpoint's
     direction and lengths) and, for each name in `decoders`, the segments that decoder mask selects
-    and their reconstructions. The masks of batch k depend only on (seed, k), so two checkpoints, or
-    two decoders, are scored on the same hidden segments."""
+    and their reconstructions. A window's masks depend only on (seed, video id, window start), so two
+    checkpoints, or two decoders, are scored on the same hidden segments."""
     p = pretrained.pretrain
     if mask not in ENCODER_MASKS:
         raise ValueError(f"unknown encoder mask {mask!r}; expected {', '.join(ENCODER_MASKS)}")
@@ -202,8 +216,8 @@ def reconstruct(
 
 
 def window_key(video_id: str) -> int:
-    """A video's part of its windows' mask seeds: 63 bits of the sha256 of its id."""
-    return int.from_bytes(hashlib.sha256(video_id.encode()).digest()[:8], "big") >> 1
+    """A video's part of its windows' mask seeds: 63 bits of the hash that also splits train from val."""
+    return id_hash(video_id) >> 1
 
 
 def gather_rows(x: Tensor, index: Tensor) -> Tensor:

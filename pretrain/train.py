@@ -156,6 +156,15 @@ def store_record(store: Store, train_videos: list[Video]) -> dict[str, Any]:
     }
 
 
+def trained_on(saved: dict[str, Any] | None, val_fraction: float, store: Store, videos: list[Video]) -> bool:
+    """Whether a checkpoint's "store" record (`store_record`) is this store: the same identity and the
+    same training videos when its ok `videos` are split by the run's `val_fraction`. A record without a
+    fingerprint (saved before they were recorded) is never taken for it."""
+    if not saved or saved.get("identity") != store.identity.to_attrs() or "train_fingerprint" not in saved:
+        return False
+    return train_fingerprint(split_videos(videos, val_fraction)[0]) == saved["train_fingerprint"]
+
+
 def check_same_store(state: dict[str, Any], store: Store, videos: list[Video], path: Path, *, force: bool) -> None:
     """Refuse (PretrainError naming both stores) to resume the checkpoint `state`, read from `path`, on
     a store other than the one it was trained on: another identity, or other training videos
@@ -173,16 +182,14 @@ def check_same_store(state: dict[str, Any], store: Store, videos: list[Video], p
         except (KeyError, TypeError, StoreError):  # a malformed record: it differs, whatever it holds
             keys = ["identity"]
         problem = f"another identity (differs in {', '.join(keys) or 'schema_version'})"
-    elif "train_fingerprint" in saved:
+    elif "train_fingerprint" in saved and not trained_on(saved, state["pretrain"]["val_fraction"], store, videos):
         # The split of the checkpoint's own val_fraction: a changed val_fraction is a changed setting
         # (warned about in _restore), not another store.
-        train_videos, _ = split_videos(videos, state["pretrain"]["val_fraction"])
-        if train_fingerprint(train_videos) != saved["train_fingerprint"]:
-            now = store_record(store, train_videos)
-            problem = (
-                f"other training videos ({now['train_videos']} videos, {now['train_segments']:,} segments; "
-                f"the run trained on {saved['train_videos']} videos, {saved['train_segments']:,} segments)"
-            )
+        now = store_record(store, split_videos(videos, state["pretrain"]["val_fraction"])[0])
+        problem = (
+            f"other training videos ({now['train_videos']} videos, {now['train_segments']:,} segments; "
+            f"the run trained on {saved['train_videos']} videos, {saved['train_segments']:,} segments)"
+        )
     if problem is None:
         return
     message = f"{path} was trained on store {then}, but store {store.uri} has {problem}"

@@ -406,20 +406,21 @@ def run_probes(
 ) -> ProbeReport:
     """Every (features, head, labels per class) row over the same splits of every seed. A number of
     labels per class that every class's training split has at most is left out: it is the `all` row."""
-    most = max(int((data.y[split(data, s).train] == c).sum()) for s in seeds for c in range(len(data.classes)))
+    splits = {seed: split(data, seed) for seed in seeds}
+    most = max(int((data.y[parts.train] == c).sum()) for parts in splits.values() for c in range(len(data.classes)))
     labels_per_class = [n for n in labels_per_class if n is None or n < most]
+    pooled = [np.stack([s.mean(0) for s in f.sequences]) for f in feature_sets]  # (N, F) each: seed-free
     rows: dict[tuple[str, str, int | str], Row] = {}
     total = len(seeds) * len(labels_per_class) * sum(len(f.heads) for f in feature_sets)
-    for seed in seeds:
-        parts = split(data, seed)
-        for features in feature_sets:
-            pooled = np.stack([s.mean(0) for s in features.sequences])  # (N, F)
+    done = 0
+    for seed, parts in splits.items():
+        for features, means in zip(feature_sets, pooled):
             for head in features.heads:
                 hyper: Any = None
                 for n in sorted(labels_per_class, key=lambda n: -1 if n is None else n):  # all first: it chooses
                     train = first_per_class(parts.train, data.y, n)
                     if head == "linear":
-                        pred, hyper = linear_probe(pooled, data.y, train, parts.val, parts.test, c=hyper)
+                        pred, hyper = linear_probe(means, data.y, train, parts.val, parts.test, c=hyper)
                     else:
                         pred, hyper = attentive_probe(
                             features,
@@ -440,8 +441,9 @@ def run_probes(
                         groups = np.array([data.groups[i] for i in parts.test])
                         for g in sorted(set(groups)):
                             row.per_group.setdefault(g, []).append(float(right[groups == g].mean()))
+                    done += 1
                     if progress is not None:
-                        progress(sum(len(r.accuracies) for r in rows.values()), total)
+                        progress(done, total)
     order = {n: i for i, n in enumerate(["all", *[n for n in labels_per_class if n is not None]])}
     ordered = sorted(rows.values(), key=lambda r: (order[r.labels_per_class],))
     return ProbeReport(label, data.classes, len(data.video_ids), list(seeds), ordered)

@@ -153,29 +153,22 @@ def metrics_table(metrics: dict) -> str:
 
 def timeline_text(inspection, video_id: str) -> str:
     """A video's segments, one a line: time, importance, hidden (H) or visible, truth, and for each decoder
-    that reconstructed the segment its top-3 captions, then the copy baseline's top-1."""
+    that reconstructed the segment its top-3 captions, then the copy baseline's top-1. Drawn from the
+    same `timeline_record` as the HTML page."""
     from retrieval.search import clock
+    from retrieval.timeline import timeline_record
 
-    track = inspection.tracks[video_id]
-    texts = inspection.bank.texts
-    rows = {name: inspection.timeline_rows(name, video_id) for name in inspection.decoders}
-    lines = [f"video {video_id} ({track.uri}); H = hidden from the encoder, ✓ = top-1 is the truth"]
-    for t in range(len(track.span)):
-        truth = track.truth[t] or (texts[track.label[t]] + " (original top-1)")
-        head = f"{clock(track.span[t, 0])}  {track.importance[t]:6.3f}  {'H' if track.hidden[t] else ' '}  {truth}"
-        lines.append(head)
-        for name, by_position in rows.items():
-            if t not in by_position:
-                continue
-            tops = by_position[t]
-            recon = tops["reconstruction"]
-            mark = "✓" if recon[0] == track.label[t] else "✗"
-            lines.append(f"      {name:>8} {mark} " + "; ".join(texts[i] for i in recon[:3]))
-        if track.hidden[t] and rows:
-            tops = next(iter(by_position[t] for by_position in rows.values() if t in by_position), None)
-            if tops is not None:
-                copy = tops["copy_nearest"][0]
-                lines.append(f"      {'copy':>8} {'✓' if copy == track.label[t] else '✗'} {texts[copy]}")
+    record = timeline_record(inspection, video_id)
+    no_truth = record["truth"] == "original top-1"
+    lines = [f"video {video_id} ({record['uri']}); H = hidden from the encoder, ✓ = top-1 is the truth"]
+    for s in record["segments"]:
+        truth = (s["truth"] or "–") + (" (original top-1)" if no_truth else "")
+        lines.append(f"{clock(s['start'])}  {s['importance']:6.3f}  {'H' if s['hidden'] else ' '}  {truth}")
+        for name, top3 in s["decoders"].items():
+            lines.append(f"      {name:>8} {'✓' if top3[0] == s['truth'] else '✗'} " + "; ".join(top3))
+        if "copy_nearest" in s:
+            copy = s["copy_nearest"]
+            lines.append(f"      {'copy':>8} {'✓' if copy == s['truth'] else '✗'} {copy}")
     return "\n".join(lines)
 
 

@@ -55,7 +55,7 @@ def run_probe(
 ):
     """(ProbeReport, notes): every row of the probe table on the store's videos."""
     from pretrain.checkpoint import load_pretrained
-    from pretrain.evaluate import held_out_videos
+    from pretrain.evaluate import trained_on_store
     from retrieval.probes import labelled_videos, lvmae_features, random_init, raw_features, run_probes
     from store import Store
 
@@ -74,8 +74,7 @@ def run_probe(
         if k == 0:
             feature_sets.append(lvmae_features(random_init(pretrained), feature_sets[0], "lvmae-init"))
         feature_sets.append(lvmae_features(pretrained, feature_sets[0], feature_name(path, len(checkpoints) > 1)))
-        _, which = held_out_videos(pretrained, store)
-        if "held out" in which:
+        if trained_on_store(pretrained, store):
             notes.append(f"{path} trained on this store's videos: its rows are not held-out figures")
     with bar(total=None, desc="probe", unit="fit", disable=None if progress else True) as pbar:
 
