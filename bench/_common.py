@@ -48,3 +48,28 @@ def emit(result: dict[str, Any], out: str | os.PathLike | None = None) -> None:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, line + "\n")
+
+
+def toy_index(spec: Any, folder: Path) -> tuple[Any, Any]:
+    """A fresh toy-world corpus (`toyworld.generate.CorpusSpec`) under `folder`, extracted with the
+    shipped stand-in encoder into `folder/store` and indexed into `folder/index`: (corpus, config)."""
+    from extract.runner import run_extract
+    from foundation.schema import load_config
+    from lvmae.commands.extract import models_of
+    from retrieval.index import SegmentIndex
+    from store import Store
+    from toyworld.generate import generate
+
+    corpus = generate(spec, folder / "corpus", progress=False)
+    cfg = load_config(None, [f"paths.store={folder / 'store'}", "extract.runner=local"], use_default_file=False)
+    run_extract(
+        cfg.extract,
+        models_of(cfg),
+        cfg.ray,
+        inputs=corpus.root / "videos.parquet",
+        store_uri=str(folder / "store"),
+        runner="local",
+    )
+    index = SegmentIndex.build(Store.open(folder / "store"), cfg.retrieval, progress=False)
+    index.save(folder / "index")
+    return corpus, cfg

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import emit, machine, parse_args
-from foundation.schema import RetrievalConfig, load_config
+from bench._common import emit, machine, parse_args, toy_index
+from foundation.schema import RetrievalConfig
 from retrieval import kinds
 from retrieval.captions import query_precision
 from retrieval.index import SegmentIndex, normalized
@@ -196,33 +196,21 @@ def toyworld_precision(quick: bool, tmp: Path) -> dict:
     """Capped precision of moments and of plain segments for every caption occurring in a fresh corpus."""
     import pyarrow.parquet as pq
 
-    from extract.runner import run_extract
-    from lvmae.commands.extract import models_of
     from retrieval.search import Searcher, open_searcher
-    from store import Store
-    from toyworld.generate import CorpusSpec, generate
+    from toyworld.generate import CorpusSpec
 
     spec = (
         CorpusSpec(videos=8, minutes=(0.5, 2.0), seed=7) if quick else CorpusSpec(videos=48, minutes=(1.0, 8.0), seed=7)
     )
     started = time.perf_counter()
-    corpus = generate(spec, tmp / "corpus", progress=False)
-    cfg = load_config(None, [f"paths.store={tmp / 'store'}", "extract.runner=local"], use_default_file=False)
-    run_extract(
-        cfg.extract,
-        models_of(cfg),
-        cfg.ray,
-        inputs=corpus.root / "videos.parquet",
-        store_uri=str(tmp / "store"),
-        runner="local",
-    )
-    index = SegmentIndex.build(Store.open(tmp / "store"), cfg.retrieval, progress=False)
-    index.save(tmp / "index")
+    corpus, cfg = toy_index(spec, tmp)
+    searcher: Searcher = open_searcher(tmp / "index", cfg.retrieval, cfg.encoder, captions=corpus.root / "captions.txt")
+    index = searcher.index
     print(
-        f"toy world: {spec.videos} videos, {len(index):,} segments extracted and indexed in {time.perf_counter() - started:.0f} s",
+        f"toy world: {spec.videos} videos, {len(index):,} segments extracted and indexed in "
+        f"{time.perf_counter() - started:.0f} s",
         flush=True,
     )
-    searcher: Searcher = open_searcher(tmp / "index", cfg.retrieval, cfg.encoder, captions=corpus.root / "captions.txt")
     truth = pq.read_table(corpus.root / "truth.parquet").to_pandas()
     steps = {v: g.sort_values("t_start") for v, g in truth.groupby("video_id")}
 

@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lvmae.commands.probe",
         "classify whole videos with linear and attentive probes: raw vs LV-MAE, seeds, label efficiency",
     ),
+    "serve": (
+        "lvmae.commands.serve",
+        "a web page: search the videos, play the moments, open a video's reconstruction timeline",
+    ),
     "report": ("lvmae.commands.report", "one self-contained HTML page of every stage's saved results"),
     "demo": ("lvmae.commands.demo", "run every stage on the embedded default, skipping finished ones"),
 }

@@ -35,6 +35,13 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def moment_times(m: Moment) -> tuple[float, float, float]:
+    """Where to show a moment: its start, middle and end. The end frame is the middle of the last
+    segment: a step may end inside it, and its last instant would show the next step."""
+    half = (m.best[1] - m.best[0]) / 2
+    return m.start, (m.start + m.end) / 2, max(m.start, m.end - half)
+
+
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from foundation.files import atomic_write_text
+from retrieval.assets import asset
 from retrieval.errors import RetrievalError
 from retrieval.inspection import METHOD_NAMES, METHODS, Inspection
 from retrieval.search import clock
@@ -36,15 +37,7 @@ from retrieval.sheet import thumbnails
 MAX_THUMBNAILS = 400
 THUMB_SIDE = 72  # px, the longer side
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
-table { border-collapse: collapse; } td, th { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.hit { color: #17803d; } .miss { color: #b42318; } .muted { color: #777; }
-img.thumb { image-rendering: pixelated; display: block; }
-dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { color: #555; }
-"""
+STYLE = asset("lvmae.css")  # shared with the report and `lvmae serve`
 
 
 def _png(image: np.ndarray) -> str:

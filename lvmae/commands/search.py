@@ -106,16 +106,13 @@ def print_table(results, *, query: str) -> None:
 
 def write_sheet(results, out: Path) -> Path:
     """A contact sheet of `results`: per moment, thumbnails at its start, middle and end."""
-    from retrieval.search import clock
+    from retrieval.search import clock, moment_times
     from retrieval.sheet import SheetRow, contact_sheet
 
     rows = []
     for r in results:
         m = r.moment
-        # The end frame is the middle of the last segment: a step may end inside it, and its last
-        # instant would show the next step.
-        half = (m.best[1] - m.best[0]) / 2
-        times = (m.start, (m.start + m.end) / 2, max(m.start, m.end - half))
+        times = moment_times(m)
         # ASCII dash: Pillow's bundled font has no en dash
         label = f"{r.query}\n#{r.rank}  {m.video_id}\n{clock(m.start)} - {clock(m.end)}  score {m.score:.3f}"
         if r.caption:

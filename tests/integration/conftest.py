@@ -1,4 +1,9 @@
-"""Fixtures for end-to-end runs: a tiny toy-world corpus, edge-case videos, a small tokenizer."""
+"""Fixtures for end-to-end runs: a tiny toy-world corpus, edge-case videos, a small tokenizer, a tiny
+demo run, and a real headless browser (Debian's chromium through playwright)."""
+
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,12 +13,33 @@ from extract.runner import run_extract
 from extract.tokenizer.fit import save_tokenizer
 from extract.tokenizer.model import TokenizerArch, VideoTokenizer
 from foundation.schema import load_config
+from lvmae import cli
 from lvmae.commands.extract import models_of
 from tests.videos import write_frames
 from toyworld.encoder import SHIPPED_WEIGHTS
 from toyworld.generate import CorpusSpec, generate
 
 TINY_TOKENIZER = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Screenshots the browser tests take, kept for whoever looks at a run (CI can upload the folder).
+ARTIFACTS = Path(
+    os.environ.get("LVMAE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "runs" / "test-artifacts")
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium, Debian's package (no browser is downloaded); the tests using it skip without it."""
+    if CHROMIUM is None:
+        pytest.skip("NO BROWSER: Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +83,38 @@ def write_video(path, n_frames, *, size=(64, 64), fps=8, rotation=None, pts_ms=N
     colours = rng.integers(0, 255, (n_frames, 1, 1, 3)).astype(np.uint8)
     write_frames(path, np.broadcast_to(colours, (n_frames, *size, 3)).copy(), fps=fps, rotation=rotation, pts_ms=pts_ms)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_overrides(tiny_tokenizer):
+    """The --set KEY=VALUE overrides of the tiny demo (`demo`)."""
+    sets = {
+        "encoder.pretrained": SHIPPED_WEIGHTS,
+        "encoder.device": "cpu",
+        "tokenizer.checkpoint": tiny_tokenizer,
+        "tokenizer.device": "cpu",
+        "toyworld.videos": 4,
+        "toyworld.minutes": "[0.3, 0.6]",
+        "toyworld.fit.eval_frames": 48,
+        "extract.runner": "local",
+        "pretrain.preset": "tiny",
+        "pretrain.max_segments": 32,
+        "pretrain.min_segments": 8,
+        "pretrain.device": "cpu",
+        "pretrain.val_interval": 0,
+        "demo.pretrain_steps": 20,
+        "demo.heldout_videos": 36,  # 3 of each class: one train, one val, one test video a class
+        "demo.heldout_minutes": "[0.2, 0.3]",
+    }
+    return [f"{key}={value}" for key, value in sets.items()]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, demo_overrides):
+    """A tiny `lvmae demo` (tiny preset, few short videos): every stage's outputs, for the report and serve tests."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    argv = ["demo", "--out", str(out)]
+    for override in demo_overrides:
+        argv += ["--set", override]
+    assert cli.main(argv) == 0
+    return out

@@ -9,13 +9,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from lvmae import cli
-from toyworld.encoder import SHIPPED_WEIGHTS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = Path(__file__).parent / "report.png"  # the README's picture; LVMAE_UPDATE_SCREENSHOT=1 rewrites it
 SECTIONS = [
     "What ran",
@@ -26,34 +23,6 @@ SECTIONS = [
     "Probes",
     "Search examples",
 ]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, tiny_tokenizer):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    sets = {
-        "encoder.pretrained": SHIPPED_WEIGHTS,
-        "encoder.device": "cpu",
-        "tokenizer.checkpoint": tiny_tokenizer,
-        "tokenizer.device": "cpu",
-        "toyworld.videos": 4,
-        "toyworld.minutes": "[0.3, 0.6]",
-        "toyworld.fit.eval_frames": 48,
-        "extract.runner": "local",
-        "pretrain.preset": "tiny",
-        "pretrain.max_segments": 32,
-        "pretrain.min_segments": 8,
-        "pretrain.device": "cpu",
-        "pretrain.val_interval": 0,
-        "demo.pretrain_steps": 20,
-        "demo.heldout_videos": 36,  # 3 of each class: one train, one val, one test video a class
-        "demo.heldout_minutes": "[0.2, 0.3]",
-    }
-    argv = ["demo", "--out", str(out)]
-    for key, value in sets.items():
-        argv += ["--set", f"{key}={value}"]
-    assert cli.main(argv) == 0
-    return out
 
 
 class Parsed(HTMLParser):
@@ -119,27 +88,20 @@ def test_missing_inputs_leave_their_sections_out_and_say_so(demo, tmp_path, caps
     capsys.readouterr()
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="NO BROWSER: Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
-)
-def test_the_report_renders_in_a_real_browser(demo, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_the_report_renders_in_a_real_browser(demo, browser, tmp_path):
     shot = tmp_path / "report.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto((demo / "report.html").resolve().as_uri())
-            assert page.title().startswith("lvmae demo")
-            timeline = page.locator("h2", has_text="One held-out video's timeline")
-            timeline.scroll_into_view_if_needed()
-            assert timeline.is_visible()
-            assert page.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 0")
-            page.goto((demo / "report.html").resolve().as_uri())
-            page.screenshot(path=str(shot), full_page=False)
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto((demo / "report.html").resolve().as_uri())
+        assert page.title().startswith("lvmae demo")
+        timeline = page.locator("h2", has_text="One held-out video's timeline")
+        timeline.scroll_into_view_if_needed()
+        assert timeline.is_visible()
+        assert page.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 0")
+        page.goto((demo / "report.html").resolve().as_uri())
+        page.screenshot(path=str(shot), full_page=False)
+    finally:
+        page.close()
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.std() > 10  # not a blank page
     if os.environ.get("LVMAE_UPDATE_SCREENSHOT"):

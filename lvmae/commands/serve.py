@@ -1,0 +1,131 @@
+"""`lvmae serve`: the search and inspection page over an index, its store and (optionally) a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from foundation.progress import Summary
+from foundation.schema import Config
+from lvmae.commands.command import Command, CommandFailed, pretrain_device
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demo",
+        metavar="DIR",
+        type=Path,
+        help="serve what `lvmae demo --out DIR` made: DIR/index, DIR/store, DIR/pretrain/model.pt, the corpus' captions",
+    )
+    parser.add_argument("--index", metavar="DIR", type=Path, help="index folder (default: retrieval.index_dir)")
+    parser.add_argument("--store", metavar="URI", help="the index's store (default: the one the index was built from)")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="model.pt of a pretraining run: the video view then shows a seeded reconstruction (default: none)",
+    )
+    parser.add_argument("--captions", metavar="FILE", type=Path, help="caption bank (default: retrieval.captions)")
+    parser.add_argument(
+        "--truth",
+        metavar="FILE",
+        default="auto",
+        help="parquet of captioned steps; auto (default): the toy world's truth.parquet beside the videos; none",
+    )
+    parser.add_argument("--device", help="torch device of the checkpoint (default: pretrain.device)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: a query is one short text, and one thread encodes it fastest; on this "
+        "2-core machine 2 threads made a warm search 3 times slower)",
+    )
+
+
+@dataclass(frozen=True)
+class Sources:
+    index: Path
+    store: str | None
+    checkpoint: Path | None
+    captions: Path | None
+
+
+def sources(args: argparse.Namespace, cfg: Config) -> Sources:
+    """What to serve, from --demo or the separate options (not both)."""
+    if args.demo is None:
+        return Sources(args.index or cfg.retrieval.index_dir, args.store, args.checkpoint, args.captions)
+    if args.index or args.store or args.checkpoint:
+        raise CommandFailed("give --demo DIR, or --index/--store/--checkpoint, not both", status=2)
+    demo = args.demo
+    if not (demo / "index" / "index.json").is_file():
+        raise CommandFailed(f"--demo {demo}: no index there ({demo / 'index'}); run `lvmae demo --out {demo}` first")
+    checkpoint = demo / "pretrain" / "model.pt"
+    return Sources(
+        demo / "index",
+        str(demo / "store"),
+        checkpoint if checkpoint.is_file() else None,
+        args.captions or demo / "toyworld" / "captions.txt",
+    )
+
+
+def open_service(args: argparse.Namespace, cfg: Config):
+    from retrieval.serve import Service
+
+    where = sources(args, cfg)
+    return Service.open(
+        where.index,
+        cfg.retrieval,
+        cfg.encoder,
+        store_uri=where.store,
+        checkpoint=where.checkpoint,
+        captions=where.captions,
+        truth=args.truth,
+        device=pretrain_device(args.device, cfg) if where.checkpoint else "cpu",
+    )
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from retrieval.serve import Server, make_app
+
+    if not 0 <= args.port <= 65535:
+        raise CommandFailed(f"--port {args.port}: 0 to 65535", status=2)
+    if args.threads < 1:
+        raise CommandFailed(f"--threads {args.threads}: 1 or more", status=2)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    service = open_service(args, cfg)
+    server = Server(make_app(service), args.host, args.port)
+    info = service.info()
+    summary = Summary("lvmae serve")
+    summary.add("store", f"{info['store']}: {info['videos']:,} videos")
+    summary.add("index", info["index"])
+    summary.add("checkpoint", info["checkpoint"] or "none: the video view shows no reconstruction")
+    summary.add("truth", info["truth"] or "none")
+    if args.host not in LOCAL_HOSTS:
+        summary.add(
+            "warning", f"bound to {args.host}: anyone who can reach this machine can search and play the videos"
+        )
+    summary.add("open", f"{server.url}/  (Ctrl-C stops)")
+    summary.timed = False
+    summary.print()
+    sys.stdout.flush()  # the address, now, also when stdout is a pipe
+    server.run()
+    return 0
+
+
+COMMAND = Command(
+    "lvmae serve",
+    "Serve the search and inspection page: type a query and see the moments (times, frames, score, caption) "
+    "as cards that play the video from the moment's start; open a video's timeline (truth steps, importance, "
+    "the hidden segments and what the decoder put there) and click it to seek. A JSON API under /api answers "
+    "the page. Binds to 127.0.0.1 unless --host says otherwise; serves only the videos the store's manifest names.",
+    run=_run,
+    arguments=_arguments,
+)
