@@ -16,6 +16,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from foundation.errors import LvmaeError
@@ -147,6 +148,21 @@ def with_options(settings: S, section: str, args: argparse.Namespace, *names: st
         key = getattr(exc, "key", None)  # the loader's check() says which field
         where = f"--{key.replace('_', '-')} ({section}.{key}): " if key in values else ""
         raise CommandFailed(where + str(exc).removeprefix(f"{key}: "), status=2) from None
+
+
+def add_caption_options(parser: argparse.ArgumentParser, *, truth: bool = True) -> None:
+    """--captions (the caption bank) and, with `truth`, --truth: what search, inspect and serve score
+    and label segments with."""
+    parser.add_argument("--captions", metavar="FILE", type=Path, help="caption bank (default: retrieval.captions)")
+    if truth:
+        parser.add_argument(
+            "--truth",
+            metavar="FILE",
+            default="auto",
+            help="parquet of captioned steps (video_id, t_start, t_end, caption); auto (default): the toy world's "
+            "truth.parquet beside the videos when there is one; none: no truth (inspect then scores against the "
+            "original's top-1 caption)",
+        )
 
 
 def fail(parser: argparse.ArgumentParser, message: str, status: int = 1) -> int:

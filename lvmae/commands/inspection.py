@@ -10,7 +10,7 @@ from pathlib import Path
 
 from foundation.progress import Summary, bar
 from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed, pretrain_device
+from lvmae.commands.command import Command, CommandFailed, add_caption_options, pretrain_device
 
 DECODER_CHOICES = {"trained": ("trained",), "all": ("all",), "both": ("trained", "all")}
 MASK_CHOICES = ("random", "semantic", "adaptive", "span")
@@ -25,14 +25,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="model.pt or checkpoint.pt of a pretraining run (default: pretrain.checkpoint_dir/model.pt)",
     )
-    parser.add_argument("--captions", metavar="FILE", type=Path, help="caption bank (default: retrieval.captions)")
-    parser.add_argument(
-        "--truth",
-        metavar="FILE",
-        default="auto",
-        help="parquet of captioned steps (video_id, t_start, t_end, caption); auto (default): the toy world's "
-        "truth.parquet beside the videos when there is one; none: score against the original's top-1 caption",
-    )
+    add_caption_options(parser)
     parser.add_argument("--mask", choices=MASK_CHOICES, default="random", help="encoder mask (default random)")
     parser.add_argument("--ratio", type=float, help="fraction of each window hidden (default: the run's mask_ratio)")
     parser.add_argument(

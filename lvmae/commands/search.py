@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed
+from lvmae.commands.command import Command, CommandFailed, add_caption_options
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="at most this many moments of one video (default: retrieval.per_video; 0: no limit)",
     )
-    parser.add_argument("--captions", metavar="FILE", type=Path, help="caption bank (default: retrieval.captions)")
+    add_caption_options(parser, truth=False)
     parser.add_argument("--json", action="store_true", help="one JSON object a line per moment instead of a table")
     parser.add_argument(
         "--sheet", metavar="FILE.png", type=Path, help="also write a contact sheet: a row of thumbnails per moment"

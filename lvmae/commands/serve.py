@@ -9,7 +9,7 @@ from pathlib import Path
 
 from foundation.progress import Summary
 from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed, pretrain_device
+from lvmae.commands.command import Command, CommandFailed, add_caption_options, pretrain_device
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -29,13 +29,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="model.pt of a pretraining run: the video view then shows a seeded reconstruction (default: none)",
     )
-    parser.add_argument("--captions", metavar="FILE", type=Path, help="caption bank (default: retrieval.captions)")
-    parser.add_argument(
-        "--truth",
-        metavar="FILE",
-        default="auto",
-        help="parquet of captioned steps; auto (default): the toy world's truth.parquet beside the videos; none",
-    )
+    add_caption_options(parser)
     parser.add_argument("--device", help="torch device of the checkpoint (default: pretrain.device)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
