@@ -246,9 +246,9 @@ class PretrainConfig:
     """Semantic encoder masking hides the segments least (dissimilar) or most (similar) like the previous segment."""
     span_lengths: tuple[int, int] = (5, 20)
     """Span encoder masking hides pieces of this many consecutive segments, [min, max] (uniform)."""
-    mask_ratio: float = 0.5
-    """Fraction of a window's segments hidden from the encoder."""
-    decoder_mask: Literal["all", "random", "adaptive", "mix"] = "adaptive"
+    mask_ratio: float = 0.75
+    """Fraction of a window's segments hidden from the encoder (0.75: see bench.representation in the README)."""
+    decoder_mask: Literal["all", "random", "adaptive", "mix"] = "mix"
     """Which hidden segments the decoder reconstructs: all, a random fraction, the top-kappa by importance,
     or mix (the top-kappa plus as many again at random)."""
     kappa: float = 0.15
@@ -474,7 +474,7 @@ class ToyworldConfig(CorpusSpec):
 class DemoConfig:
     out: Path = Path("runs/demo")
     """Where `lvmae demo` puts every stage's outputs; finished stages are skipped on a re-run."""
-    pretrain_steps: int = 1000
+    pretrain_steps: int = 2000
     """Pretraining steps the demo runs (pretrain.steps is for real runs); the rest of pretrain applies."""
     heldout_videos: int = 120
     """Videos of the held-out corpus: the same world (so the same classes) from another seed, which the

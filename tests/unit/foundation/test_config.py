@@ -82,7 +82,7 @@ def test_pretrained_tag_kept_and_existing_file_resolved(tmp_path):
 
 def test_empty_file_gives_defaults(tmp_path):
     cfg = load_config(write(tmp_path, ""))
-    assert cfg.pretrain.mask_ratio == 0.5
+    assert cfg.pretrain.mask_ratio == 0.75
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ def run(tmp_path_factory):
             "pretrain.max_segments=64",
             "pretrain.min_segments=8",
             "pretrain.val_fraction=0.34",
+            "pretrain.decoder_mask=adaptive",  # the test below recomputes the adaptive selection
         ],
         use_default_file=False,
     ).pretrain
