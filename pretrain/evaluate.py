@@ -178,7 +178,8 @@ def reconstruct(
     device = next(model.parameters()).device
     windows = tile_windows(videos, pretrained.max_segments)
     for k in range(0, len(windows), batch_windows):
-        batch = read_batch(store, windows[k : k + batch_windows])
+        # a model with a code head scores its codes too, so it is given them (predictions do not use them)
+        batch = read_batch(store, windows[k : k + batch_windows], codes=model.code_head is not None)
         if batch.emb.shape[-1] != model.cfg.dim_in:
             raise ValueError(
                 f"store {store.uri} holds {batch.emb.shape[-1]}-wide embeddings, but checkpoint "
@@ -210,7 +211,10 @@ def reconstruct(
                 )[0]
         decoded = {}
         for name, kind in kinds.items():
-            out = model(batch.emb.to(device), batch.valid.to(device), hidden.to(device), selected[name].to(device))
+            codes = None if batch.codes is None else batch.codes.to(device)
+            out = model(
+                batch.emb.to(device), batch.valid.to(device), hidden.to(device), selected[name].to(device), codes
+            )
             decoded[name] = Decoded(kind, out.index.cpu(), out.keep.cpu(), out.pred.float().cpu())
         yield Reconstructed(batch, F.normalize(batch.emb, dim=-1), hidden, decoded)
 

@@ -7,6 +7,7 @@ from foundation.schema import load_config
 from pretrain.checkpoint import CHECKPOINT, METRICS, MODEL, PretrainError, load_state, read_metrics, save_state
 from pretrain.synthetic import write_procedure_store
 from pretrain.train import RunEnv, train
+from store import Store
 
 
 def config(*overrides):
@@ -178,3 +179,14 @@ def test_an_old_checkpoint_without_a_fingerprint_is_checked_on_identity_only(tmp
     state["store"] = {k: state["store"][k] for k in ("uri", "identity")}  # as saved before fingerprints
     save_state(state, out / CHECKPOINT)
     assert train(config("pretrain.steps=11"), store_uri=grown, out_dir=out, resume=True).resumed_from == 10
+
+
+def test_a_code_head_checkpoint_reconstructs_and_is_scored(tmp_path, store_uri):
+    from pretrain.checkpoint import load_pretrained
+    from pretrain.evaluate import reconstruction_mse
+
+    train(config("pretrain.code_head=true", "pretrain.steps=4"), store_uri=store_uri, out_dir=tmp_path / "out")
+    pretrained = load_pretrained(tmp_path / "out" / MODEL)
+    assert pretrained.model.code_head is not None
+    result = reconstruction_mse(pretrained, Store.open(store_uri), split="all", ratio=0.5)
+    assert result.reconstructed_segments > 0 and result.model_mse > 0
