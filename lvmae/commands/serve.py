@@ -37,8 +37,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch threads (default 1: a query is one short text, and one thread encodes it fastest; on this "
-        "2-core machine 2 threads made a warm search 3 times slower)",
+        help="torch threads (default 1: a query is one short text, which one thread encodes fastest; more "
+        "threads help batches, not a server answering one query at a time)",
     )
 
 
