@@ -1,4 +1,4 @@
-"""Atomic, durable writes of local files, and file hashes.
+"""Atomic, durable writes of local files, file hashes, and the local file a uri names.
 
 Every writer of a file that another process, a resume or a later stage reads goes through
 `atomic_write`: the data go to a temp file in the same folder, which is flushed and fsynced, renamed
@@ -125,6 +125,13 @@ def fsync_tree(root: str | os.PathLike) -> None:
 def stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Temp files of `atomic_write`s in `folder` that a killed process never renamed."""
     return sorted(p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file())
+
+
+def local_path(uri: str) -> Path | None:
+    """The local file a uri names (a plain path or file://...), or None for a remote one (s3://...)."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    return Path(uri.removeprefix("file://"))
 
 
 def sha256_file(path: str | os.PathLike) -> str:

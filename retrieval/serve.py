@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from foundation.files import local_path
 from foundation.schema import EncoderConfig, RetrievalConfig
 from retrieval.captions import CaptionBank
 from retrieval.errors import RetrievalError
@@ -190,12 +191,11 @@ class Service:
     def moment(self, result: Result) -> dict[str, Any]:
         """A search result as the API gives it: `lvmae search --json`'s object, with the page's links."""
         out = result.to_json()
-        vid = quote(result.moment.video_id, safe="")
         out["thumbnails"] = [
             {"t": round(t, 1), "url": thumb_url(result.moment.video_id, t)} for t in moment_times(result.moment)
         ]
         out["thumbnail"] = out["thumbnails"][0]["url"]
-        out["media"] = f"/media/{vid}"
+        out["media"] = media_url(result.moment.video_id)
         return out
 
     def video_entry(self, video_id: str) -> dict[str, Any]:
@@ -216,7 +216,7 @@ class Service:
         base = {
             "video_id": video_id,
             "uri": entry["uri"],
-            "media": f"/media/{quote(video_id, safe='')}",
+            "media": media_url(video_id),
             "duration": entry["duration"],
             "label": entry["label"],
         }
@@ -243,6 +243,8 @@ class Service:
 
     def _plain_record(self, video_id: str, truth: Truth | None) -> dict[str, Any]:
         """Spans, importance and truth, when there is no checkpoint to reconstruct with."""
+        from retrieval.inspection import step_starts
+
         arrays = ("span", "importance") if self.store.identity.has_tokenizer else ("span",)
         seq = self.store.sequence(video_id, arrays=arrays)
         span = seq.get("span").astype(np.float64)
@@ -250,7 +252,7 @@ class Service:
         captions, step = (
             truth.labels(video_id, span) if truth is not None else ([None] * len(span), np.full(len(span), -1))
         )
-        boundary = np.r_[True, step[1:] != step[:-1]] & (step >= 0)
+        boundary = step_starts(step)  # as inspection marks them: never the first segment
         segments = [
             {
                 "start": float(span[t, 0]),
@@ -283,12 +285,16 @@ class Service:
     def media(self, video_id: str) -> tuple[Path, str]:
         """The local file of a video the manifest names, and its media type."""
         uri = str(self.video_entry(video_id)["uri"])
-        if "://" in uri and not uri.startswith("file://"):
+        path = local_path(uri)
+        if path is None:
             raise NotFound(f"video {video_id!r} is at {uri}, not a local file: this server plays local files only")
-        path = Path(uri.removeprefix("file://"))
         if not path.is_file():
             raise NotFound(f"video {video_id!r}: its file {path} is gone")
         return path, MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def media_url(video_id: str) -> str:
+    return f"/media/{quote(video_id, safe='')}"
 
 
 def thumb_url(video_id: str, seconds: float) -> str:

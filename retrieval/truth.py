@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from foundation.files import local_path
 from retrieval.errors import RetrievalError
 
 TRUTH_FILE = "truth.parquet"
@@ -90,9 +91,10 @@ def find_truth(uris: Iterable[str]) -> Path | None:
     or the one above; the first found, or None."""
     seen: set[Path] = set()
     for uri in uris:
-        if "://" in uri and not uri.startswith("file://"):
+        path = local_path(uri)
+        if path is None:
             continue  # a remote video: nothing beside it to look at
-        folder = Path(uri.removeprefix("file://")).parent
+        folder = path.parent
         for candidate in (folder / TRUTH_FILE, folder.parent / TRUTH_FILE):
             if candidate in seen:
                 continue

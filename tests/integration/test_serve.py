@@ -98,8 +98,8 @@ def test_without_a_checkpoint_the_video_view_has_no_reconstruction(demo, cfg):
         ["--index", str(demo / "index"), "--captions", str(demo / "toyworld" / "captions.txt")]
     )
     with TestClient(make_app(open_service(args, cfg))) as c:
-        video = c.get("/api/info").json()
-        assert video["checkpoint"] is None and video["examples"]
+        info = c.get("/api/info").json()
+        assert info["checkpoint"] is None and info["examples"]
         assert c.get("/api/video/nope").status_code == 404
         first = c.get("/api/search", params={"q": "anything at all", "k": 1}).json()["moments"][0]["video_id"]
         record = c.get(f"/api/video/{first}").json()

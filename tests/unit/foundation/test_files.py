@@ -1,8 +1,16 @@
 import os
+from pathlib import Path
 
 import pytest
 
-from foundation.files import atomic_write, atomic_write_json, atomic_write_text, sha256_file, stale_temp_files
+from foundation.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    local_path,
+    sha256_file,
+    stale_temp_files,
+)
 from foundation.provenance import provenance_path, read_provenance, write_provenance
 
 
@@ -43,3 +51,11 @@ def test_provenance_sits_beside_its_weights(tmp_path):
     write_provenance(weights, {"sha256": sha256_file(weights)})
     assert provenance_path(weights).name == "w.provenance.json"
     assert read_provenance(weights)["sha256"] == sha256_file(weights) and len(sha256_file(weights)) == 64
+
+
+def test_local_path_of_plain_file_and_remote_uris():
+    assert local_path("/data/v.mp4") == Path("/data/v.mp4")
+    assert local_path("file:///data/v.mp4") == Path("/data/v.mp4")
+    assert local_path("videos/v.mp4") == Path("videos/v.mp4")
+    assert local_path("s3://bucket/v.mp4") is None
+    assert local_path("https://host/v.mp4") is None
