@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,7 +33,7 @@ from extract.plan import Plan, plan_extraction
 from extract.work import FrozenModels, ShardAssembler, VideoJob, segment_batches
 from foundation.loader import ConfigError
 from foundation.progress import Summary, bar, human_seconds
-from foundation.runtime import check_resources, init_ray
+from foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
 from foundation.schema import EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
 from store import NoStore, Store, StoreError, StoreIdentity
 from store.manifest import COLUMNS
@@ -61,7 +62,17 @@ class ExtractReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, error) of this run
     earlier_failures: list[dict] = field(default_factory=list)  # failed rows of skipped shards
     skipped_files: dict[str, int] = field(default_factory=dict)  # extension -> files not taken as video
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # Ray node -> videos decoded, segments encoded
     seconds: float = 0.0
+
+    def count_work(self, batch: dict) -> None:
+        """Tally where a batch was decoded and encoded (Ray runner: its rows name their nodes). Work a
+        lost node did and a retry did again counts on both."""
+        end = batch["end"]
+        for key, rows, what in (("decode_node", end, "videos"), ("encode_node", ~end, "segments")):
+            for node in batch[key][rows] if key in batch else ():
+                work = self.nodes.setdefault(str(node), {"videos": 0, "segments": 0})
+                work[what] += 1
 
     def summary(self, store_uri: str, runner: str) -> Summary:
         s = Summary(f"extract ({runner}): {store_uri}")
@@ -81,6 +92,14 @@ class ExtractReport:
             s.add(
                 "files skipped",
                 ", ".join(f"{n} {ext or '(no extension)'}" for ext, n in sorted(self.skipped_files.items())),
+            )
+        if self.nodes:
+            s.add(
+                f"Ray nodes ({len(self.nodes)})",
+                "; ".join(
+                    f"{node[:8]}: {w['videos']:,} videos decoded, {w['segments']:,} segments encoded"
+                    for node, w in sorted(self.nodes.items())
+                ),
             )
         if self.seconds > 0:
             s.add(
@@ -137,6 +156,20 @@ def decode_task_memory(ex: ExtractConfig, spec: SegmentConfig, image_size: int) 
     video may have, plus 192 MiB for the interpreter's share and the rest (a 16-CPU GPU node saw 174 MiB
     peaks of toy-world decoding where the two chunks and the 192 MiB gave 141 MiB)."""
     return 2 * decode_chunk_bytes(ex, spec, image_size) + decoder_frame_bytes(ex) + (192 << 20)
+
+
+ACTOR_START_TIMEOUT_S = 600
+"""How long the Ray pipeline waits for its encoder actors to load their models before it starts."""
+
+
+def pipeline_units(ex: ExtractConfig) -> dict[str, dict[str, float]]:
+    """What one encoder actor and one decode task ask of the node they run on."""
+    actor = {"CPU": ex.actor_num_cpus, **({"GPU": ex.actor_num_gpus} if ex.actor_num_gpus else {})}
+    gpus = f", extract.actor_num_gpus={ex.actor_num_gpus:g}" if ex.actor_num_gpus else ""
+    return {
+        f"extract.actor_num_cpus={ex.actor_num_cpus:g}{gpus} for one encoder actor": actor,
+        f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task": {"CPU": ex.decode_num_cpus},
+    }
 
 
 def pipeline_resources(ex: ExtractConfig) -> dict[str, dict[str, float]]:
@@ -314,17 +347,23 @@ def _run_ray(
 
     started_here = init_ray(ray_cfg)
     try:
+        remedy = "lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)"
         check_resources(
             pipeline_resources(ex),
             ray.cluster_resources(),
             consequence="decoding would starve and the job would hang",
-            remedy="lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)",
+            remedy=remedy,
         )
+        check_fits_a_node(pipeline_units(ex), live_nodes(), remedy=remedy)
         spec, size = models.segment, encoder_image_size(models.encoder)
         limits = DecodeLimits.from_config(ex)
         ctx = ray.data.DataContext.get_current()  # this process's; restored below
-        saved = ctx.enable_progress_bars, ctx.target_max_block_size
+        saved = ctx.enable_progress_bars, ctx.target_max_block_size, ctx.wait_for_min_actors_s
         ctx.enable_progress_bars = False  # the driver draws one bar of its own
+        # Start encoding once every encoder actor has loaded its models: otherwise the first one up
+        # took every batch of a short job (seen on a two-node cluster, the other node's actor idle),
+        # and an actor that can never be placed ends the job after this long instead of hanging it.
+        ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         # A decode task yields a chunk of segments at a time, but Ray Data packs a task's output into
         # blocks of up to 128 MiB (a whole toy-world video), so the encoder waited for a video to be
         # decoded to its end. Blocks of one chunk let encoding start on a video's first chunk.
@@ -337,8 +376,12 @@ def _run_ray(
         chunk = ex.chunk_segments
 
         def decode(rows: dict):
+            node = ray_node_id()
             for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
-                yield from segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk, limits)
+                for batch in segment_batches(
+                    VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk, limits
+                ):
+                    yield {**batch, "decode_node": np.array([node] * len(batch["end"]), dtype=object)}
 
         threads = max(1, math.ceil(ex.actor_num_cpus))
         ds = (
@@ -371,11 +414,12 @@ def _run_ray(
         progress = _Progress(len(items), report)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                report.count_work(batch)
                 progress.finished(assembler.add(batch))
                 committer.commit_complete(assembler)
         finally:
             progress.close()
-            ctx.enable_progress_bars, ctx.target_max_block_size = saved
+            ctx.enable_progress_bars, ctx.target_max_block_size, ctx.wait_for_min_actors_s = saved
         if assembler.pending:
             raise RuntimeError(f"the pipeline ended with shards incomplete: {', '.join(sorted(assembler.pending))}")
     finally:

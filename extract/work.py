@@ -22,6 +22,7 @@ import numpy as np
 
 from extract.decode import DecodeLimits, VideoError, is_transient
 from extract.segments import VideoSummary, iter_segments
+from foundation.runtime import ray_node_id
 from foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
 from store import StoreError
 
@@ -123,6 +124,7 @@ class FrozenModels:
             device=tokenizer_cfg.device,
             batch_size=tokenizer_cfg.batch_size,
         )
+        self.node = ray_node_id()  # a Ray actor's node, marked on its rows ("" in the local runner)
 
     def __call__(self, batch: dict) -> dict:
         seg = ~batch["end"]
@@ -136,6 +138,8 @@ class FrozenModels:
             emb[seg] = self.encoder.encode_segments(clip).astype(np.float16)
             tokens = self.tokenizer.tokenize(tok)
             codes[seg], scores[seg], imp[seg] = tokens.indices, tokens.scores, tokens.importance
+        if self.node:
+            out["encode_node"] = np.array([self.node] * n, dtype=object)
         return {**out, "emb": emb, "codes": codes, "scores": scores, "importance": imp}
 
 

@@ -181,6 +181,43 @@ def _release_to_session_log(held: logging.handlers.MemoryHandler) -> None:
     held.close()
 
 
+def ray_node_id() -> str:
+    """The Ray node this process runs on (a worker, an actor or a connected driver); "" outside Ray."""
+    import sys
+
+    ray = sys.modules.get("ray")  # never imports Ray: a process without it is outside Ray
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()
+
+
+def live_nodes() -> list[dict[str, float]]:
+    """The resources of each live node of the connected cluster."""
+    import ray
+
+    return [dict(node["Resources"]) for node in ray.nodes() if node["Alive"]]
+
+
+def check_fits_a_node(
+    units: Mapping[str, Mapping[str, float]], nodes: list[dict[str, float]], *, remedy: str = ""
+) -> None:
+    """One worker or actor runs on one node: a unit that no node holds waits forever for a placement,
+    however much the cluster has in all (two nodes of 2 CPUs never place a 3-CPU worker).
+
+    `units` maps the settings that size one unit to what it asks, e.g.
+    `{"pretrain.cpus_per_worker=3": {"CPU": 3.0}}`; `nodes` is `live_nodes()`. The ResourceError names
+    the settings, what one unit asks and the largest amount any node has."""
+    for setting, need in units.items():
+        if any(all(node.get(r, 0.0) >= amount for r, amount in need.items()) for node in nodes):
+            continue
+        asks = ", ".join(f"{amount:g} {r}" for r, amount in need.items())
+        largest = ", ".join(f"{max((n.get(r, 0.0) for n in nodes), default=0.0):g} {r}" for r in need)
+        message = (
+            f"{setting} asks for {asks} on one node, but no node of the {len(nodes)} has that (the most: {largest})"
+        )
+        raise ResourceError("; ".join(part for part in (message, remedy) if part))
+
+
 def check_resources(
     requests: Mapping[str, Mapping[str, float]],
     cluster: Mapping[str, float],

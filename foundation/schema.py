@@ -269,6 +269,13 @@ class PretrainConfig:
     """Ray trainer: CPUs reserved per worker."""
     use_gpu: bool = False
     """Ray trainer: one GPU per worker (NCCL); false trains on CPU workers (gloo)."""
+    placement: Literal["pack", "spread"] = "pack"
+    """Ray trainer: pack puts the workers on as few nodes as hold them (Ray's default); spread puts
+    them on different nodes where it can (one worker per node on a cluster of num_workers nodes)."""
+    max_failures: int = 2
+    """Ray trainer: times a run survives a lost or failed worker (a node gone, a killed process) by
+    restarting every worker from the last checkpoint (Ray Train's FailureConfig); 0: fail at once,
+    -1: no limit. An error in the run itself is tried again as often before it is reported."""
     steps: int = 2000
     """Optimizer steps in the whole run (warmup included)."""
     batch_size: int = 4
@@ -317,6 +324,7 @@ class PretrainConfig:
         )
         check(self.num_workers >= 1, "num_workers", self.num_workers, "at least 1")
         check(self.cpus_per_worker >= 0, "cpus_per_worker", self.cpus_per_worker, "a number of CPUs >= 0")
+        check(self.max_failures >= -1, "max_failures", self.max_failures, "restarts >= 0, or -1 for no limit")
         _check_optimizer(self)
         check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a norm >= 0 (0 disables clipping)")

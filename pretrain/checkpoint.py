@@ -9,7 +9,7 @@ Files in a run's output folder: `checkpoint.pt` (resumable state, rewritten atom
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,15 @@ def load_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
         raise PretrainError(f"no checkpoint at {path}") from None
     except Exception as exc:  # a truncated or foreign file: say which
         raise PretrainError(f"{path} is not a readable lvmae checkpoint: {exc}") from None
+
+
+def check_new_run(out_dir: Path, resume: bool) -> None:
+    """A run that does not resume must not write over another run's checkpoint."""
+    if not resume and (Path(out_dir) / CHECKPOINT).exists():
+        raise PretrainError(
+            f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose another "
+            "output folder (--out or pretrain.checkpoint_dir)"
+        )
 
 
 def checkpoint_step(out_dir: Path) -> int:
@@ -133,6 +142,7 @@ class TrainResult:
     val_loss: float | None
     segments_per_s: float | None  # over the steps this process ran
     wall_s: float
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # Ray trainer: each start of the workers
 
 
 def read_result(out_dir: Path, *, resumed_from: int = 0, params: int = 0, wall_s: float = 0.0) -> TrainResult:

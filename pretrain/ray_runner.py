@@ -14,23 +14,46 @@ actors reserved every CPU). Ray Train 2's controller reserves no CPU of its own,
 `num_workers * cpus_per_worker` is the whole request; on a 2-CPU machine two workers of one CPU fit.
 Ray is started (or joined: RAY_ADDRESS, then `ray.address`) by `foundation.runtime.init_ray`, and shut
 down afterwards only when this run started it.
+
+On a cluster (`placement: spread` puts one worker on each node) a worker can be lost with its node.
+Ray Train's failure handling (`max_failures`) then starts every worker again and calls the loop
+anew. Rank 0 records every start of the workers (this run's id, the step it begins at, the node of
+each rank) in `ray_attempts.json` beside the metrics, so a start that finds its own run there is a
+restart: it resumes from `checkpoint.pt` exactly as `--resume` does, and since batches are a pure
+function of the step, the losses after a restart are those of a run that never stopped. (Ray Train's
+own checkpoints are not used for this: one reported a moment before a node died was seen to be lost
+with it, and the restarted workers got none.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from foundation.runtime import check_resources, init_ray
+from foundation.files import atomic_write_json
+from foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
 from foundation.schema import PretrainConfig, RayConfig
-from pretrain.checkpoint import MODEL, PretrainError, TrainResult, checkpoint_step, read_result, saved_params
+from pretrain.checkpoint import (
+    MODEL,
+    PretrainError,
+    TrainResult,
+    check_new_run,
+    checkpoint_step,
+    read_result,
+    saved_params,
+)
 from pretrain.train import RunEnv, train
 
 log = logging.getLogger("lvmae.pretrain")
+
+ATTEMPTS = "ray_attempts.json"
+"""In the output folder: this run's id and every start of its workers (`from_step`, `nodes` by rank)."""
 
 
 def worker_resources(p: PretrainConfig) -> dict[str, dict[str, float]]:
@@ -46,6 +69,18 @@ def worker_resources(p: PretrainConfig) -> dict[str, dict[str, float]]:
     return request
 
 
+def worker_unit(p: PretrainConfig) -> dict[str, dict[str, float]]:
+    """What one worker asks of the node it runs on, by the settings that size it."""
+    if p.use_gpu:
+        return {
+            f"pretrain.cpus_per_worker={p.cpus_per_worker:g} with pretrain.use_gpu=true": {
+                "CPU": p.cpus_per_worker,
+                "GPU": 1.0,
+            }
+        }
+    return {f"pretrain.cpus_per_worker={p.cpus_per_worker:g}": {"CPU": p.cpus_per_worker}}
+
+
 def _mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     import torch.distributed as dist
 
@@ -56,12 +91,50 @@ def _mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return t / dist.get_world_size()
 
 
+def _gather(value: Any) -> list[Any]:
+    """`value` of every rank, in rank order; a barrier too."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _record_attempt(out_dir: Path, run: str, from_step: int, nodes: list[str]) -> None:
+    path = out_dir / ATTEMPTS
+    record = {"run": run, "attempts": []}
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier.get("run") == run:
+            record = earlier
+    record["attempts"].append({"from_step": from_step, "nodes": nodes, "time": time.time()})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record, indent=1)
+
+
+def read_attempts(out_dir: Path, run: str) -> list[dict[str, Any]]:
+    """The starts of run `run`'s workers, first to last ([] when the file belongs to another run)."""
+    path = Path(out_dir) / ATTEMPTS
+    record = json.loads(path.read_text()) if path.exists() else {}
+    return record.get("attempts", []) if record.get("run") == run else []
+
+
 def _worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: one DDP rank of `train`."""
+    """One Ray Train worker: one DDP rank of `train`; after a restart, it resumes the run."""
     import ray.train
     import ray.train.torch
 
     p: PretrainConfig = config["pretrain"]
+    run, out_dir = config["run"], Path(config["out_dir"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    # Every rank looks before rank 0 writes (the gather is the barrier); rank 0's view decides.
+    ranks = _gather((ray_node_id(), bool(read_attempts(out_dir, run))))
+    resume = config["resume"] or ranks[0][1]
+    if rank == 0:
+        _record_attempt(out_dir, run, checkpoint_step(out_dir) if resume else 0, [node for node, _ in ranks])
 
     def report(row: dict[str, Any]) -> None:
         # ray.train.report is a barrier through the Train controller (about a second a call on a busy
@@ -70,24 +143,16 @@ def _worker(config: dict[str, Any]) -> None:
         if next_step % p.checkpoint_interval == 0 or next_step == p.steps:
             ray.train.report(row)
 
-    context = ray.train.get_context()
     env = RunEnv(
         device=ray.train.torch.get_device(),
-        rank=context.get_world_rank(),
+        rank=rank,
         world_size=context.get_world_size(),
         wrap_model=ray.train.torch.prepare_model,
         average=_mean_over_ranks,
         report=report,
         progress=False,
     )
-    train(
-        p,
-        store_uri=config["store_uri"],
-        out_dir=config["out_dir"],
-        resume=config["resume"],
-        force=config["force"],
-        env=env,
-    )
+    train(p, store_uri=config["store_uri"], out_dir=out_dir, resume=resume, force=config["force"], env=env)
 
 
 def run(
@@ -96,22 +161,24 @@ def run(
     """Train with Ray Train's TorchTrainer on the cluster `ray_cfg` names; returns what rank 0's
     metrics say."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     began = time.perf_counter()
     out_dir = Path(out_dir).resolve()  # workers run in other folders
     if "://" not in store_uri:
         store_uri = str(Path(store_uri).resolve())
+    check_new_run(out_dir, resume)  # here, not in a worker, where Ray Train would try it again
     start = checkpoint_step(out_dir) if resume else 0
+    run_id = uuid.uuid4().hex
     started_here = init_ray(ray_cfg)
     try:
-        check_resources(
-            worker_resources(p),
-            ray.cluster_resources(),
-            remedy="lower pretrain.num_workers or pretrain.cpus_per_worker (fractions like 0.5 are "
-            "allowed), set pretrain.use_gpu=false, or give Ray more (ray.num_cpus)",
+        remedy = (
+            "lower pretrain.num_workers or pretrain.cpus_per_worker (fractions like 0.5 are "
+            "allowed), set pretrain.use_gpu=false, or give Ray more (ray.num_cpus)"
         )
+        check_resources(worker_resources(p), ray.cluster_resources(), remedy=remedy)
+        check_fits_a_node(worker_unit(p), live_nodes(), remedy=remedy)
         resources = {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
         trainer = TorchTrainer(
             _worker,
@@ -121,17 +188,29 @@ def run(
                 "out_dir": str(out_dir),
                 "resume": resume,
                 "force": force,
+                "run": run_id,
             },
-            scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu, resources_per_worker=resources),
-            run_config=RunConfig(name="pretrain", storage_path=str(out_dir / "ray")),
+            scaling_config=ScalingConfig(
+                num_workers=p.num_workers,
+                use_gpu=p.use_gpu,
+                resources_per_worker=resources,
+                placement_strategy=p.placement.upper(),
+            ),
+            run_config=RunConfig(
+                name="pretrain",
+                storage_path=str(out_dir / "ray"),
+                failure_config=FailureConfig(max_failures=p.max_failures),
+            ),
         )
-        log.info("Ray Train: %d workers x %s", p.num_workers, resources)
+        log.info("Ray Train: %d workers x %s, %s", p.num_workers, resources, p.placement)
         result = trainer.fit()
     finally:
         if started_here:
             ray.shutdown()
     if result.error:
         raise PretrainError(f"Ray Train run failed: {result.error}") from result.error
-    return read_result(
+    outcome = read_result(
         out_dir, resumed_from=start, params=saved_params(out_dir / MODEL), wall_s=time.perf_counter() - began
     )
+    outcome.attempts = read_attempts(out_dir, run_id)
+    return outcome

@@ -45,6 +45,7 @@ from pretrain.checkpoint import (
     MODEL,
     PretrainError,
     TrainResult,
+    check_new_run,
     load_state,
     plain_settings,
     read_result,
@@ -276,11 +277,7 @@ def train(
 
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     start = 0
-    if ckpt_path.exists() and not resume:
-        raise PretrainError(
-            f"{out} already holds a checkpoint; pass --resume to continue it, or choose another "
-            "output folder (--out or pretrain.checkpoint_dir)"
-        )
+    check_new_run(out, resume)
     if resume and ckpt_path.exists():
         state = load_state(ckpt_path)
         check_same_store(state, store, videos, ckpt_path, force=force)

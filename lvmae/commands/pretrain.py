@@ -44,7 +44,20 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     summary = Summary(f"pretrain {result.out_dir}")
     summary.started -= result.wall_s  # the wall time shown is the run's
     summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)
-    summary.add("trainer", p.trainer if p.trainer == "local" else f"ray, {p.num_workers} workers")
+    files = "checkpoint.pt, model.pt, metrics.jsonl"
+    if p.trainer == "ray":
+        nodes = set(result.attempts[-1]["nodes"]) if result.attempts else set()
+        placed = f" on {len(nodes)} node{'s' if len(nodes) != 1 else ''}" if nodes else ""
+        summary.add("trainer", f"ray, {p.num_workers} workers{placed} ({p.placement})")
+        if len(result.attempts) > 1:
+            summary.add(
+                "restarts",
+                f"{len(result.attempts) - 1} after lost workers, resumed at step "
+                + ", ".join(f"{a['from_step']:,}" for a in result.attempts[1:]),
+            )
+        files += ", ray_attempts.json"
+    else:
+        summary.add("trainer", "local")
     summary.add(
         "steps", f"{result.steps:,}" + (f" (resumed at {result.resumed_from:,})" if result.resumed_from else "")
     )
@@ -57,7 +70,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         summary.add("loss first step → last 10", f"{result.first_loss:.4f} → {result.last_loss:.4f}")
     summary.add("validation loss", f"{result.val_loss:.4f}" if result.val_loss is not None else "-")
     summary.add("segments/s", result.segments_per_s or "-")
-    summary.add("files", "checkpoint.pt, model.pt, metrics.jsonl")
+    summary.add("files", files)
     summary.print()
     return 0
 

@@ -15,6 +15,7 @@ from extract.tokenizer.model import TokenizerArch, VideoTokenizer
 from foundation.schema import load_config
 from lvmae import cli
 from lvmae.commands.extract import models_of
+from store import Store
 from tests.videos import write_frames
 from toyworld.encoder import SHIPPED_WEIGHTS
 from toyworld.generate import CorpusSpec, generate
@@ -75,6 +76,31 @@ def extract_with(cfg, **kwargs):
     """`run_extract` on the config's sections, into `paths.store` unless `store_uri` says otherwise."""
     kwargs.setdefault("store_uri", str(cfg.paths.store))
     return run_extract(cfg.extract, models_of(cfg), cfg.ray, **kwargs)
+
+
+def store_contents(uri):
+    store = Store.open(uri)
+    rows = sorted(store.videos().to_pylist(), key=lambda r: r["video_id"])
+    arrays = {}
+    for r in rows:
+        if r["status"] == "ok":
+            seq = store.sequence(r["video_id"])
+            arrays[r["video_id"]] = (seq.emb, seq.codes, seq.importance, seq.span)
+    return rows, arrays
+
+
+def assert_same_store(a, b, atol=2e-3):
+    rows_a, arr_a = a
+    rows_b, arr_b = b
+    key = ("video_id", "uri", "status", "n_segments", "shard_id", "row_start")
+    assert [tuple(r[k] for k in key) for r in rows_a] == [tuple(r[k] for k in key) for r in rows_b]
+    for vid in arr_a:
+        emb_a, codes_a, imp_a, span_a = arr_a[vid]
+        emb_b, codes_b, imp_b, span_b = arr_b[vid]
+        np.testing.assert_allclose(emb_a.astype(float), emb_b.astype(float), atol=atol)
+        assert (codes_a == codes_b).mean() > 0.99
+        np.testing.assert_allclose(imp_a, imp_b, atol=atol)
+        np.testing.assert_array_equal(span_a, span_b)
 
 
 def write_video(path, n_frames, *, size=(64, 64), fps=8, rotation=None, pts_ms=None, seed=0):

@@ -17,32 +17,7 @@ from foundation.runtime import ResourceError, check_resources
 from lvmae import cli
 from store import Store
 
-from .conftest import extract_with, make_config, write_video
-
-
-def store_contents(uri):
-    store = Store.open(uri)
-    rows = sorted(store.videos().to_pylist(), key=lambda r: r["video_id"])
-    arrays = {}
-    for r in rows:
-        if r["status"] == "ok":
-            seq = store.sequence(r["video_id"])
-            arrays[r["video_id"]] = (seq.emb, seq.codes, seq.importance, seq.span)
-    return rows, arrays
-
-
-def assert_same_store(a, b, atol=2e-3):
-    rows_a, arr_a = a
-    rows_b, arr_b = b
-    key = ("video_id", "uri", "status", "n_segments", "shard_id", "row_start")
-    assert [tuple(r[k] for k in key) for r in rows_a] == [tuple(r[k] for k in key) for r in rows_b]
-    for vid in arr_a:
-        emb_a, codes_a, imp_a, span_a = arr_a[vid]
-        emb_b, codes_b, imp_b, span_b = arr_b[vid]
-        np.testing.assert_allclose(emb_a.astype(float), emb_b.astype(float), atol=atol)
-        assert (codes_a == codes_b).mean() > 0.99
-        np.testing.assert_allclose(imp_a, imp_b, atol=atol)
-        np.testing.assert_array_equal(span_a, span_b)
+from .conftest import assert_same_store, extract_with, make_config, store_contents, write_video
 
 
 def test_toyworld_local_run_writes_every_segment_with_labels(tmp_path, tiny_tokenizer, toy_corpus):

@@ -122,3 +122,25 @@ def test_a_decode_task_reserves_the_largest_frames_it_may_decode():
     assert decode_task_memory(small, spec, 64) == 2 * decode_chunk_bytes(small, spec, 64) + decoder_frame_bytes(
         small
     ) + (192 << 20)
+
+
+def test_the_report_tallies_where_rows_were_decoded_and_encoded():
+    from extract.runner import ExtractReport
+
+    report = ExtractReport()
+    batch = {
+        "end": np.array([False, False, True, False, True]),
+        "decode_node": np.array(["a", "a", "a", "b", "b"], dtype=object),
+        "encode_node": np.array(["b", "a", "b", "b", "a"], dtype=object),
+    }
+    report.count_work(batch)
+    report.count_work({"end": np.array([True]), "decode_node": np.array(["c"], dtype=object)})
+    report.count_work({"end": np.array([False, True])})  # the local runner's rows name no node
+    assert report.nodes == {
+        "a": {"videos": 1, "segments": 1},
+        "b": {"videos": 1, "segments": 2},
+        "c": {"videos": 1, "segments": 0},
+    }
+    text = report.summary("store", "ray").render()
+    assert "Ray nodes (3)" in text and "b: 1 videos decoded, 2 segments encoded" in text
+    assert "Ray nodes" not in ExtractReport().summary("store", "local").render()

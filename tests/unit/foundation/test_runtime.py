@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from foundation import runtime
-from foundation.runtime import ResourceError, check_resources, compute_dtype, init_ray, ray_address, resolve_device
+from foundation.runtime import (
+    ResourceError,
+    check_fits_a_node,
+    check_resources,
+    compute_dtype,
+    init_ray,
+    ray_address,
+    ray_node_id,
+    resolve_device,
+)
 from foundation.schema import RayConfig
 
 
@@ -100,6 +109,23 @@ def test_check_resources_names_every_setting_of_the_resource_that_does_not_fit()
         check_resources(request, {"CPU": 2.0, "GPU": 1.0}, consequence="it would hang", remedy="lower a.x")
     with pytest.raises(ResourceError, match=r"a\.g=1 asks Ray for 1 GPUs, but the cluster has 0"):
         check_resources(request, {"CPU": 8.0})
+
+
+def test_a_unit_that_no_node_holds_is_refused_however_much_the_cluster_has_in_all():
+    nodes = [{"CPU": 2.0, "GPU": 1.0}, {"CPU": 4.0}]
+    check_fits_a_node({"w=4": {"CPU": 4.0}, "g": {"CPU": 2.0, "GPU": 1.0}}, nodes)
+    with pytest.raises(
+        ResourceError,
+        match=r"w=3 with g=1 asks for 3 CPU, 1 GPU on one node, but no node of the 2 has that "
+        r"\(the most: 4 CPU, 1 GPU\); lower w",
+    ):
+        check_fits_a_node({"w=3 with g=1": {"CPU": 3.0, "GPU": 1.0}}, nodes, remedy="lower w")
+    with pytest.raises(ResourceError, match=r"no node of the 0 has that"):
+        check_fits_a_node({"w=1": {"CPU": 1.0}}, [])
+
+
+def test_outside_ray_a_process_has_no_node():
+    assert ray_node_id() == ""
 
 
 def test_devices_and_dtypes():
