@@ -156,16 +156,25 @@ def _session_log_dir() -> Path:
         return Path(tempfile.gettempdir()) / "ray" / "session_latest" / "logs"
 
 
+class _SessionLog(logging.FileHandler):
+    """The "ray" logger's file in the current Ray session's log folder (`lvmae-driver.log`)."""
+
+
 def _release_to_session_log(held: logging.handlers.MemoryHandler) -> None:
     """After ray.init: what was held, and every later record of the "ray" logger, goes to
     `<session>/logs/lvmae-driver.log`; consoles set up since (Ray Data's) show errors only too."""
     ray_logger = logging.getLogger("ray")
     ray_logger.removeHandler(held)
     _quiet_consoles()
+    # One session's log at a time: a process that starts or joins Ray again (a notebook, the tests)
+    # would otherwise keep writing to every earlier session's folder, gone with its cluster.
+    for earlier in [h for h in ray_logger.handlers if isinstance(h, _SessionLog)]:
+        ray_logger.removeHandler(earlier)
+        earlier.close()
     try:
         folder = _session_log_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(folder / "lvmae-driver.log", encoding="utf-8")
+        to_file = _SessionLog(folder / "lvmae-driver.log", encoding="utf-8")
     except OSError:
         held.close()
         return
