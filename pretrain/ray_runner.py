@@ -104,7 +104,7 @@ def _gather(value: Any) -> list[Any]:
 
 def _record_attempt(out_dir: Path, run: str, from_step: int, nodes: list[str]) -> None:
     path = out_dir / ATTEMPTS
-    record = {"run": run, "attempts": []}
+    record: dict[str, Any] = {"run": run, "attempts": []}
     if path.exists():
         earlier = json.loads(path.read_text())
         if earlier.get("run") == run:
