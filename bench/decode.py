@@ -1,0 +1,157 @@
+"""Decoding throughput on real-footage sizes: every frame against the segment samplers' decode.
+
+    python -m bench.decode [--quick] [--out FILE]
+
+The videos are generated here, nothing is downloaded: the toy world rendered at 256×256, scaled by
+FFmpeg to 1280×720 and 1920×1080, with coarse noise (4×4-pixel blocks, ±12 levels) so the picture does
+not compress to nothing, encoded as h264 at 30 fps by libx264 (veryfast, CRF 23) with a keyframe at
+least every 3 s and up to 3 B-frames, as cameras and phones write. They are kept under
+`runs/bench-decode/` and made again only when missing.
+
+For each size, side by side in this process, with the decoder threads extraction uses
+(`extract.decode_num_cpus`):
+- `decode_all_fps`: decoding every frame without converting any (the FFmpeg limit);
+- `sampled_fps_before`: what extraction does today (`extract.segments.iter_segments`: every frame
+  decoded, the sampled ones converted for both models), in video frames per second, at 5 s
+  segments with the default frame counts, and `segments_per_s` the same run in segments;
+- `max_timestamp_error_ratio`: over every sampled frame, how far its timestamp is before the time
+  it stands for, as a fraction of half the sample interval (the segment's length over the clip frame
+  count for encoder frames, 1 / `tok_fps` for tokenizer frames): at most 1 is within tolerance.
+
+`sampled_fps` (the sampled decode that skips frames no sampler can use, issue 21) is not built yet and
+is null. `gpu` is absent: there is no NVDEC path yet either.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from bench._common import emit, machine, parse_args
+from extract.decode import DecodeLimits
+from extract.segments import clip_times, iter_segments, tok_times
+from foundation.files import commit_file
+from foundation.schema import ExtractConfig, SegmentConfig
+from toyworld.generate import CorpusSpec, render_frames, video_plan
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+FPS = 30
+FOLDER = Path("runs/bench-decode")
+SEGMENT_SECONDS = 5.0
+
+
+def make_video(path: Path, width: int, height: int, seconds: int, seed: int = 3) -> Path:
+    """The benchmark video `path` (see the module docstring), written whole or not at all."""
+    n = FPS * seconds
+    plan = video_plan(CorpusSpec(videos=1, minutes=(1, 2), seed=seed), 0, n)
+    rng = np.random.default_rng(seed)
+    tmp = path.with_name(path.name + ".tmp")
+    with av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "g": str(3 * FPS), "keyint_min": str(2 * FPS), "bf": "3"}
+        for start in range(0, n, FPS):
+            for i, rgb in enumerate(render_frames(plan, np.arange(start, min(n, start + FPS)), FPS, 256)[0]):
+                big = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(width=width, height=height).to_ndarray()
+                noise = rng.integers(-12, 13, (height // 4, width // 4, 1), dtype=np.int16).repeat(4, 0).repeat(4, 1)
+                frame = av.VideoFrame.from_ndarray(np.clip(big + noise, 0, 255).astype(np.uint8), format="rgb24")
+                frame.pts, frame.time_base = start + i, Fraction(1, FPS)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return commit_file(tmp, path)
+
+
+def video_set(seconds: int) -> dict[str, Path]:
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, (width, height) in SIZES.items():
+        path = FOLDER / f"{name}-{seconds}s.mp4"
+        if not path.exists():
+            began = time.perf_counter()
+            make_video(path, width, height, seconds)
+            print(f"generated {path} ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - began:.0f} s")
+        paths[name] = path
+    return paths
+
+
+def decode_all(path: Path, threads: int) -> tuple[int, float]:
+    """(frames, seconds) decoding every frame, converting none."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # as extract.decode.iter_av_frames decodes
+        stream.thread_count = threads
+        began = time.perf_counter()
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, time.perf_counter() - began
+
+
+def sampled_today(path: Path, spec: SegmentConfig, limits: DecodeLimits) -> tuple[int, float, float]:
+    """(segments, seconds, largest timestamp error as a fraction of half the sample interval)."""
+    segments, worst = 0, 0.0
+    began = time.perf_counter()
+    for chunk in iter_segments(path, spec, 224, chunk=32, limits=limits):
+        segments += len(chunk.spans)
+        spans = chunk.spans.astype(np.float64)
+        width = (spans[:, 1] - spans[:, 0])[:, None]
+        for wanted, got, half in (
+            (clip_times(spans, spec.clip_frames), chunk.clip_stamps, width / spec.clip_frames / 2),
+            (
+                tok_times(spans, spec.tok_frames, spec.tok_fps),
+                chunk.tok_stamps,
+                np.full_like(width, 0.5 / spec.tok_fps),
+            ),
+        ):
+            worst = max(worst, float(np.max(np.abs(wanted - got) / half)))
+    return segments, time.perf_counter() - began, worst
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(__doc__.splitlines()[0], argv)
+    seconds = 10 if args.quick else 120
+    spec = SegmentConfig(seconds=SEGMENT_SECONDS)
+    ex = ExtractConfig()
+    limits = DecodeLimits.from_config(ex)
+    threads = max(1, math.ceil(ex.decode_num_cpus))
+    paths = video_set(seconds)
+    result: dict = {
+        "bench": "decode",
+        "quick": args.quick,
+        "video_seconds": seconds,
+        "fps": FPS,
+        "segment_seconds": SEGMENT_SECONDS,
+        "clip_frames": spec.clip_frames,
+        "tok_frames": spec.tok_frames,
+        "decoder_threads": threads,
+        "decode_all_fps": {},
+        "sampled_fps_before": {},
+        "sampled_fps": None,
+        "segments_per_s": {},
+        **machine(),
+    }
+    worst = 0.0
+    for name, path in paths.items():
+        frames, all_s = decode_all(path, threads)
+        segments, sampled_s, error = sampled_today(path, spec, limits)
+        worst = max(worst, error)
+        result["decode_all_fps"][name] = round(frames / all_s, 1)
+        result["sampled_fps_before"][name] = round(frames / sampled_s, 1)
+        result["segments_per_s"][name] = {"before": round(segments / sampled_s, 2)}
+        print(
+            f"{name}: every frame {frames / all_s:,.1f} frames/s; today's sampled decode "
+            f"{frames / sampled_s:,.1f} frames/s ({segments / sampled_s:,.2f} segments/s of {SEGMENT_SECONDS:g} s)",
+            flush=True,
+        )
+    result["max_timestamp_error_ratio"] = round(worst, 3)
+    emit(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

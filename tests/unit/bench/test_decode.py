@@ -1,0 +1,27 @@
+"""The decode benchmark's generated videos: h264 at 30 fps with keyframes and B-frames, as cameras write."""
+
+import av
+from av.video.frame import PictureType
+
+from bench.decode import FPS, decode_all, make_video, sampled_today
+from extract.decode import DecodeLimits
+from foundation.schema import SegmentConfig
+
+
+def test_a_generated_video_has_the_size_rate_keyframes_and_b_frames_asked_for(tmp_path):
+    path = make_video(tmp_path / "v.mp4", 320, 180, seconds=8)
+    assert not list(tmp_path.glob("*.tmp"))
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.codec_context.name) == (320, 180, "h264")
+        kinds, keys = [], []
+        for frame in container.decode(stream):
+            kinds.append(PictureType(frame.pict_type))
+            if frame.key_frame:
+                keys.append(frame.time)
+    assert len(kinds) == 8 * FPS and PictureType.B in kinds
+    assert max(b - a for a, b in zip(keys, keys[1:] + [8.0])) <= 3.0 + 1e-6  # a keyframe at least every 3 s
+    frames, seconds = decode_all(path, threads=1)
+    assert frames == 8 * FPS and seconds > 0
+    segments, _, worst = sampled_today(path, SegmentConfig(seconds=5.0), DecodeLimits())
+    assert segments == 1 + 1 and 0 <= worst <= 1  # 5 s and a 3 s tail; every sample within tolerance
