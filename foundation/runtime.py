@@ -181,10 +181,7 @@ def _release_to_session_log(held: logging.handlers.MemoryHandler) -> None:
     to_file.setFormatter(
         logging.Formatter("%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s")
     )
-    if not any(
-        isinstance(h, logging.FileHandler) and h.baseFilename == to_file.baseFilename for h in ray_logger.handlers
-    ):
-        ray_logger.addHandler(to_file)
+    ray_logger.addHandler(to_file)
     held.setTarget(to_file)
     held.flush()
     held.close()

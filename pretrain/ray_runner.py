@@ -69,16 +69,15 @@ def worker_resources(p: PretrainConfig) -> dict[str, dict[str, float]]:
     return request
 
 
+def per_worker(p: PretrainConfig) -> dict[str, float]:
+    """What one worker reserves on its node (Ray Train's `resources_per_worker`)."""
+    return {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
+
+
 def worker_unit(p: PretrainConfig) -> dict[str, dict[str, float]]:
     """What one worker asks of the node it runs on, by the settings that size it."""
-    if p.use_gpu:
-        return {
-            f"pretrain.cpus_per_worker={p.cpus_per_worker:g} with pretrain.use_gpu=true": {
-                "CPU": p.cpus_per_worker,
-                "GPU": 1.0,
-            }
-        }
-    return {f"pretrain.cpus_per_worker={p.cpus_per_worker:g}": {"CPU": p.cpus_per_worker}}
+    gpu = " with pretrain.use_gpu=true" if p.use_gpu else ""
+    return {f"pretrain.cpus_per_worker={p.cpus_per_worker:g}{gpu}": per_worker(p)}
 
 
 def _mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
@@ -103,15 +102,9 @@ def _gather(value: Any) -> list[Any]:
 
 
 def _record_attempt(out_dir: Path, run: str, from_step: int, nodes: list[str]) -> None:
-    path = out_dir / ATTEMPTS
-    record: dict[str, Any] = {"run": run, "attempts": []}
-    if path.exists():
-        earlier = json.loads(path.read_text())
-        if earlier.get("run") == run:
-            record = earlier
-    record["attempts"].append({"from_step": from_step, "nodes": nodes, "time": time.time()})
+    attempts = [*read_attempts(out_dir, run), {"from_step": from_step, "nodes": nodes, "time": time.time()}]
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, record, indent=1)
+    atomic_write_json(out_dir / ATTEMPTS, {"run": run, "attempts": attempts}, indent=1)
 
 
 def read_attempts(out_dir: Path, run: str) -> list[dict[str, Any]]:
@@ -179,7 +172,7 @@ def run(
         )
         check_resources(worker_resources(p), ray.cluster_resources(), remedy=remedy)
         check_fits_a_node(worker_unit(p), live_nodes(), remedy=remedy)
-        resources = {"CPU": p.cpus_per_worker, **({"GPU": 1.0} if p.use_gpu else {})}
+        resources = per_worker(p)
         trainer = TorchTrainer(
             _worker,
             train_loop_config={

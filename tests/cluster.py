@@ -37,9 +37,9 @@ def _ray() -> str:
     return str(beside) if beside.exists() else shutil.which("ray") or "ray"
 
 
-def join_from_this_process(env: dict[str, str]) -> None:
-    """Make `env` (set in os.environ already) take effect in this process even when Ray was imported
-    before: Ray reads the authentication mode once, at import."""
+def join_from_this_process() -> None:
+    """Make `LocalCluster.env`, once set in os.environ, take effect in this process even when Ray was
+    imported before: Ray reads the authentication mode once, at import."""
     from ray._raylet import AuthenticationTokenLoader, Config
 
     Config.initialize("")
@@ -209,13 +209,13 @@ class LocalCluster:
                 pass
 
     def ensure_worker(self) -> None:
-        """Both nodes alive: a worker node killed by an earlier test is replaced."""
+        """Both nodes alive: a worker node killed by an earlier test is replaced (`add_worker` waits
+        for both)."""
         node = self.nodes.get(WORKER)
         if node is None or node.process.poll() is not None or WORKER not in self.node_ids():
             if node is not None:
                 self._stop_node(node)
             self.add_worker()
-        self.wait_for_nodes({HEAD, WORKER})
 
     def stop(self) -> None:
         """SIGTERM every process the cluster started, SIGKILL what is left after 3 s; remove its files."""

@@ -60,7 +60,7 @@ def cluster():
         cluster = LocalCluster()
         for key, value in cluster.env.items():
             env.setenv(key, value)
-        join_from_this_process(cluster.env)
+        join_from_this_process()
         with cluster:
             yield cluster
 

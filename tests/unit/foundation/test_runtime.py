@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,6 +97,27 @@ def test_ray_messages_go_to_its_log_folder_unless_verbose(monkeypatch, tmp_path)
     finally:
         runtime.log.setLevel(level)
     assert fake.calls[-1]["log_to_driver"] is True
+
+
+def test_a_new_ray_session_takes_over_the_session_log(monkeypatch, tmp_path):
+    import logging.handlers
+
+    ray_logger = logging.getLogger("ray")
+    before = list(ray_logger.handlers)
+    try:
+        for session in ("one", "two"):
+            monkeypatch.setattr(runtime, "_session_log_dir", lambda s=session: tmp_path / s / "logs")
+            runtime._release_to_session_log(logging.handlers.MemoryHandler(capacity=10))
+        logs = [h for h in ray_logger.handlers if isinstance(h, runtime._SessionLog)]
+        assert [Path(h.baseFilename).parts[-3] for h in logs] == ["two"]  # the earlier session's is gone
+        logging.getLogger("ray.test").warning("after both")
+        assert "after both" in (tmp_path / "two" / "logs" / "lvmae-driver.log").read_text()
+        assert "after both" not in (tmp_path / "one" / "logs" / "lvmae-driver.log").read_text()
+    finally:
+        for handler in ray_logger.handlers[:]:
+            if handler not in before:
+                ray_logger.removeHandler(handler)
+                handler.close()
 
 
 def test_check_resources_names_every_setting_of_the_resource_that_does_not_fit():
