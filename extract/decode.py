@@ -31,6 +31,7 @@ import av
 import numpy as np
 
 if TYPE_CHECKING:
+    from extract.sparse import SparseSchedule
     from foundation.schema import ExtractConfig
 
 
@@ -59,6 +60,7 @@ class DecodeLimits:
     max_pixels: int | None = None  # width * height of a frame
     max_aspect: float | None = None  # long side / short side of a frame
     threads: int = 0  # decoder threads (0: FFmpeg's choice, one per core)
+    sparse: bool = False  # segment decoding skips the frames no sampler needs (extract.sparse_decode)
 
     @classmethod
     def from_config(cls, ex: ExtractConfig) -> DecodeLimits:
@@ -71,6 +73,7 @@ class DecodeLimits:
             max_aspect=ex.max_aspect,
             # A decode task reserves decode_num_cpus; more FFmpeg threads would take other tasks' cores.
             threads=math.ceil(ex.decode_num_cpus),
+            sparse=ex.sparse_decode,
         )
 
 
@@ -253,6 +256,7 @@ def iter_av_frames(
     limits: DecodeLimits | None = None,
     started: float | None = None,
     seek_to: float | None = None,
+    schedule: SparseSchedule | None = None,
 ) -> Iterator[tuple[float, av.VideoFrame, int, float]]:
     """Yield (time s, decoded frame, rotation, frame duration s) in presentation order, unconverted:
     callers convert only the frames they keep (`to_rgb`), which is most of decoding's cost saved.
@@ -260,7 +264,8 @@ def iter_av_frames(
     `started` (time.monotonic()) is when the video's `limits.video_timeout_s` budget began (default:
     now, before the open). With `seek_to`, decoding starts at the keyframe at or before that time as
     the demuxer finds it: earlier frames may come too, all of them when the input cannot seek, and a
-    bad index may land later, which callers that need a frame exactly must check.
+    bad index may land later, which callers that need a frame exactly must check. With `schedule`
+    (`extract.sparse.SparseSchedule`), only the frames it keeps are decoded.
     """
     limits = limits or DecodeLimits()
     started = time.monotonic() if started is None else started
@@ -275,15 +280,29 @@ def iter_av_frames(
         start = stream.start_time or 0
         rate = stream.average_rate or stream.guessed_rate
         default_duration = 1.0 / float(rate) if rate else 0.0
+        num, den = stream.time_base.numerator, stream.time_base.denominator
+
+        def seconds(pts: int) -> float:  # exactly float((pts - start) * time_base), without a Fraction
+            return (pts - start) * num / den
+
         if seek_to is not None and seek_to > 0:
             try:
                 container.seek(start + int(round(seek_to / stream.time_base)), stream=stream, backward=True)
             except av.FFmpegError:
                 pass  # not seekable: decode from the start, which is a superset of what was asked
         size = (0, 0)
+        packets: Iterator[tuple[av.Packet, str | None]] = ((packet, None) for packet in container.demux(stream))
+        if schedule is not None:
+            packets = schedule(container.demux(stream), seconds)
+        how = None  # FFmpeg's default: decode every frame
         # Packets, not frames, are the loop: a stream whose packets yield no frame still meets the budget.
-        for packet in container.demux(stream):
+        for packet, wanted in packets:
             check_budget(path, limits, started)
+            if schedule is not None:
+                if wanted is None:
+                    continue
+                if wanted != how:
+                    stream.codec_context.skip_frame = how = wanted
             for frame in packet.decode():
                 if (frame.width, frame.height) != size:  # checked again if the size changes mid-stream
                     size = (frame.width, frame.height)
@@ -295,7 +314,7 @@ def iter_av_frames(
                     continue
                 last_pts = frame.pts
                 duration = float(frame.duration * stream.time_base) if frame.duration else default_duration
-                yield float((frame.pts - start) * stream.time_base), frame, _rotation(frame), duration
+                yield seconds(frame.pts), frame, _rotation(frame), duration
     except (av.FFmpegError, OSError, MemoryError) as exc:
         where = (
             f"after {float((last_pts - start) * stream.time_base):.2f} s" if last_pts is not None else "at the start"
@@ -340,6 +359,7 @@ class _Channel:
         self.k, self.side = k, side
         self.base = 0  # absolute index of the first slot still held
         self.times: list[float] = []
+        self.tolerances: list[float] = []  # how far from its time each slot's frame may be (0: on screen)
         self.out: list[np.ndarray | None] = []
         self.stamps: list[float] = []
         self.pos = 0  # absolute index of the next slot to fill
@@ -352,7 +372,10 @@ class FrameSampler:
     """Fills requested (time -> frame) slots of several channels in one pass over a video's frames.
 
     Channel c asks for frames at `times` (n, k), non-decreasing in reading order, each converted at
-    its own `side` (short side, centre-cropped; None keeps the decoded size); `extend` appends rows
+    its own `side` (short side, centre-cropped; None keeps the decoded size). A slot shows the frame on
+    screen at its time, or, when it is given a tolerance, the nearer of the frames fed just before and
+    just after its time if that one is within the tolerance: so a decoder that skips frames no slot
+    needs (`extract.sparse_decode`) still fills each slot within its tolerance. `extend` appends rows
     while frames are being fed, so a plan can follow the decoding. A frame is converted at most once
     per side, and only if it is on screen at some requested time. `run()` decodes the video and
     yields how many leading rows are filled in every channel as frames arrive; callers that decode
@@ -378,21 +401,25 @@ class FrameSampler:
         """Forget the frames seen (not the slots filled), to feed frames from an earlier time again."""
         self._prev = None  # (t, frame, rotation) on screen until the next frame, and its conversions by side
         self._prev_cache: dict = {}
-        self._first = None  # the next frame, when slots before the very first frame are filled early
-        self._first_cache: dict = {}
+        self._next = None  # the frame about to be fed, when slots before it are filled early
+        self._next_cache: dict = {}
         self._last_duration = 0.0
         self.finished = False
 
-    def extend(self, c: int, times: np.ndarray) -> None:
-        """Append rows (m, k) of requested times to channel c; after `finish` they show the last frame."""
+    def extend(self, c: int, times: np.ndarray, tolerances: np.ndarray | None = None) -> None:
+        """Append rows (m, k) of requested times to channel c, with how far (seconds, same shape) each
+        slot's frame may be from its time (default 0: the frame on screen); after `finish` they show the
+        last frame."""
         ch = self.channels[c]
         flat = np.asarray(times, dtype=np.float64).reshape(-1)
+        tol = np.zeros_like(flat) if tolerances is None else np.broadcast_to(tolerances, np.shape(times)).reshape(-1)
         if flat.size and (np.any(np.diff(flat) < 0) or (ch.times and flat[0] < ch.times[-1])):
             raise ValueError("requested times must be non-decreasing")
         if flat.size and self._prev is not None and flat[0] < self._prev[0]:
             # The frame on screen then may be gone already: plan a time before feeding any frame after it.
             raise ValueError("requested times must not be before the last frame fed")
         ch.times.extend(flat.tolist())
+        ch.tolerances.extend(np.asarray(tol, dtype=np.float64).tolist())
         ch.out.extend([None] * flat.size)
         ch.stamps.extend([math.nan] * flat.size)
         if self.finished:
@@ -404,7 +431,7 @@ class FrameSampler:
         cut = row * ch.k - ch.base
         if cut < 0:
             raise ValueError("cannot rewind into rows already taken")
-        del ch.times[cut:], ch.out[cut:], ch.stamps[cut:]
+        del ch.times[cut:], ch.tolerances[cut:], ch.out[cut:], ch.stamps[cut:]
         ch.pos = min(ch.pos, ch.base + cut)
 
     def filled(self, c: int) -> int:
@@ -414,26 +441,25 @@ class FrameSampler:
 
     def fill_before(self, t: float, frame: av.VideoFrame, rotation: int) -> None:
         """Fill the slots requested before `t`, the time of `frame` (the next frame to be fed): they
-        show the previous frame, or this one when it is the first. Callers planning across a long gap
-        call this between rows; `feed` calls it too."""
-        if self._prev is not None:
-            shown, cache = self._prev, self._prev_cache
-        else:
-            if self._first is None or self._first[1] is not frame:
-                self._first, self._first_cache = (t, frame, rotation), {}
-            shown, cache = self._first, self._first_cache
+        show the previous frame, or this one when it is the first or, within a slot's tolerance, the
+        nearer. Callers planning across a long gap call this between rows; `feed` calls it too."""
+        if self._next is None or self._next[1] is not frame:
+            self._next, self._next_cache = (t, frame, rotation), {}
         for ch in self.channels:
             while ch.pos < ch.end() and ch.times[ch.pos - ch.base] < t:
-                self._fill(ch, ch.pos, shown, cache)
+                wanted, tol = ch.times[ch.pos - ch.base], ch.tolerances[ch.pos - ch.base]
+                if self._prev is None or (t - wanted <= tol and t - wanted < wanted - self._prev[0]):
+                    self._fill(ch, ch.pos, self._next, self._next_cache)
+                else:
+                    self._fill(ch, ch.pos, self._prev, self._prev_cache)
                 ch.pos += 1
 
     def feed(self, t: float, frame: av.VideoFrame, rotation: int, duration: float) -> None:
         """The next frame in presentation order: fills the slots before `t`, then is on screen."""
         self.fill_before(t, frame, rotation)
         self.frames += 1
-        cache = self._first_cache if self._first is not None and self._first[1] is frame else {}
-        self._prev, self._prev_cache = (t, frame, rotation), cache
-        self._first, self._first_cache = None, {}
+        self._prev, self._prev_cache = self._next, self._next_cache
+        self._next, self._next_cache = None, {}
         self._last_duration = duration
 
     def finish(self) -> None:
@@ -478,7 +504,7 @@ class FrameSampler:
         frames = np.stack(slots).reshape(b - a, k, *slots[0].shape) if slots else np.zeros((0, k, 0, 0, 3), np.uint8)
         stamps = np.array(ch.stamps[lo:hi], dtype=np.float64).reshape(b - a, k)
         if lo == 0:  # taken in order: forget them, so a long video's bookkeeping stays one window long
-            del ch.times[:hi], ch.out[:hi], ch.stamps[:hi]
+            del ch.times[:hi], ch.tolerances[:hi], ch.out[:hi], ch.stamps[:hi]
             ch.base += hi
         else:
             ch.out[lo:hi] = [None] * (hi - lo)

@@ -13,7 +13,10 @@ How frames are chosen (all times are presentation times, in seconds from the str
 - Tokenizer frames: `T` consecutive frames at `tok_fps`, centred on the segment's midpoint:
   `t_j = mid + (j - (T - 1) / 2) / tok_fps`, clamped into the segment.
 - "The frame on screen at t" is the last frame whose timestamp is <= t (the first frame for times
-  before it), which holds for variable frame rates too. Only frames that are on screen at some
+  before it), which holds for variable frame rates too. With `extract.sparse_decode` (the default)
+  a sample is instead the nearest decoded frame within half its sample interval (`sample_tolerances`:
+  the clip part's length, 1 / `tok_fps`), or the frame on screen when none is that close, and only
+  the frames the samples need are decoded (`extract.sparse`). Only frames that are on screen at some
   wanted time are converted to RGB, each once per size, and converted frames are resized in FFmpeg:
   encoder frames to the model's side (short side, then centre crop, what open_clip's transform does),
   tokenizer frames to `s` x `s` the same way.
@@ -42,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.decode import DecodeLimits, FrameSampler, VideoError, check_budget, iter_av_frames, probe
+from extract.sparse import SparseSchedule
 from foundation.schema import SegmentConfig
 
 
@@ -93,6 +97,37 @@ def tok_times(spans: np.ndarray, frames: int, fps: float) -> np.ndarray:
     return np.clip(t, spans[:, :1], np.nextafter(spans[:, 1:], -np.inf))
 
 
+def sample_tolerances(spans: np.ndarray, spec: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(n, F) and (n, T): how far from its time each clip and tokenizer sample's frame may be, half
+    its sample interval (a clip part's length; 1 / tok_fps)."""
+    width = (spans[:, 1] - spans[:, 0])[:, None]
+    clip = np.broadcast_to(width / spec.clip_frames / 2, (len(spans), spec.clip_frames))
+    return clip, np.full((len(spans), spec.tok_frames), 0.5 / spec.tok_fps)
+
+
+def wanted_times(spec: SegmentConfig, tail: tuple[int, float] | None):
+    """The `extract.sparse.Wanted` of a video's samples: every full segment's (a video without end)
+    and those of the trailing partial segment `tail` (index, end) the container predicts."""
+
+    def wanted(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+        seconds = spec.seconds
+        first, stop = math.floor(max(a, 0.0) / seconds), math.floor(max(b, 0.0) / seconds) + 1
+        spans = [_full_spans(first, stop, seconds)]
+        if tail is not None and first <= tail[0] < stop:
+            spans.append(np.array([[tail[0] * seconds, tail[1]]]))
+        times, tols = [], []
+        for s in spans:
+            clip_tol, tok_tol = sample_tolerances(s, spec)
+            times += [clip_times(s, spec.clip_frames).ravel(), tok_times(s, spec.tok_frames, spec.tok_fps).ravel()]
+            tols += [clip_tol.ravel(), tok_tol.ravel()]
+        t, tol = np.concatenate(times), np.concatenate(tols)
+        keep = (t >= a) & (t < b)
+        order = np.argsort(t[keep], kind="stable")
+        return t[keep][order], tol[keep][order]
+
+    return wanted
+
+
 @dataclass
 class SegmentChunk:
     """Consecutive segments of one video with the frames each model needs."""
@@ -110,6 +145,7 @@ class VideoSummary:
     duration: float  # seconds, from the decoded frames
     fps: float  # average frame rate
     n_segments: int
+    decoded: int = 0  # frames decoded (fewer than duration * fps with extract.sparse_decode)
 
 
 def iter_segments(
@@ -147,6 +183,7 @@ class _Segmenter:
         )
         self.planned = 0  # full segments requested in CLIP / TOK
         self.done = 0  # segments handed on
+        self.schedule: SparseSchedule | None = None  # with limits.sparse, the packets decoded
 
     def run(self, summary: list | None) -> Iterator[SegmentChunk]:
         path, seconds, sampler = self.path, self.seconds, self.sampler
@@ -158,11 +195,15 @@ class _Segmenter:
         # its start and dropped once one passes its end.
         predicted = _partial(declared, seconds, self.spec.min_fraction) if declared > 0 else None
         tail_planned = False
+        if self.limits.sparse:
+            self.schedule = SparseSchedule(wanted_times(self.spec, predicted))
         # Times of the frames from the one on screen at the start of the first segment not yet known to be
         # full: what a second reading of the last segment must reproduce.
         recent: deque[float] = deque()
         frames = 0
-        for t, frame, rotation, duration in iter_av_frames(path, limits=self.limits, started=started):
+        for t, frame, rotation, duration in iter_av_frames(
+            path, limits=self.limits, started=started, schedule=self.schedule
+        ):
             frames += 1
             settled = _full_count(t, seconds)  # segments surely full: the stream goes on to t at least
             if predicted is not None:
@@ -206,8 +247,11 @@ class _Segmenter:
         if tail_hit and not np.allclose(predicted[1], tail[1]):
             tail_hit = False
         yield from _regroup(self._rest(full, tail, predicted if tail_hit else None, recent, started), self.chunk)
+        decoded = frames
+        if self.schedule is not None:
+            frames = self.schedule.packets  # the stream's frames, decoded or not
         if summary is not None:
-            summary.append(VideoSummary(end, frames / end if end > 0 else 0.0, n_segments))
+            summary.append(VideoSummary(end, frames / end if end > 0 else 0.0, n_segments, decoded))
 
     def _starting_before(self, t: float) -> int:
         """How many segments start before t (the ones a frame at t may fill)."""
@@ -220,8 +264,9 @@ class _Segmenter:
 
     def _plan(self, spans: np.ndarray, clip_channel: int, tok_channel: int) -> None:
         spec = self.spec
-        self.sampler.extend(clip_channel, clip_times(spans, spec.clip_frames))  # (n, F)
-        self.sampler.extend(tok_channel, tok_times(spans, spec.tok_frames, spec.tok_fps))  # (n, T)
+        clip_tol, tok_tol = sample_tolerances(spans, spec) if self.limits.sparse else (None, None)
+        self.sampler.extend(clip_channel, clip_times(spans, spec.clip_frames), clip_tol)  # (n, F)
+        self.sampler.extend(tok_channel, tok_times(spans, spec.tok_frames, spec.tok_fps), tok_tol)  # (n, T)
 
     def _ready(self, settled: int) -> Iterator[SegmentChunk]:
         ready = min(settled, self.sampler.filled(CLIP), self.sampler.filled(TOK))
@@ -266,7 +311,8 @@ class _Segmenter:
 
     def _read_tail_again(self, k: int, span: np.ndarray, recent: list[float], started: float) -> None:
         """Fill segment k (the last, a partial one the container did not predict) from a second reading
-        of the frames from the one on screen at its first wanted time, which must be the same frames."""
+        of the frames from the one on screen at its first wanted time, which must be the same frames
+        (with sparse decoding, which the first reading used, a superset of them: this one decodes all)."""
         path, sampler, spec = self.path, self.sampler, self.spec
         first_wanted = min(
             clip_times(span, spec.clip_frames)[0, 0], tok_times(span, spec.tok_frames, spec.tok_fps)[0, 0]
@@ -287,10 +333,10 @@ class _Segmenter:
                 for t, frame, rotation, duration in frames:
                     if t < t0:
                         continue
-                    if t != expected[got]:
+                    if t > expected[got] or (t != expected[got] and not self.limits.sparse):
                         break
                     sampler.feed(t, frame, rotation, duration)
-                    got += 1
+                    got += t == expected[got]
                     if got == len(expected):
                         break
             finally:

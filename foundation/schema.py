@@ -201,6 +201,8 @@ class ExtractConfig:
     """Frames with more pixels than this (4K by default) are refused: the video becomes a failed row."""
     max_aspect: float = 4.0
     """Frames longer than this many times their short side (either way) are refused as failed rows."""
+    sparse_decode: bool = True
+    """Decode only the frames the samplers need: each sampled frame is the nearest decoded one within half its sample interval (false: every frame is decoded and each sample is the frame on screen at its time)."""
 
     def __post_init__(self):
         check(self.shard_videos >= 1, "shard_videos", self.shard_videos, "at least 1")

@@ -3,7 +3,7 @@
 import av
 from av.video.frame import PictureType
 
-from bench.decode import FPS, decode_all, make_video, sampled_today
+from bench.decode import FPS, decode_all, make_video, sampled
 from extract.decode import DecodeLimits
 from foundation.schema import SegmentConfig
 
@@ -23,5 +23,7 @@ def test_a_generated_video_has_the_size_rate_keyframes_and_b_frames_asked_for(tm
     assert max(b - a for a, b in zip(keys, keys[1:] + [8.0])) <= 3.0 + 1e-6  # a keyframe at least every 3 s
     frames, seconds = decode_all(path, threads=1)
     assert frames == 8 * FPS and seconds > 0
-    segments, _, worst = sampled_today(path, SegmentConfig(seconds=5.0), DecodeLimits())
-    assert segments == 1 + 1 and 0 <= worst <= 1  # 5 s and a 3 s tail; every sample within tolerance
+    for sparse in (False, True):
+        segments, _, worst, decoded = sampled(path, SegmentConfig(seconds=5.0), DecodeLimits(sparse=sparse))
+        assert segments == 1 + 1 and 0 <= worst <= 1  # 5 s and a 3 s tail; every sample within tolerance
+        assert decoded < frames if sparse else decoded == frames

@@ -187,7 +187,9 @@ def test_limits_from_the_config_and_decoder_threads(tmp_path):
         max_pixels=3840 * 2160,
         max_aspect=3.0,
         threads=2,
+        sparse=True,
     )
+    assert not DecodeLimits.from_config(ExtractConfig(sparse_decode=False)).sparse
     write_frames(tmp_path / "v.mp4", numbered(40))
     one = list(iter_segments(tmp_path / "v.mp4", SEG, 32, limits=DecodeLimits(threads=1)))
     auto = list(iter_segments(tmp_path / "v.mp4", SEG, 32))
