@@ -56,13 +56,14 @@ class SparseSchedule:
     """Yields (packet, how) for a stream's packets in decode order; `how` is DECODE, REFS or DROP.
 
     Called with the packets and `time_of(pts)`, which turns a packet's pts into seconds the way
-    frames' times are computed. `wanted(a, b)` gives the wanted times in [a, b) and their tolerances. At most `lookahead`
-    packets are held (a group longer than that is decoded whole). `packets` counts the video packets
-    seen (the stream's frames), `dropped` those never sent to the decoder.
+    frames' times are computed. `wanted(a, b)` gives the wanted times in [a, b) and their
+    tolerances. At most `lookahead` packets and `lookahead_bytes` are held (a group longer than that
+    is decoded whole). `packets` counts the video packets seen (the stream's frames), `dropped`
+    those never sent to the decoder.
     """
 
-    def __init__(self, wanted: Wanted, *, lookahead: int = 600):
-        self.wanted, self.lookahead = wanted, lookahead
+    def __init__(self, wanted: Wanted, *, lookahead: int = 600, lookahead_bytes: int = 64 << 20):
+        self.wanted, self.lookahead, self.lookahead_bytes = wanted, lookahead, lookahead_bytes
         self.packets = 0
         self.dropped = 0
         self._chosen: set[int] = set()  # packets (by index) a group before chose from the next group
@@ -103,7 +104,7 @@ class SparseSchedule:
                 else:
                     yield from self._plan(held[:nxt], held[nxt], [q for q in after[:-1] if q.time < held[nxt].time])
                 held = held[nxt:]
-            if len(held) > self.lookahead:
+            if len(held) > self.lookahead or sum(q.packet.size for q in held) > self.lookahead_bytes:
                 yield from self._whole(held)
                 held, whole = [], True
         yield from self._whole(held)

@@ -1,6 +1,8 @@
 """Sparse decoding: which packets `extract.sparse.SparseSchedule` decodes, and that the segments it
 gives hold, for every sample, a frame of the full decoding within the sample's tolerance."""
 
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from extract.segments import clip_times, iter_segments, sample_tolerances, tok_t
 from extract.sparse import DECODE, DROP, REFS, SparseSchedule
 from foundation.schema import SegmentConfig
 from tests.videos import numbered, set_matroska_duration, write_frames
+from toyworld.generate import CorpusSpec, render_frames, video_plan
 
 FPS = 30
 SPEC = SegmentConfig(seconds=5.0, tok_size=16)  # the default frame counts: 8 clip, 9 tokenizer at 8 fps
@@ -108,9 +111,10 @@ def test_what_cannot_be_planned_is_decoded_whole():
     assert DROP in hows[:300] and all(how == DECODE for how in hows[300:])
     # A group longer than the lookahead is decoded whole; the groups after it are planned again.
     long = stream(450, 450, 2) + [(pts + 450, key, ref) for pts, key, ref in stream(25 * FPS, 90, 2)]
-    _, plan = schedule(long, lookahead=200)
-    assert all(how == DECODE for *_, how in plan[:450])
-    assert DROP in {how for *_, how in plan[450:]}
+    for bounds in ({"lookahead": 200}, {"lookahead_bytes": 200}):  # packets of one byte each
+        _, plan = schedule(long, **bounds)
+        assert all(how == DECODE for *_, how in plan[:450])
+        assert DROP in {how for *_, how in plan[450:]}
     # Timestamps that start again at a keyframe: the group before it is decoded whole.
     first, second = stream(12 * FPS, 90, 2), stream(12 * FPS, 90, 2)
     _, plan = schedule(first + second)
@@ -206,3 +210,34 @@ def test_the_last_segment_whatever_the_container_declares(tmp_path, n_frames, de
     assert summary.duration == n_frames / 8 and summary.fps == pytest.approx(8.0)
     assert summary.n_segments == 5
     assert assert_within_tolerance(path, sparse, spec, 32) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "name,codec,options",
+    [
+        ("v.mkv", "mpeg2video", {"g": "45", "bf": "2"}),  # open GOPs: B-frames before a keyframe refer across it
+        ("v.mkv", "mpeg4", {"g": "40", "bf": "2"}),
+        ("v.webm", "libvpx-vp9", {"g": "60", "lag-in-frames": "16"}),  # hidden reference frames
+        ("v.mp4", "libx265", {"g": "60", "bf": "3"}),
+    ],
+)
+def test_other_codecs_give_full_decoding_frames_within_tolerance(tmp_path, name, codec, options):
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    n = 14 * FPS
+    plan = video_plan(CorpusSpec(videos=1, minutes=(1, 2), seed=3), 0, n)
+    path = tmp_path / name
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=FPS, options=options)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i, rgb in enumerate(render_frames(plan, np.arange(n), FPS, 64)[0]):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    sparse, s_summary = extract(path, SPEC, 32, True)
+    _, f_summary = extract(path, SPEC, 32, False)
+    assert (s_summary.duration, s_summary.n_segments) == (f_summary.duration, f_summary.n_segments) == (14.0, 3)
+    assert s_summary.decoded < 0.8 * f_summary.decoded
+    assert assert_within_tolerance(path, sparse, SPEC, 32) <= 1.0
