@@ -16,13 +16,18 @@ def write_frames(
     rotation: int | None = None,
     pts_ms: list[int] | None = None,
     keyframe_every: int | None = None,
+    codec: str = "libx264",
+    options: dict[str, str] | None = None,
 ) -> None:
-    """h264 of `frames` (N, H, W, 3) uint8 in the container the suffix names (mp4, mkv): 4:2:0 when both
-    sides are even, else 4:4:4. Frame i is at i / fps, or at pts_ms[i] milliseconds when given (a
-    variable frame rate). `keyframe_every` frames a keyframe (x264's default: 250), so seeks can land."""
+    """h264 (or `codec`, with encoder `options`) of `frames` (N, H, W, 3) uint8 in the container the
+    suffix names (mp4, mkv, webm): 4:2:0 when both sides are even, else 4:4:4. Frame i is at i / fps, or
+    at pts_ms[i] milliseconds when given (a variable frame rate). `keyframe_every` frames a keyframe
+    (x264's default: 250), so seeks can land."""
     with av.open(str(path), "w") as c:
-        options = {"g": str(keyframe_every), "keyint_min": str(keyframe_every)} if keyframe_every else {}
-        s = c.add_stream("libx264", rate=fps, options=options)
+        options = dict(options or {})
+        if keyframe_every:
+            options.update(g=str(keyframe_every), keyint_min=str(keyframe_every))
+        s = c.add_stream(codec, rate=fps, options=options)
         s.height, s.width = frames.shape[1:3]
         s.pix_fmt = "yuv444p" if s.height % 2 or s.width % 2 else "yuv420p"  # 4:2:0 needs even sides
         if rotation is not None:

@@ -1,8 +1,6 @@
 """Sparse decoding: which packets `extract.sparse.SparseSchedule` decodes, and that the segments it
 gives hold, for every sample, a frame of the full decoding within the sample's tolerance."""
 
-from fractions import Fraction
-
 import av
 import numpy as np
 import pytest
@@ -227,15 +225,7 @@ def test_other_codecs_give_full_decoding_frames_within_tolerance(tmp_path, name,
     n = 14 * FPS
     plan = video_plan(CorpusSpec(videos=1, minutes=(1, 2), seed=3), 0, n)
     path = tmp_path / name
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=FPS, options=options)
-        stream.width = stream.height = 64
-        stream.pix_fmt = "yuv420p"
-        for i, rgb in enumerate(render_frames(plan, np.arange(n), FPS, 64)[0]):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_frames(path, render_frames(plan, np.arange(n), FPS, 64)[0], fps=FPS, codec=codec, options=options)
     sparse, s_summary = extract(path, SPEC, 32, True)
     _, f_summary = extract(path, SPEC, 32, False)
     assert (s_summary.duration, s_summary.n_segments) == (f_summary.duration, f_summary.n_segments) == (14.0, 3)
