@@ -16,16 +16,20 @@ For each wanted time the frames of the group within its tolerance (and the next 
 is decoded anyway when its group is) are the candidates; the group's last chosen frame is placed
 as early in decode order as the wanted times allow, then each wanted time takes its nearest
 candidate up to there, preferring frames decoded anyway (B-frames, shown after a frame decoded
-ahead of them, are the ones that may be skipped). A time with no frame within its tolerance takes the frame on screen then.
-What is not known is decoded as before: the last group of the stream (the trailing partial segment
-is known only at the end), a group longer than the lookahead allows, a stream whose packets have no
-timestamps. A group after which the next keyframe has leading frames (an open GOP: frames shown
+ahead of them, are the ones that may be skipped). A time with no frame within its tolerance takes
+the frame on screen then. What is not known is decoded as before: the last group of the stream (the
+trailing partial segment is known only at the end), a group longer than the lookahead allows,
+packets without timestamps, timestamps that go back at a keyframe. A group after which the next keyframe has leading frames (an open GOP: frames shown
 before the keyframe that refer to this group) is never cut short. A decoder that ignores
 `skip_frame` decodes `REFS` packets whole, which is slower and as right.
 
 The decoded frames are a superset of the chosen ones; `extract.decode.FrameSampler` given the same
 tolerances fills each slot with a decoded frame within them (or the one on screen), which the
 tests check against every wanted time.
+
+There is no seeking past unneeded stretches: the encoder frames' tolerance windows tile the whole
+timeline at any segment length, so some frame is always wanted within a window's width, and a group
+with nothing wanted is already left out of the decoding; a seek would save only reading it.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ _MARGIN_S = 1e-6
 @dataclass
 class _Packet:
     packet: av.Packet
-    time: float | None  # presentation time, seconds from the stream's start
+    time: float  # presentation time, seconds from the stream's start
     key: bool
     index: int  # in the stream, decode order
 
@@ -68,9 +72,8 @@ class SparseSchedule:
         self.dropped = 0
         self._chosen: set[int] = set()  # packets (by index) a group before chose from the next group
         self._timed = True  # every packet so far has a timestamp
-        self._from: (
-            float | None
-        ) = -np.inf  # wanted times from here on are not yet planned (None: the next group's start)
+        # Wanted times from here on are not yet planned (None: from the next planned group's start).
+        self._from: float | None = -np.inf
 
     def __call__(
         self, packets: Iterator[av.Packet], time_of: Callable[[int], float]
