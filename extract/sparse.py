@@ -79,6 +79,8 @@ class SparseSchedule:
         self, packets: Iterator[av.Packet], time_of: Callable[[int], float]
     ) -> Iterator[tuple[av.Packet, str | None]]:
         held: list[_Packet] = []  # from a keyframe on, in decode order
+        size = 0  # bytes held
+        nxt = None  # where in `held` the next group's keyframe is, once there
         whole = False  # decoding whole until the next keyframe (a group too long to hold)
         for packet in packets:
             if packet.size == 0 or packet.pts is None:
@@ -86,7 +88,7 @@ class SparseSchedule:
                     self._timed = False
                     self.packets += 1
                 yield from self._whole(held)  # the end (a flush packet) or a stream that cannot be planned
-                held = []
+                held, size, nxt = [], 0, None
                 yield packet, DECODE
                 continue
             self.packets += 1
@@ -96,7 +98,10 @@ class SparseSchedule:
                 continue
             whole = False
             held.append(p)
-            while (nxt := next((i for i in range(1, len(held)) if held[i].key), None)) is not None:
+            size += packet.size
+            if p.key and nxt is None and len(held) > 1:
+                nxt = len(held) - 1
+            while nxt is not None:
                 # The next group's leading frames (shown before its keyframe) follow the keyframe
                 # directly: the group can be planned at the first frame shown after the keyframe.
                 after = held[nxt + 1 :]
@@ -107,9 +112,11 @@ class SparseSchedule:
                 else:
                     yield from self._plan(held[:nxt], held[nxt], [q for q in after[:-1] if q.time < held[nxt].time])
                 held = held[nxt:]
-            if len(held) > self.lookahead or sum(q.packet.size for q in held) > self.lookahead_bytes:
+                size = sum(q.packet.size for q in held)
+                nxt = next((i for i in range(1, len(held)) if held[i].key), None)
+            if len(held) > self.lookahead or size > self.lookahead_bytes:
                 yield from self._whole(held)
-                held, whole = [], True
+                held, size, nxt, whole = [], 0, None, True
         yield from self._whole(held)
 
     def _whole(self, held: list[_Packet]) -> Iterator[tuple[av.Packet, str | None]]:
@@ -140,14 +147,14 @@ class SparseSchedule:
         shown = np.maximum.accumulate([q.time for q in group])
         late = {i for i in range(1, len(group)) if group[i].time < shown[i - 1]}
         late |= set(range(len(group) + 1, len(group) + 1 + len(leading)))
-        choices = []  # per wanted time: the candidates (positions in `cands`) it may take
-        for t, tol in zip(*self.wanted(a, end)):
-            tol = max(0.0, tol - _MARGIN_S)
-            lo, hi = np.searchsorted(times, t - tol, "left"), np.searchsorted(times, t + tol, "right")
-            if hi <= lo:  # no frame within the tolerance: the one on screen
-                lo = max(0, int(np.searchsorted(times, t, "right")) - 1)
-                hi = lo + 1
-            choices.append((t, lo, hi))
+        # Per wanted time, the candidates it may take: positions lo..hi-1 in `cands`.
+        wanted, tol = self.wanted(a, end)
+        tol = np.maximum(0.0, tol - _MARGIN_S)
+        lo, hi = np.searchsorted(times, wanted - tol, "left"), np.searchsorted(times, wanted + tol, "right")
+        # No frame within the tolerance: the one on screen.
+        on_screen = np.maximum(0, np.searchsorted(times, wanted, "right") - 1)
+        lo, hi = np.where(hi > lo, lo, on_screen), np.where(hi > lo, hi, on_screen + 1)
+        choices = list(zip(wanted.tolist(), lo.tolist(), hi.tolist()))
         # The last chosen frame in decode order, as early as every wanted time allows; frames already
         # chosen by the group before (this group's leading frames) are needed too.
         chosen = {i for i, q in enumerate(group) if q.index in self._chosen}
