@@ -42,7 +42,7 @@ import numpy as np
 
 from bench._common import emit, machine, parse_args
 from extract.decode import DecodeLimits
-from extract.segments import clip_times, iter_segments, sample_tolerances, tok_times
+from extract.segments import iter_segments, sample_times
 from foundation.files import commit_file
 from foundation.schema import ExtractConfig, SegmentConfig
 from toyworld.generate import CorpusSpec, render_frames, video_plan
@@ -111,11 +111,7 @@ def sampled(path: Path, spec: SegmentConfig, limits: DecodeLimits) -> tuple[int,
     for chunk in iter_segments(path, spec, 224, chunk=32, limits=limits, summary=summary):
         segments += len(chunk.spans)
         spans = chunk.spans.astype(np.float64)
-        clip_tol, tok_tol = sample_tolerances(spans, spec)
-        for wanted, got, tol in (
-            (clip_times(spans, spec.clip_frames), chunk.clip_stamps, clip_tol),
-            (tok_times(spans, spec.tok_frames, spec.tok_fps), chunk.tok_stamps, tok_tol),
-        ):
+        for (wanted, tol), got in zip(sample_times(spans, spec), (chunk.clip_stamps, chunk.tok_stamps)):
             worst = max(worst, float(np.max(np.abs(wanted - got) / tol)))
     return segments, time.perf_counter() - began, worst, summary[0].decoded
 

@@ -291,9 +291,10 @@ def iter_av_frames(
             except av.FFmpegError:
                 pass  # not seekable: decode from the start, which is a superset of what was asked
         size = (0, 0)
-        packets: Iterator[tuple[av.Packet, str | None]] = ((packet, None) for packet in container.demux(stream))
-        if schedule is not None:
-            packets = schedule(container.demux(stream), seconds)
+        demuxed = container.demux(stream)
+        packets: Iterator[tuple[av.Packet, str | None]] = (
+            schedule(demuxed, seconds) if schedule is not None else ((packet, None) for packet in demuxed)
+        )
         how = None  # FFmpeg's default: decode every frame
         # Packets, not frames, are the loop: a stream whose packets yield no frame still meets the budget.
         for packet, wanted in packets:
@@ -377,7 +378,7 @@ class FrameSampler:
     just after its time if that one is within the tolerance: so a decoder that skips frames no slot
     needs (`extract.sparse_decode`) still fills each slot within its tolerance. `extend` appends rows
     while frames are being fed, so a plan can follow the decoding. A frame is converted at most once
-    per side, and only if it is on screen at some requested time. `run()` decodes the video and
+    per side, and only if some slot takes it. `run()` decodes the video and
     yields how many leading rows are filled in every channel as frames arrive; callers that decode
     themselves `feed` frames and `finish`, extending rows before feeding any frame after their times. `take` hands rows over and frees them, so memory holds only
     rows not yet taken. Rows still open when the stream ends are filled with the last frame by
@@ -412,7 +413,7 @@ class FrameSampler:
         last frame."""
         ch = self.channels[c]
         flat = np.asarray(times, dtype=np.float64).reshape(-1)
-        tol = np.zeros_like(flat) if tolerances is None else np.broadcast_to(tolerances, np.shape(times)).reshape(-1)
+        tol = np.zeros(flat.size) if tolerances is None else np.broadcast_to(tolerances, np.shape(times)).reshape(-1)
         if flat.size and (np.any(np.diff(flat) < 0) or (ch.times and flat[0] < ch.times[-1])):
             raise ValueError("requested times must be non-decreasing")
         if flat.size and self._prev is not None and flat[0] < self._prev[0]:

@@ -14,7 +14,7 @@ How frames are chosen (all times are presentation times, in seconds from the str
   `t_j = mid + (j - (T - 1) / 2) / tok_fps`, clamped into the segment.
 - "The frame on screen at t" is the last frame whose timestamp is <= t (the first frame for times
   before it), which holds for variable frame rates too. With `extract.sparse_decode` (the default)
-  a sample is instead the nearest decoded frame within half its sample interval (`sample_tolerances`:
+  a sample is instead the nearest decoded frame within half its sample interval (`sample_times`:
   the clip part's length, 1 / `tok_fps`), or the frame on screen when none is that close, and only
   the frames the samples need are decoded (`extract.sparse`). Only frames that are on screen at some
   wanted time are converted to RGB, each once per size, and converted frames are resized in FFmpeg:
@@ -97,12 +97,17 @@ def tok_times(spans: np.ndarray, frames: int, fps: float) -> np.ndarray:
     return np.clip(t, spans[:, :1], np.nextafter(spans[:, 1:], -np.inf))
 
 
-def sample_tolerances(spans: np.ndarray, spec: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(n, F) and (n, T): how far from its time each clip and tokenizer sample's frame may be, half
-    its sample interval (a clip part's length; 1 / tok_fps)."""
+Samples = tuple[np.ndarray, np.ndarray]  # times (n, k) and their tolerances (n, k)
+
+
+def sample_times(spans: np.ndarray, spec: SegmentConfig) -> tuple[Samples, Samples]:
+    """The clip samples (n, F) and the tokenizer samples (n, T) of segments `spans`: each the times and
+    how far from its time each sample's frame may be, half its sample interval (a clip part's
+    length; 1 / tok_fps)."""
     width = (spans[:, 1] - spans[:, 0])[:, None]
-    clip = np.broadcast_to(width / spec.clip_frames / 2, (len(spans), spec.clip_frames))
-    return clip, np.full((len(spans), spec.tok_frames), 0.5 / spec.tok_fps)
+    clip_tol = np.broadcast_to(width / spec.clip_frames / 2, (len(spans), spec.clip_frames))
+    tok_tol = np.full((len(spans), spec.tok_frames), 0.5 / spec.tok_fps)
+    return (clip_times(spans, spec.clip_frames), clip_tol), (tok_times(spans, spec.tok_frames, spec.tok_fps), tok_tol)
 
 
 def wanted_times(spec: SegmentConfig, tail: tuple[int, float] | None):
@@ -117,9 +122,9 @@ def wanted_times(spec: SegmentConfig, tail: tuple[int, float] | None):
             spans.append(np.array([[tail[0] * seconds, tail[1]]]))
         times, tols = [], []
         for s in spans:
-            clip_tol, tok_tol = sample_tolerances(s, spec)
-            times += [clip_times(s, spec.clip_frames).ravel(), tok_times(s, spec.tok_frames, spec.tok_fps).ravel()]
-            tols += [clip_tol.ravel(), tok_tol.ravel()]
+            for samples, tolerances in sample_times(s, spec):
+                times.append(samples.ravel())
+                tols.append(tolerances.ravel())
         t, tol = np.concatenate(times), np.concatenate(tols)
         keep = (t >= a) & (t < b)
         order = np.argsort(t[keep], kind="stable")
@@ -263,10 +268,9 @@ class _Segmenter:
         return n
 
     def _plan(self, spans: np.ndarray, clip_channel: int, tok_channel: int) -> None:
-        spec = self.spec
-        clip_tol, tok_tol = sample_tolerances(spans, spec) if self.limits.sparse else (None, None)
-        self.sampler.extend(clip_channel, clip_times(spans, spec.clip_frames), clip_tol)  # (n, F)
-        self.sampler.extend(tok_channel, tok_times(spans, spec.tok_frames, spec.tok_fps), tok_tol)  # (n, T)
+        # Without sparse decoding, no tolerance: each sample is the frame on screen at its time.
+        for channel, (times, tol) in zip((clip_channel, tok_channel), sample_times(spans, self.spec)):
+            self.sampler.extend(channel, times, tol if self.limits.sparse else None)  # (n, F), (n, T)
 
     def _ready(self, settled: int) -> Iterator[SegmentChunk]:
         ready = min(settled, self.sampler.filled(CLIP), self.sampler.filled(TOK))

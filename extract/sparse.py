@@ -1,7 +1,7 @@
 """Decode only the frames the segment samplers need: which packets to decode, and how.
 
 A sampled frame may be any frame within its tolerance of the time it stands for (half its sample
-interval, see `extract.segments.sample_tolerances`), or the frame on screen then when no frame lies
+interval, see `extract.segments.sample_times`), or the frame on screen then when no frame lies
 that close. So most frames need not be decoded: `SparseSchedule` reads the packets a group of
 pictures ahead (from a keyframe to the next one, in decode order) and decides for each packet:
 

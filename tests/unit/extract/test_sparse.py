@@ -7,7 +7,7 @@ import pytest
 
 from bench.decode import make_video
 from extract.decode import DecodeLimits, iter_av_frames, to_rgb
-from extract.segments import clip_times, iter_segments, sample_tolerances, tok_times, wanted_times
+from extract.segments import iter_segments, sample_times, wanted_times
 from extract.sparse import DECODE, DROP, REFS, SparseSchedule
 from foundation.schema import SegmentConfig
 from tests.videos import numbered, set_matroska_duration, write_frames
@@ -132,11 +132,9 @@ def assert_within_tolerance(path, chunks, spec, side, frames=None) -> float:
     frames = frames or full_decode(path, (side, spec.tok_size))
     every = np.array(sorted(frames))
     spans = np.concatenate([c.spans for c in chunks]).astype(np.float64)
-    clip_tol, tok_tol = sample_tolerances(spans, spec)
     worst = 0.0
-    for wanted, tol, stamps, pixels, s in (
-        (clip_times(spans, spec.clip_frames), clip_tol, "clip_stamps", "clip", side),
-        (tok_times(spans, spec.tok_frames, spec.tok_fps), tok_tol, "tok_stamps", "tok", spec.tok_size),
+    for (wanted, tol), stamps, pixels, s in zip(
+        sample_times(spans, spec), ("clip_stamps", "tok_stamps"), ("clip", "tok"), (side, spec.tok_size)
     ):
         got = np.concatenate([getattr(c, stamps) for c in chunks])
         images = np.concatenate([getattr(c, pixels) for c in chunks])
