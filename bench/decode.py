@@ -26,7 +26,13 @@ For each size, side by side in this process (each way twice, interleaved, the fa
   frames): at most 1 is within tolerance. `max_timestamp_error_ratio_before` is the decode-every-
   frame run's (the frame on screen, at most one frame interval before).
 
-`gpu` is absent: there is no NVDEC path (`extract.decoder`) yet.
+`gpu`, only where NVDEC works (`extract.nvdec.nvdec_missing` says nothing is missing), on the 1080p
+video with the default models on the GPU (their own frame side) and `extract.sparse_decode`, in
+segments per second: `encoder_only` (both models over segments decoded beforehand, the copy to the GPU
+included), `nvdec` (decoding with NVDEC, frames converted on the GPU, and both models, one video in one
+process, as one encoder actor works with `extract.decoder = nvdec`), `cpu_decode` (the same decoding in
+software with FFmpeg's threads on every core, frames converted on the CPU), and `nvdec_vs_encoder_only`
+(issue 21's target: at least 0.8).
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ import av
 import numpy as np
 
 from bench._common import emit, machine, parse_args
-from extract.decode import DecodeLimits
+from extract.decode import ARRAYS, DecodeLimits, Pixels
 from extract.segments import iter_segments, sample_times
+from extract.work import FrozenModels, VideoJob, segment_batches
 from foundation.files import commit_file
 from foundation.schema import ExtractConfig, SegmentConfig
 from toyworld.generate import CorpusSpec, render_frames, video_plan
@@ -116,6 +123,59 @@ def sampled(path: Path, spec: SegmentConfig, limits: DecodeLimits) -> tuple[int,
     return segments, time.perf_counter() - began, worst, summary[0].decoded
 
 
+def pipeline_rates(path: Path, spec: SegmentConfig, models: FrozenModels, limits: DecodeLimits, pixels: Pixels) -> dict:
+    """Segments per second of both models alone over the video's segments decoded beforehand, of
+    decoding with `pixels` and encoding, and of CPU decoding (`limits.threads`) and encoding, each the
+    faster of two runs."""
+    import torch
+
+    size = models.encoder.image_size
+    job = VideoJob("bench", str(path), "bench")
+
+    def timed(batches) -> tuple[int, float]:
+        began, segments = time.perf_counter(), 0
+        for batch in batches:
+            segments += int((~batch["end"]).sum())
+            models(batch)  # returns numpy: the device's work is done when it returns
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return segments, time.perf_counter() - began
+
+    decoded = list(segment_batches(job, spec, size, limits=limits))
+    rates = {}
+    for key, batches in (
+        ("encoder_only", lambda: decoded),
+        ("nvdec", lambda: segment_batches(job, spec, size, limits=limits, pixels=pixels)),
+        ("cpu_decode", lambda: segment_batches(job, spec, size, limits=limits, pixels=ARRAYS)),
+    ):
+        segments, seconds = min((timed(batches()) for _ in range(REPEATS)), key=lambda r: r[1])
+        rates[key] = round(segments / seconds, 1)
+    rates["nvdec_vs_encoder_only"] = round(rates["nvdec"] / rates["encoder_only"], 3)
+    return rates
+
+
+def gpu_section(path: Path, spec: SegmentConfig, limits: DecodeLimits) -> dict | None:
+    """The `gpu` key (see the module docstring), or None where NVDEC cannot decode."""
+    import os
+
+    import torch
+
+    from extract.nvdec import nvdec_missing, pixels_for
+    from foundation.schema import load_config
+
+    missing = nvdec_missing("cuda")
+    if missing is not None:
+        print(f"no gpu key: {missing}", flush=True)
+        return None
+    cfg = load_config(None, ["encoder.device=cuda", "tokenizer.device=cuda"], use_default_file=False)
+    models = FrozenModels(cfg.encoder, cfg.tokenizer)
+    rates = pipeline_rates(
+        path, spec, models, replace(limits, threads=os.cpu_count() or 1), pixels_for("nvdec", models.encoder.device)
+    )
+    print(f"gpu, 1080p: {rates}", flush=True)
+    return {"device": torch.cuda.get_device_name(), "1080p": rates}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(__doc__.splitlines()[0], argv)
     seconds = 8 if args.quick else 120
@@ -178,6 +238,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
     result["max_timestamp_error_ratio"] = round(worst, 3)
     result["max_timestamp_error_ratio_before"] = round(worst_before, 3)
+    gpu = gpu_section(paths["1080p"], spec, limits)
+    if gpu is not None:
+        result["gpu"] = gpu
     emit(result, args.out)
     return result
 

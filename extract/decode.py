@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import av
 import numpy as np
@@ -138,14 +138,14 @@ def _source(path: str | Path, limits: DecodeLimits) -> tuple[str, bool]:
     return os.path.abspath(local), False
 
 
-def _open(path: str | Path, *, limits: DecodeLimits | None = None):
+def _open(path: str | Path, *, limits: DecodeLimits | None = None, hwaccel=None):
     limits = limits or DecodeLimits()
     source, network = _source(path, limits)
     timeout = None
     if network and (limits.open_timeout_s is not None or limits.read_timeout_s is not None):
         timeout = (limits.open_timeout_s, limits.read_timeout_s)
     try:
-        container = av.open(source, mode="r", timeout=timeout)
+        container = av.open(source, mode="r", timeout=timeout, hwaccel=hwaccel)
     except av.error.ExitError as exc:
         raise VideoError(
             f"{path}: cannot open: no answer within extract.open_timeout_s = {limits.open_timeout_s:g} s",
@@ -239,12 +239,17 @@ def _target_size(width: int, height: int, rotation: int, short_side: int | None)
     return (new_up_h, new_up_w) if rotation in (90, 270) else (new_up_w, new_up_h)
 
 
+def center_crop_box(h: int, w: int, side: int) -> tuple[int, int]:
+    """(top, left) of the centre square of `side` in an image of h x w."""
+    return (h - side) // 2, (w - side) // 2
+
+
 def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
     """(H, W, 3) -> (side, side, 3), the centre square, in memory of its own."""
     h, w = rgb.shape[:2]
     if (h, w) == (side, side) and rgb.flags.owndata:
         return rgb
-    top, left = (h - side) // 2, (w - side) // 2
+    top, left = center_crop_box(h, w, side)
     # A copy: a view would keep the whole resized frame alive while the crop waits in a chunk
     # (1.8x the square for 16:9, far more for a strip).
     return rgb[top : top + side, left : left + side].copy()
@@ -257,6 +262,7 @@ def iter_av_frames(
     started: float | None = None,
     seek_to: float | None = None,
     schedule: SparseSchedule | None = None,
+    hwaccel: av.codec.hwaccel.HWAccel | None = None,
 ) -> Iterator[tuple[float, av.VideoFrame, int, float]]:
     """Yield (time s, decoded frame, rotation, frame duration s) in presentation order, unconverted:
     callers convert only the frames they keep (`to_rgb`), which is most of decoding's cost saved.
@@ -265,18 +271,20 @@ def iter_av_frames(
     now, before the open). With `seek_to`, decoding starts at the keyframe at or before that time as
     the demuxer finds it: earlier frames may come too, all of them when the input cannot seek, and a
     bad index may land later, which callers that need a frame exactly must check. With `schedule`
-    (`extract.sparse.SparseSchedule`), only the frames it keeps are decoded.
+    (`extract.sparse.SparseSchedule`), only the frames it keeps are decoded. With `hwaccel`, FFmpeg
+    decodes on that device (`extract.nvdec`) where the codec allows, in software otherwise.
     """
     limits = limits or DecodeLimits()
     started = time.monotonic() if started is None else started
-    container = _open(path, limits=limits)
+    container = _open(path, limits=limits, hwaccel=hwaccel)
     last_pts = None
     start = 0
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads: ~10 % faster here on h264
-        if limits.threads > 0:
-            stream.thread_count = limits.threads
+        if hwaccel is None:  # a hardware decoder's threads are FFmpeg's business
+            stream.thread_type = "AUTO"  # frame + slice threads: ~10 % faster here on h264
+            if limits.threads > 0:
+                stream.thread_count = limits.threads
         start = stream.start_time or 0
         rate = stream.average_rate or stream.guessed_rate
         default_duration = 1.0 / float(rate) if rate else 0.0
@@ -340,6 +348,43 @@ def to_rgb(frame: av.VideoFrame, rotation: int, short_side: int | None = None, *
     return rgb
 
 
+class Pixels(Protocol):
+    """How sampled frames are converted and held: numpy arrays from FFmpeg's scaler (`ArrayPixels`, the
+    CPU path), or tensors on the encoder's device (`extract.nvdec.TensorPixels`). `hwaccel` is what
+    `iter_av_frames` decodes with (None: software)."""
+
+    hwaccel: av.codec.hwaccel.HWAccel | None
+
+    def convert(self, frame: av.VideoFrame, rotation: int, side: int | None): ...  # (H, W, 3) uint8, upright
+
+    def stack(self, frames: list): ...
+
+    def concat(self, parts: list): ...
+
+    def zeros(self, shape: tuple[int, ...]): ...
+
+
+class ArrayPixels:
+    """Frames as numpy arrays, converted by FFmpeg (`to_rgb`)."""
+
+    hwaccel = None
+
+    def convert(self, frame: av.VideoFrame, rotation: int, side: int | None) -> np.ndarray:
+        return to_rgb(frame, rotation, side)
+
+    def stack(self, frames: list) -> np.ndarray:
+        return np.stack(frames)
+
+    def concat(self, parts: list) -> np.ndarray:
+        return np.concatenate(parts)
+
+    def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.zeros(shape, np.uint8)
+
+
+ARRAYS = ArrayPixels()
+
+
 def iter_frames(
     path: str | Path, *, short_side: int | None = None, crop: bool = False, limits: DecodeLimits | None = None
 ) -> Iterator[tuple[float, np.ndarray]]:
@@ -382,13 +427,19 @@ class FrameSampler:
     yields how many leading rows are filled in every channel as frames arrive; callers that decode
     themselves `feed` frames and `finish`, extending rows before feeding any frame after their times. `take` hands rows over and frees them, so memory holds only
     rows not yet taken. Rows still open when the stream ends are filled with the last frame by
-    `finish` (callers decide what a tail means), and so are rows added after it.
+    `finish` (callers decide what a tail means), and so are rows added after it. `pixels` converts
+    and holds the frames (default: numpy arrays, `ArrayPixels`).
     """
 
     def __init__(
-        self, path: str | Path, channels: Sequence[tuple[np.ndarray, int | None]], *, limits: DecodeLimits | None = None
+        self,
+        path: str | Path,
+        channels: Sequence[tuple[np.ndarray, int | None]],
+        *,
+        limits: DecodeLimits | None = None,
+        pixels: Pixels = ARRAYS,
     ):
-        self.path, self.limits = path, limits
+        self.path, self.limits, self.pixels = path, limits, pixels
         self.end_time = 0.0  # last frame's time + its duration, once finished
         self.frames = 0  # frames fed
         self.restart()
@@ -474,7 +525,7 @@ class FrameSampler:
 
     def run(self) -> Iterator[int]:
         rows_done = 0
-        for t, frame, rotation, duration in iter_av_frames(self.path, limits=self.limits):
+        for t, frame, rotation, duration in iter_av_frames(self.path, limits=self.limits, hwaccel=self.pixels.hwaccel):
             self.feed(t, frame, rotation, duration)
             rows = min(self.filled(c) for c in range(len(self.channels)))
             if rows > rows_done:
@@ -490,7 +541,7 @@ class FrameSampler:
     def _fill(self, ch: _Channel, slot: int, shown, cache: dict) -> None:
         t, frame, rotation = shown
         if ch.side not in cache:
-            cache[ch.side] = to_rgb(frame, rotation, ch.side)
+            cache[ch.side] = self.pixels.convert(frame, rotation, ch.side)
         ch.out[slot - ch.base] = cache[ch.side]
         ch.stamps[slot - ch.base] = t
 
@@ -502,7 +553,9 @@ class FrameSampler:
         if lo < 0:
             raise ValueError("rows already taken")
         slots = ch.out[lo:hi]
-        frames = np.stack(slots).reshape(b - a, k, *slots[0].shape) if slots else np.zeros((0, k, 0, 0, 3), np.uint8)
+        frames = (
+            self.pixels.stack(slots).reshape(b - a, k, *slots[0].shape) if slots else self.pixels.zeros((0, k, 0, 0, 3))
+        )
         stamps = np.array(ch.stamps[lo:hi], dtype=np.float64).reshape(b - a, k)
         if lo == 0:  # taken in order: forget them, so a long video's bookkeeping stays one window long
             del ch.times[:hi], ch.tolerances[:hi], ch.out[:hi], ch.stamps[:hi]

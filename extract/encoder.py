@@ -172,17 +172,21 @@ class ImageTextEncoder:
 
     # ---- images --------------------------------------------------------------------------------
 
-    def _pixels(self, frames: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 -> (N, 3, S, S) normalised float32, as open_clip's transform gives."""
-        if frames.shape[1:3] == (self.image_size, self.image_size):
-            x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255)
-            return (x - self._mean) / self._std
+    def _pixels(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, S, S) normalised float32, as open_clip's transform gives. A
+        tensor (frames decoded on the GPU, `extract.nvdec`) stays on its device and must be S x S."""
+        if isinstance(frames, torch.Tensor) or frames.shape[1:3] == (self.image_size, self.image_size):
+            if frames.shape[1:3] != (self.image_size, self.image_size):
+                raise ValueError(f"frames of {tuple(frames.shape[1:3])}: the encoder takes {self.image_size} squares")
+            x = torch.as_tensor(frames if isinstance(frames, torch.Tensor) else np.ascontiguousarray(frames))
+            x = x.permute(0, 3, 1, 2).float().div(255)
+            return (x - self._mean.to(x.device)) / self._std.to(x.device)
         from PIL import Image
 
         return torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
 
     @torch.no_grad()
-    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+    def encode_frames(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
         out = []
         for start in range(0, len(frames), self.batch_size):
@@ -194,9 +198,9 @@ class ImageTextEncoder:
             return np.zeros((0, self.dim), np.float32)
         return torch.cat(out).numpy()
 
-    def encode_segments(self, frames: np.ndarray) -> np.ndarray:
-        """(G, F, H, W, 3) uint8 -> (G, D): the mean of each segment's normalised frame embeddings,
-        normalised again."""
+    def encode_segments(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(G, F, H, W, 3) uint8 (an array, or a tensor on any device) -> (G, D): the mean of each
+        segment's normalised frame embeddings, normalised again."""
         G, Fr = frames.shape[:2]
         emb = self.encode_frames(frames.reshape(G * Fr, *frames.shape[2:])).reshape(G, Fr, -1)
         mean = emb.mean(axis=1)

@@ -6,7 +6,9 @@ stay fed. Encoded rows (about 4 KB a segment) stream back to the driver, which w
 as soon as all of its videos are done: one writer per shard, committed shards survive a killed
 job, and `resume` skips them on the next run. Decode tasks that die are retried by Ray; encoder
 actors that die are restarted and their batches retried (Ray Data's defaults); rows are keyed by
-(video, segment), so a retry neither loses nor duplicates anything.
+(video, segment), so a retry neither loses nor duplicates anything. With `extract.decoder` on NVDEC
+(`decodes_on_gpu`), there are no decode tasks: each encoder actor decodes its videos on its GPU and
+encodes them there (`DecodeAndEncode`), so frames never cross to the host.
 
 The local runner does the same work in this process, one video at a time (no Ray).
 
@@ -30,7 +32,7 @@ from extract.decode import DecodeLimits
 from extract.encoder import check_model_name, check_pretrained, encoder_image_size
 from extract.inputs import InputError, scan_inputs
 from extract.plan import Plan, plan_extraction
-from extract.work import FrozenModels, ShardAssembler, VideoJob, segment_batches
+from extract.work import DecodeAndEncode, FrozenModels, ShardAssembler, VideoJob, segment_batches
 from foundation.loader import ConfigError
 from foundation.progress import Summary, bar, human_seconds
 from foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
@@ -64,6 +66,7 @@ class ExtractReport:
     skipped_files: dict[str, int] = field(default_factory=dict)  # extension -> files not taken as video
     nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # Ray node -> videos decoded, segments encoded
     seconds: float = 0.0
+    decoder: str = ""  # where frames were decoded: "cpu" or "nvdec" (extract.decoder resolved)
 
     def count_work(self, batch: dict) -> None:
         """Tally where a batch was decoded and encoded (Ray runner: its rows name their nodes). Work a
@@ -86,6 +89,8 @@ class ExtractReport:
             )
         s.add("segments", self.segments)
         s.add("video time", human_seconds(self.video_seconds))
+        if self.decoder:
+            s.add("decoding", _DECODING[self.decoder])
         replaced = f" ({self.shards_replaced} replaced)" if self.shards_replaced else ""
         s.add("shards", f"{self.shards_written} written{replaced}, {self.shards_skipped} already committed (kept)")
         if self.skipped_files:
@@ -112,6 +117,36 @@ class ExtractReport:
         for f in self.earlier_failures:
             s.note(f"failed earlier ({f.get('error_kind') or 'permanent'}): {f['error']}")
         return s
+
+
+_DECODING = {
+    "cpu": "CPU (FFmpeg in software, frames converted on the CPU)",
+    "nvdec": "GPU (NVDEC, frames converted on the encoder's GPU)",
+}
+
+
+def decodes_on_gpu(ex: ExtractConfig) -> bool:
+    """Whether the Ray runner's encoder actors decode with NVDEC (`extract.decoder`) instead of CPU
+    decode tasks feeding them. `auto` asks a task on a GPU the actors would use whether NVDEC works there."""
+    if ex.decoder == "cpu":
+        return False
+    if not ex.actor_num_gpus:
+        if ex.decoder == "nvdec":
+            raise ConfigError("extract.decoder = nvdec: the encoder actors have no GPU; set extract.actor_num_gpus")
+        return False
+    if ex.decoder == "nvdec":
+        return True
+    import ray
+
+    from extract.nvdec import nvdec_missing
+
+    if ray.cluster_resources().get("GPU", 0) < ex.actor_num_gpus:
+        return False  # the actors cannot be placed either: check_resources says so
+
+    missing = ray.get(ray.remote(num_gpus=ex.actor_num_gpus, num_cpus=0)(nvdec_missing).remote("cuda"))
+    if missing is not None:
+        log.warning("extract.decoder = auto: decode tasks on the CPU, since %s", missing)
+    return missing is None
 
 
 def check_models(models: Models) -> None:
@@ -162,26 +197,25 @@ ACTOR_START_TIMEOUT_S = 600
 """How long the Ray pipeline waits for its encoder actors to load their models before it starts."""
 
 
-def pipeline_units(ex: ExtractConfig) -> dict[str, dict[str, float]]:
-    """What one encoder actor and one decode task ask of the node they run on."""
+def pipeline_units(ex: ExtractConfig, *, decode_tasks: bool = True) -> dict[str, dict[str, float]]:
+    """What one encoder actor and one decode task (unless the actors decode) ask of the node they run on."""
     actor = {"CPU": ex.actor_num_cpus, **({"GPU": ex.actor_num_gpus} if ex.actor_num_gpus else {})}
     gpus = f", extract.actor_num_gpus={ex.actor_num_gpus:g}" if ex.actor_num_gpus else ""
-    return {
-        f"extract.actor_num_cpus={ex.actor_num_cpus:g}{gpus} for one encoder actor": actor,
-        f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task": {"CPU": ex.decode_num_cpus},
-    }
+    units = {f"extract.actor_num_cpus={ex.actor_num_cpus:g}{gpus} for one encoder actor": actor}
+    if decode_tasks:
+        units[f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task"] = {"CPU": ex.decode_num_cpus}
+    return units
 
 
-def pipeline_resources(ex: ExtractConfig) -> dict[str, dict[str, float]]:
+def pipeline_resources(ex: ExtractConfig, *, decode_tasks: bool = True) -> dict[str, dict[str, float]]:
     """What the pipeline must hold at once, by Ray resource and the settings that ask for it: the
-    encoder actors and at least one decode task. An actor pool holding every CPU starves the decode
-    tasks and the job hangs without a word (seen on a 2-CPU machine)."""
-    request = {
-        "CPU": {
-            f"extract.actors={ex.actors} x extract.actor_num_cpus={ex.actor_num_cpus:g}": ex.actors * ex.actor_num_cpus,
-            f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task": ex.decode_num_cpus,
-        }
-    }
+    encoder actors and at least one decode task (unless the actors decode, `decodes_on_gpu`). An actor
+    pool holding every CPU starves the decode tasks and the job hangs without a word (seen on a 2-CPU
+    machine)."""
+    cpus = {f"extract.actors={ex.actors} x extract.actor_num_cpus={ex.actor_num_cpus:g}": ex.actors * ex.actor_num_cpus}
+    if decode_tasks:
+        cpus[f"extract.decode_num_cpus={ex.decode_num_cpus:g} for one decode task"] = ex.decode_num_cpus
+    request = {"CPU": cpus}
     if ex.actor_num_gpus:
         request["GPU"] = {
             f"extract.actors={ex.actors} x extract.actor_num_gpus={ex.actor_num_gpus:g}": ex.actors * ex.actor_num_gpus
@@ -321,22 +355,65 @@ class _ShardCommitter:
 
 
 def _run_local(ex: ExtractConfig, models: Models, jobs, committer: _ShardCommitter, report: ExtractReport) -> None:
-    size = encoder_image_size(models.encoder)
-    limits = DecodeLimits.from_config(ex)
-    frozen = FrozenModels(models.encoder, models.tokenizer)
+    work = DecodeAndEncode(
+        models.encoder,
+        models.tokenizer,
+        spec=models.segment,
+        image_size=encoder_image_size(models.encoder),
+        chunk=ex.chunk_segments,
+        limits=DecodeLimits.from_config(ex),
+        decoder=ex.decoder,
+    )
+    report.decoder = "nvdec" if work.pixels.hwaccel is not None else "cpu"
     assembler = ShardAssembler(jobs)
     progress = _Progress(sum(len(v) for v in jobs.values()), report)
     try:
         for vids in jobs.values():
             for job, _ in vids:
-                for batch in segment_batches(job, models.segment, size, ex.chunk_segments, limits):
-                    progress.finished(assembler.add(frozen(batch)))
+                for batch in work.video(job):
+                    progress.finished(assembler.add(batch))
             committer.commit_complete(assembler)
     finally:
         progress.close()
 
 
 # ---- Ray ---------------------------------------------------------------------------------------
+
+
+def _decode_tasks_then_actors(ex: ExtractConfig, models: Models, source, spec, size, limits, actors, threads):
+    """The CPU plan: one decode task per video (`segment_batches`) feeding the encoder actor pool."""
+    import ray.data
+
+    chunk = ex.chunk_segments
+
+    def decode(rows: dict):
+        node = ray_node_id()
+        for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
+            for batch in segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk, limits):
+                yield {**batch, "decode_node": np.array([node] * len(batch["end"]), dtype=object)}
+
+    return (
+        # Decode tasks reserve the memory they hold, so Ray never packs more onto a node than fit
+        # (a dead decode worker is retried: Ray's default for tasks). Differing remote args also
+        # keep Ray Data from fusing this stage into the actor stage, which would decode inside
+        # the encoder actors, one video at a time.
+        source.map_batches(
+            decode,
+            batch_size=1,
+            num_cpus=ex.decode_num_cpus,
+            memory=decode_task_memory(ex, spec, size),
+            compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks),
+        ).map_batches(
+            FrozenModels,
+            batch_size=ex.encode_batch,
+            **actors,
+            fn_constructor_kwargs={
+                "encoder_cfg": models.encoder,
+                "tokenizer_cfg": models.tokenizer,
+                "threads": threads,
+            },
+        )
+    )
 
 
 def _run_ray(
@@ -347,14 +424,16 @@ def _run_ray(
 
     started_here = init_ray(ray_cfg)
     try:
+        report.decoder = "nvdec" if decodes_on_gpu(ex) else "cpu"
+        tasks = report.decoder == "cpu"  # decode tasks feed the actors, or the actors decode
         remedy = "lower extract.actors or extract.actor_num_cpus (extract.actor_num_gpus: 0 for CPU)"
         check_resources(
-            pipeline_resources(ex),
+            pipeline_resources(ex, decode_tasks=tasks),
             ray.cluster_resources(),
             consequence="decoding would starve and the job would hang",
             remedy=remedy,
         )
-        check_fits_a_node(pipeline_units(ex), live_nodes(), remedy=remedy)
+        check_fits_a_node(pipeline_units(ex, decode_tasks=tasks), live_nodes(), remedy=remedy)
         spec, size = models.segment, encoder_image_size(models.encoder)
         limits = DecodeLimits.from_config(ex)
         ctx = ray.data.DataContext.get_current()  # this process's; restored below
@@ -373,43 +452,32 @@ def _run_ray(
             for vids in jobs.values()
             for job, _ in vids
         ]
-        chunk = ex.chunk_segments
-
-        def decode(rows: dict):
-            node = ray_node_id()
-            for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
-                for batch in segment_batches(
-                    VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk, limits
-                ):
-                    yield {**batch, "decode_node": np.array([node] * len(batch["end"]), dtype=object)}
-
         threads = max(1, math.ceil(ex.actor_num_cpus))
-        ds = (
-            ray.data.from_items(items, override_num_blocks=len(items))
-            # Decode tasks reserve the memory they hold, so Ray never packs more onto a node than fit
-            # (a dead decode worker is retried: Ray's default for tasks). Differing remote args also
-            # keep Ray Data from fusing this stage into the actor stage, which would decode inside
-            # the encoder actors, one video at a time.
-            .map_batches(
-                decode,
+        actors = {
+            "compute": ray.data.ActorPoolStrategy(size=ex.actors),
+            "num_cpus": ex.actor_num_cpus,
+            "num_gpus": ex.actor_num_gpus or None,
+        }
+        source = ray.data.from_items(items, override_num_blocks=len(items))
+        if report.decoder == "nvdec":
+            # Each actor decodes its videos on its GPU and encodes them there, one video at a time.
+            ds = source.map_batches(
+                DecodeAndEncode,
                 batch_size=1,
-                num_cpus=ex.decode_num_cpus,
-                memory=decode_task_memory(ex, spec, size),
-                compute=ray.data.TaskPoolStrategy(size=ex.decode_tasks),
-            )
-            .map_batches(
-                FrozenModels,
-                batch_size=ex.encode_batch,
-                compute=ray.data.ActorPoolStrategy(size=ex.actors),
-                num_cpus=ex.actor_num_cpus,
-                num_gpus=ex.actor_num_gpus or None,
+                **actors,
                 fn_constructor_kwargs={
                     "encoder_cfg": models.encoder,
                     "tokenizer_cfg": models.tokenizer,
+                    "spec": spec,
+                    "image_size": size,
+                    "chunk": ex.chunk_segments,
+                    "limits": limits,
+                    "decoder": ex.decoder,
                     "threads": threads,
                 },
             )
-        )
+        else:
+            ds = _decode_tasks_then_actors(ex, models, source, spec, size, limits, actors, threads)
         assembler = ShardAssembler(jobs)
         progress = _Progress(len(items), report)
         try:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.decode import DecodeLimits, FrameSampler, VideoError, check_budget, iter_av_frames, probe
+from extract.decode import ARRAYS, DecodeLimits, FrameSampler, Pixels, VideoError, check_budget, iter_av_frames, probe
 from extract.sparse import SparseSchedule
 from foundation.schema import SegmentConfig
 
@@ -139,8 +139,8 @@ class SegmentChunk:
 
     first: int  # index of the first segment in the video
     spans: np.ndarray  # (n, 2) float32 seconds
-    clip: np.ndarray  # (n, F, S, S, 3) uint8
-    tok: np.ndarray  # (n, T, s, s, 3) uint8
+    clip: np.ndarray  # (n, F, S, S, 3) uint8 (a tensor on the encoder's device with `extract.nvdec`)
+    tok: np.ndarray  # (n, T, s, s, 3) uint8 (likewise)
     clip_stamps: np.ndarray  # (n, F) timestamps of the frames taken
     tok_stamps: np.ndarray  # (n, T)
 
@@ -161,11 +161,13 @@ def iter_segments(
     chunk: int = 32,
     summary: list | None = None,
     limits: DecodeLimits | None = None,
+    pixels: Pixels = ARRAYS,
 ) -> Iterator[SegmentChunk]:
     """Yield a video's segments in chunks of `chunk` (the last may be shorter), decoding it once;
     appends a `VideoSummary` to `summary` at the end. `limits` bounds what the input may cost
-    (default `DecodeLimits()`). Raises VideoError (or TruncatedVideo) on bad input."""
-    segmenter = _Segmenter(path, spec, image_size, chunk, limits or DecodeLimits())
+    (default `DecodeLimits()`); `pixels` decodes and holds the frames (default: numpy arrays in
+    software, `extract.nvdec.TensorPixels` on a GPU). Raises VideoError (or TruncatedVideo) on bad input."""
+    segmenter = _Segmenter(path, spec, image_size, chunk, limits or DecodeLimits(), pixels)
     try:
         yield from segmenter.run(summary)
     except MemoryError as exc:
@@ -179,12 +181,15 @@ CLIP, TOK, TAIL_CLIP, TAIL_TOK = 0, 1, 2, 3
 class _Segmenter:
     """One video's segments, planned as its frames are decoded (see the module docstring)."""
 
-    def __init__(self, path, spec: SegmentConfig, image_size: int, chunk: int, limits: DecodeLimits):
-        self.path, self.spec, self.chunk, self.limits = path, spec, chunk, limits
+    def __init__(self, path, spec: SegmentConfig, image_size: int, chunk: int, limits: DecodeLimits, pixels: Pixels):
+        self.path, self.spec, self.chunk, self.limits, self.pixels = path, spec, chunk, limits, pixels
         self.seconds = spec.seconds
         clip, tok = np.zeros((0, spec.clip_frames)), np.zeros((0, spec.tok_frames))
         self.sampler = FrameSampler(
-            path, [(clip, image_size), (tok, spec.tok_size), (clip, image_size), (tok, spec.tok_size)], limits=limits
+            path,
+            [(clip, image_size), (tok, spec.tok_size), (clip, image_size), (tok, spec.tok_size)],
+            limits=limits,
+            pixels=pixels,
         )
         self.planned = 0  # full segments requested in CLIP / TOK
         self.done = 0  # segments handed on
@@ -207,7 +212,7 @@ class _Segmenter:
         recent: deque[float] = deque()
         frames = 0
         for t, frame, rotation, duration in iter_av_frames(
-            path, limits=self.limits, started=started, schedule=self.schedule
+            path, limits=self.limits, started=started, schedule=self.schedule, hwaccel=self.pixels.hwaccel
         ):
             frames += 1
             settled = _full_count(t, seconds)  # segments surely full: the stream goes on to t at least
@@ -251,7 +256,8 @@ class _Segmenter:
         tail_hit = tail_planned and predicted is not None and tail is not None and predicted[0] == tail[0]
         if tail_hit and not np.allclose(predicted[1], tail[1]):
             tail_hit = False
-        yield from _regroup(self._rest(full, tail, predicted if tail_hit else None, recent, started), self.chunk)
+        rest = self._rest(full, tail, predicted if tail_hit else None, recent, started)
+        yield from _regroup(rest, self.chunk, self.pixels)
         decoded = frames
         if self.schedule is not None:
             frames = self.schedule.packets  # the stream's frames, decoded or not
@@ -332,7 +338,9 @@ class _Segmenter:
                 sampler.rewind(c, k)
             self._plan(span, CLIP, TOK)
             got, t = 0, None
-            frames = iter_av_frames(path, limits=self.limits, started=started, seek_to=seek_to)
+            frames = iter_av_frames(
+                path, limits=self.limits, started=started, seek_to=seek_to, hwaccel=self.pixels.hwaccel
+            )
             try:
                 for t, frame, rotation, duration in frames:
                     if t < t0:
@@ -353,25 +361,31 @@ class _Segmenter:
         raise VideoError(f"{path}: a second reading of the last segment did not find the frame at {t0} s")
 
 
-def _regroup(pieces: Iterator[SegmentChunk], chunk: int) -> Iterator[SegmentChunk]:
+def _regroup(pieces: Iterator[SegmentChunk], chunk: int, pixels: Pixels) -> Iterator[SegmentChunk]:
     """Consecutive pieces of any size as chunks of `chunk` segments (the last may be shorter)."""
     held: list[SegmentChunk] = []
     for piece in pieces:
         held.append(piece)
-        whole = _concat(held)
+        whole = _concat(held, pixels)
         while len(whole.spans) >= chunk:
             yield _cut(whole, 0, chunk)
             whole = _cut(whole, chunk, len(whole.spans))
         held = [whole] if len(whole.spans) else []
     if held:
-        yield _concat(held)
+        yield _concat(held, pixels)
 
 
-def _concat(pieces: list[SegmentChunk]) -> SegmentChunk:
+def _concat(pieces: list[SegmentChunk], pixels: Pixels) -> SegmentChunk:
     if len(pieces) == 1:
         return pieces[0]
-    fields = ("spans", "clip", "tok", "clip_stamps", "tok_stamps")
-    return SegmentChunk(pieces[0].first, *(np.concatenate([getattr(p, f) for p in pieces]) for f in fields))
+    return SegmentChunk(
+        pieces[0].first,
+        np.concatenate([p.spans for p in pieces]),
+        pixels.concat([p.clip for p in pieces]),
+        pixels.concat([p.tok for p in pieces]),
+        np.concatenate([p.clip_stamps for p in pieces]),
+        np.concatenate([p.tok_stamps for p in pieces]),
+    )
 
 
 def _cut(c: SegmentChunk, a: int, b: int) -> SegmentChunk:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.decode import DecodeLimits, VideoError, is_transient
+from extract.decode import ARRAYS, DecodeLimits, Pixels, VideoError, is_transient
 from extract.segments import VideoSummary, iter_segments
 from foundation.runtime import ray_node_id
 from foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
@@ -68,14 +68,21 @@ def failure_kind(exc: BaseException) -> str:
 
 
 def segment_batches(
-    job: VideoJob, spec: SegmentConfig, image_size: int, chunk: int = 32, limits: DecodeLimits | None = None
+    job: VideoJob,
+    spec: SegmentConfig,
+    image_size: int,
+    chunk: int = 32,
+    limits: DecodeLimits | None = None,
+    pixels: Pixels = ARRAYS,
 ) -> Iterator[dict]:
-    """Yield the video's segments in batches of up to `chunk`, then one end row. Never raises."""
+    """Yield the video's segments in batches of up to `chunk`, then one end row. Never raises.
+    `pixels` decodes and holds the frames (`extract.nvdec`: tensors on the GPU; the end row's are
+    numpy zeros whatever it is)."""
     summary: list[VideoSummary] = []
     clip_shape = (spec.clip_frames, image_size, image_size, 3)
     tok_shape = (spec.tok_frames, spec.tok_size, spec.tok_size, 3)
     try:
-        for c in iter_segments(job.uri, spec, image_size, chunk=chunk, summary=summary, limits=limits):
+        for c in iter_segments(job.uri, spec, image_size, chunk=chunk, summary=summary, limits=limits, pixels=pixels):
             n = len(c.spans)
             yield {
                 **_rows(n, job, end=False),
@@ -131,7 +138,9 @@ class FrozenModels:
         n = len(batch["end"])
         out = {k: v for k, v in batch.items() if k not in ("clip", "tok")}
         emb = np.zeros((n, self.encoder.dim), np.float16)
-        clip, tok = batch["clip"][seg], batch["tok"][seg]
+        # Frames are numpy arrays, or tensors on the device where decoded there (`extract.nvdec`),
+        # whose batches hold segments only.
+        clip, tok = (batch[k] if seg.all() else batch[k][seg] for k in ("clip", "tok"))
         grid = self.tokenizer.grid(tok.shape[1], tok.shape[2])
         codes, scores, imp = np.zeros((n, *grid), np.int16), np.zeros((n, *grid), np.float16), np.zeros(n, np.float32)
         if seg.any():
@@ -141,6 +150,45 @@ class FrozenModels:
         if self.node:
             out["encode_node"] = np.array([self.node] * n, dtype=object)
         return {**out, "emb": emb, "codes": codes, "scores": scores, "importance": imp}
+
+
+class DecodeAndEncode:
+    """Both stages in one worker: decode a video's segments and run the models on them as they come,
+    video after video. The local runner works this way, and so do the Ray runner's actors when the
+    frames are decoded on their GPU (`extract.decoder`, `extract.nvdec`): then they never leave it.
+
+    Called with rows of video jobs (`video_id`, `uri`, `shard_id`), yields encoded batches, a video's
+    end row among them; like `segment_batches`, never raises for one bad video.
+    """
+
+    def __init__(
+        self,
+        encoder_cfg: EncoderConfig,
+        tokenizer_cfg: TokenizerConfig,
+        *,
+        spec: SegmentConfig,
+        image_size: int,
+        chunk: int,
+        limits: DecodeLimits,
+        decoder: str = "cpu",
+        threads: int | None = None,
+    ):
+        from extract.nvdec import pixels_for
+
+        self.models = FrozenModels(encoder_cfg, tokenizer_cfg, threads=threads)
+        self.pixels = pixels_for(decoder, self.models.encoder.device)
+        self.spec, self.image_size, self.chunk, self.limits = spec, image_size, chunk, limits
+
+    def video(self, job: VideoJob) -> Iterator[dict]:
+        for batch in segment_batches(job, self.spec, self.image_size, self.chunk, self.limits, self.pixels):
+            out = self.models(batch)
+            if self.models.node:
+                out["decode_node"] = out["encode_node"]
+            yield out
+
+    def __call__(self, rows: dict) -> Iterator[dict]:
+        for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
+            yield from self.video(VideoJob(str(video_id), str(uri), str(shard_id)))
 
 
 @dataclass

@@ -201,6 +201,8 @@ class ExtractConfig:
     """Frames with more pixels than this (4K by default) are refused: the video becomes a failed row."""
     max_aspect: float = 4.0
     """Frames longer than this many times their short side (either way) are refused as failed rows."""
+    decoder: Literal["auto", "cpu", "nvdec"] = "auto"
+    """cpu: FFmpeg decodes in software and converts frames on the CPU; nvdec: FFmpeg's CUDA decoder on the encoder's GPU, frames converted and resized there and never copied to the host (the encoder actors decode); auto: nvdec where the encoder runs on CUDA and PyAV has CUDA, else cpu."""
     sparse_decode: bool = True
     """Decode only the frames the samplers need: each sampled frame is the nearest decoded one within half its sample interval (false: every frame is decoded and each sample is the frame on screen at its time)."""
 

@@ -76,9 +76,10 @@ def sample_clips(videos: list[np.ndarray], rng: np.random.Generator, batch: int,
     return np.stack(clips)
 
 
-def to_input(clips: np.ndarray) -> torch.Tensor:
-    """(B, T, S, S, 3) uint8 -> (B, 3, T, S, S) float in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float()
+def to_input(clips: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(B, T, S, S, 3) uint8 (an array, or a tensor on any device) -> (B, 3, T, S, S) float in [-1, 1]."""
+    x = clips if isinstance(clips, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(clips))
+    x = x.permute(0, 4, 1, 2, 3).float()
     return x.div_(127.5).sub_(1.0)
 
 

@@ -59,7 +59,8 @@ class FrozenTokenizer:
 
     @torch.no_grad()
     def tokenize(self, clips: np.ndarray) -> TokenizerOutput:
-        """clips (B, T, S, S, 3) uint8 -> FSQ indices, token scores, importance."""
+        """clips (B, T, S, S, 3) uint8 (an array, or a tensor on any device) -> FSQ indices, token
+        scores, importance."""
         idx, scores, imp = [], [], []
         for start in range(0, len(clips), self.batch_size):
             x = to_input(clips[start : start + self.batch_size]).to(self.device)

@@ -106,6 +106,24 @@ def test_ray_run_equals_local_run(tmp_path, tiny_tokenizer, toy_corpus):
     assert_same_store(store_contents(local.paths.store), store_contents(ray_cfg.paths.store))
 
 
+def test_ray_run_with_actors_that_decode_equals_local_run(tmp_path, tiny_tokenizer, toy_corpus, monkeypatch):
+    """The plan `extract.decoder = nvdec` runs on a GPU node (actors decode and encode, no decode
+    tasks), here with the actors decoding in software: the same store as the local loop."""
+    import extract.runner
+
+    monkeypatch.setattr(extract.runner, "decodes_on_gpu", lambda ex: True)
+    local = make_config(tmp_path / "a", tiny_tokenizer)
+    ray_cfg = make_config(tmp_path / "b", tiny_tokenizer, **{"extract.decoder": "cpu", "extract.actors": 2})
+    extract_with(local, inputs=toy_corpus.root / "videos.parquet", runner="local")
+    report = extract_with(ray_cfg, inputs=toy_corpus.root / "videos.parquet", runner="ray")
+    assert (
+        report.videos_ok == 4
+        and set(report.nodes)
+        and all(w["videos"] and w["segments"] for w in report.nodes.values())
+    )
+    assert_same_store(store_contents(local.paths.store), store_contents(ray_cfg.paths.store))
+
+
 def _pids_matching(text):
     pids = []
     for pid in os.listdir("/proc"):

@@ -83,10 +83,14 @@ def test_pretrain_on_cuda_learns(tmp_path):
     assert state  # saved from the GPU, loads on the CPU
 
 
-def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
+def _extract_on_cpu_and_gpu(tmp_path, seed, *gpu_sets):
+    """Three toy-world videos extracted by the local loop on the CPU and by Ray with one GPU actor
+    (`gpu_sets` added): (the GPU run's report, the CPU store, the GPU store)."""
     from toyworld.generate import CorpusSpec, generate
 
-    corpus = generate(CorpusSpec(videos=3, minutes=(0.2, 0.3), seed=43), tmp_path / "corpus", workers=1, progress=False)
+    corpus = generate(
+        CorpusSpec(videos=3, minutes=(0.2, 0.3), seed=seed), tmp_path / "corpus", workers=1, progress=False
+    )
     inputs = corpus.root / "videos.parquet"
 
     def config(name, *sets):
@@ -97,11 +101,15 @@ def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
         )
 
     cpu = config("cpu", "encoder.device=cpu", "tokenizer.device=cpu")
-    gpu = config("gpu", "encoder.device=cuda", "tokenizer.device=cuda", "extract.actor_num_gpus=1")
+    gpu = config("gpu", "encoder.device=cuda", "tokenizer.device=cuda", "extract.actor_num_gpus=1", *gpu_sets)
     extract_with(cpu, inputs=inputs, runner="local")
     report = extract_with(gpu, inputs=inputs, runner="ray")
-    assert report.videos_ok == 3
-    a, b = Store.open(cpu.paths.store), Store.open(gpu.paths.store)
+    return report, Store.open(cpu.paths.store), Store.open(gpu.paths.store)
+
+
+def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
+    report, a, b = _extract_on_cpu_and_gpu(tmp_path, 43, "extract.decoder=cpu")
+    assert report.videos_ok == 3 and report.decoder == "cpu"
     for vid in a.videos()["video_id"].to_pylist():
         sa, sb = a.sequence(vid), b.sequence(vid)
         assert (sa.span == sb.span).all()
@@ -129,3 +137,42 @@ def test_faiss_flat_on_gpu_equals_cpu(tmp_path):
     assert (p_gpu == p_cpu).mean() > 0.99  # near-ties may swap under GPU float order
     gpu.save(tmp_path / "idx")  # written from a CPU copy
     np.testing.assert_array_equal(SegmentIndex.load(tmp_path / "idx").search(q, 10)[1], p_cpu)
+
+
+def test_nvdec_decodes_on_the_gpu_and_gives_the_cpu_paths_embeddings(tmp_path):
+    from extract.decode import DecodeLimits, iter_av_frames
+    from extract.nvdec import nvdec_missing, pixels_for
+    from extract.segments import iter_segments
+    from tests.unit.extract.test_nvdec import scene
+    from tests.videos import write_frames
+
+    assert nvdec_missing("cuda") is None
+    path = tmp_path / "v.mp4"
+    write_frames(path, scene(48, 1280, 720, grain=8), fps=24, keyframe_every=24, options={"bf": "2"})
+    encoder = ImageTextEncoder("toyclip", SHIPPED_WEIGHTS, model_configs=[CONFIG_DIR], device="cuda", precision="fp32")
+    pixels = pixels_for("nvdec", encoder.device)
+    formats = {frame.format.name for _, frame, _, _ in iter_av_frames(path, hwaccel=pixels.hwaccel)}
+    assert formats == {"cuda"}  # decoded by NVDEC, kept on the GPU
+    spec = load_config(None, ["segment.seconds=0.5"], use_default_file=False).segment
+    limits = DecodeLimits(sparse=True)
+    cpu = list(iter_segments(path, spec, encoder.image_size, limits=limits))
+    gpu = list(iter_segments(path, spec, encoder.image_size, limits=limits, pixels=pixels))
+    assert len(cpu) == len(gpu)
+    for a, g in zip(cpu, gpu):
+        assert g.clip.device.type == "cuda" and g.tok.device.type == "cuda"
+        np.testing.assert_array_equal(g.clip_stamps, a.clip_stamps)
+        diff = np.abs(g.clip.cpu().numpy().astype(int) - a.clip.astype(int))
+        assert diff.mean() < 3.0
+        cosine = (encoder.encode_segments(g.clip) * encoder.encode_segments(a.clip)).sum(1)
+        assert cosine.min() > 0.99
+
+
+def test_ray_extraction_decoding_with_nvdec_matches_the_cpu_loop(tmp_path):
+    report, a, b = _extract_on_cpu_and_gpu(tmp_path, 44)  # extract.decoder = auto
+    assert report.videos_ok == 3 and report.decoder == "nvdec"
+    for vid in a.videos()["video_id"].to_pylist():
+        sa, sb = a.sequence(vid), b.sequence(vid)
+        assert (sa.span == sb.span).all()
+        cosine = (sa.emb.astype(np.float32) * sb.emb.astype(np.float32)).sum(1)
+        assert cosine.min() > 0.99
+        assert (sa.codes == sb.codes).mean() > 0.8

@@ -27,3 +27,19 @@ def test_a_generated_video_has_the_size_rate_keyframes_and_b_frames_asked_for(tm
         segments, _, worst, decoded = sampled(path, SegmentConfig(seconds=5.0), DecodeLimits(sparse=sparse))
         assert segments == 1 + 1 and 0 <= worst <= 1  # 5 s and a 3 s tail; every sample within tolerance
         assert decoded < frames if sparse else decoded == frames
+
+
+def test_the_gpu_sections_rates_run_with_the_conversion_on_the_cpu(tmp_path):
+    from bench.decode import pipeline_rates
+    from extract.nvdec import TensorPixels
+    from extract.work import FrozenModels
+    from foundation.schema import load_config
+
+    path = make_video(tmp_path / "v.mp4", 320, 180, seconds=6)
+    cfg = load_config(None, [], use_default_file=False)
+    rates = pipeline_rates(
+        path, SegmentConfig(seconds=2.0), FrozenModels(cfg.encoder, cfg.tokenizer), DecodeLimits(), TensorPixels("cpu")
+    )
+    assert set(rates) == {"encoder_only", "nvdec", "cpu_decode", "nvdec_vs_encoder_only"}
+    assert all(v > 0 for v in rates.values())
+    assert rates["encoder_only"] > rates["cpu_decode"]  # decoding costs something
