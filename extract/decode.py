@@ -229,7 +229,7 @@ def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
 
 
-def _target_size(width: int, height: int, rotation: int, short_side: int | None) -> tuple[int, int]:
+def resized_size(width: int, height: int, rotation: int, short_side: int | None) -> tuple[int, int]:
     """(width, height) to ask FFmpeg for, in stored orientation, so the upright short side is `short_side`."""
     if short_side is None:
         return width, height
@@ -341,7 +341,7 @@ def iter_av_frames(
 def to_rgb(frame: av.VideoFrame, rotation: int, short_side: int | None = None, *, crop: bool = True) -> np.ndarray:
     """An upright RGB array of `frame`; with `short_side`, resized in FFmpeg so the upright short side
     has that length, then (with `crop`) cut to the centre square."""
-    width, height = _target_size(frame.width, frame.height, rotation, short_side)
+    width, height = resized_size(frame.width, frame.height, rotation, short_side)
     rgb = _upright(frame.to_ndarray(format="rgb24", width=width, height=height), rotation)
     if crop and short_side is not None:
         rgb = center_crop(rgb, short_side)

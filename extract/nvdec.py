@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from extract.decode import ARRAYS, Pixels, _target_size, center_crop_box
+from extract.decode import ARRAYS, Pixels, center_crop_box, resized_size
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class TensorPixels:
     def convert(self, frame: av.VideoFrame, rotation: int, side: int | None) -> torch.Tensor:
         full = int(frame.color_range) == _FULL_RANGE or frame.format.name.startswith("yuvj")  # JPEG's formats
         y, u, v = self._planes(frame, full)
-        w, h = _target_size(frame.width, frame.height, rotation, side)
+        w, h = resized_size(frame.width, frame.height, rotation, side)
         y, u, v = (_resize(p, h, w) for p in (y, u, v))
         rgb = _yuv_to_rgb(y, u, v, _MATRICES.get(int(frame.colorspace), _BT601), full)
         if rotation:
@@ -135,7 +135,7 @@ class TensorPixels:
     def _planes(self, frame: av.VideoFrame, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Y (H, W), U, V (H/2, W/2)) float32 on the device, in 8-bit levels."""
         if frame.format.name == "cuda":  # NVDEC's surface: NV12 (8 bits) or P010/P016 (16, MSB-aligned)
-            torch.cuda.synchronize(self.device)  # FFmpeg's copy-out runs on its own stream
+            torch.cuda.synchronize(self.device)  # FFmpeg may still be writing the frame on a stream of its own
             y, uv = (torch.from_dlpack(p.__dlpack__()) for p in frame.planes[:2])
             scale = 1 / 256 if y.element_size() == 2 else 1.0
             y, u, v = y.float(), uv[..., 0].float(), uv[..., 1].float()
