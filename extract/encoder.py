@@ -175,10 +175,11 @@ class ImageTextEncoder:
     def _pixels(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, S, S) normalised float32, as open_clip's transform gives. A
         tensor (frames decoded on the GPU, `extract.nvdec`) stays on its device and must be S x S."""
-        if isinstance(frames, torch.Tensor) or frames.shape[1:3] == (self.image_size, self.image_size):
-            if frames.shape[1:3] != (self.image_size, self.image_size):
-                raise ValueError(f"frames of {tuple(frames.shape[1:3])}: the encoder takes {self.image_size} squares")
-            x = torch.as_tensor(frames if isinstance(frames, torch.Tensor) else np.ascontiguousarray(frames))
+        square = tuple(frames.shape[1:3]) == (self.image_size, self.image_size)
+        if isinstance(frames, torch.Tensor) and not square:
+            raise ValueError(f"frames of {tuple(frames.shape[1:3])}: the encoder takes {self.image_size} squares")
+        if square:
+            x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
             x = x.permute(0, 3, 1, 2).float().div(255)
             return (x - self._mean.to(x.device)) / self._std.to(x.device)
         from PIL import Image

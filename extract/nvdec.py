@@ -144,7 +144,7 @@ class TensorPixels:
             # Other software formats (4:4:4, 10 bits, RGB): one pass of FFmpeg's, in the same range.
             frame = frame.reformat(format="yuvj420p" if full else "yuv420p")
         # Planes in host memory (software decoding, or NVDEC's fallback): one upload each, of YUV 4:2:0.
-        return tuple(torch.from_dlpack(p).to(self.device, non_blocking=True).float() for p in frame.planes[:3])
+        return tuple(torch.from_dlpack(p).to(self.device).float() for p in frame.planes[:3])
 
     def stack(self, frames: list) -> torch.Tensor:
         return torch.stack(frames)

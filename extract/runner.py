@@ -388,8 +388,8 @@ def _decode_tasks_then_actors(ex: ExtractConfig, models: Models, source, spec, s
 
     def decode(rows: dict):
         node = ray_node_id()
-        for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
-            for batch in segment_batches(VideoJob(str(video_id), str(uri), str(shard_id)), spec, size, chunk, limits):
+        for job in VideoJob.from_rows(rows):
+            for batch in segment_batches(job, spec, size, chunk, limits):
                 yield {**batch, "decode_node": np.array([node] * len(batch["end"]), dtype=object)}
 
     return (

@@ -35,6 +35,12 @@ class VideoJob:
     uri: str
     shard_id: str
 
+    @classmethod
+    def from_rows(cls, rows: dict) -> Iterator[VideoJob]:
+        """The jobs of a batch of rows (`video_id`, `uri`, `shard_id`), as the Ray runner hands them on."""
+        for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
+            yield cls(str(video_id), str(uri), str(shard_id))
+
 
 def _rows(
     n: int,
@@ -187,8 +193,8 @@ class DecodeAndEncode:
             yield out
 
     def __call__(self, rows: dict) -> Iterator[dict]:
-        for video_id, uri, shard_id in zip(rows["video_id"], rows["uri"], rows["shard_id"]):
-            yield from self.video(VideoJob(str(video_id), str(uri), str(shard_id)))
+        for job in VideoJob.from_rows(rows):
+            yield from self.video(job)
 
 
 @dataclass
