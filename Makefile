@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# ruff (lint and format check) over the tree, mypy over the typed floors (foundation, store, pretrain).
+# ruff (lint and format check) over the tree, mypy over the typed floors (foundation, store, pretrain),
+# seen through links laid out as the installed `lvmae` namespace (pyproject.toml's package-dir).
+TYPECHECK := $(VENV)/typecheck/lvmae
+FLOORS    := foundation store extract pretrain retrieval toyworld
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
+	@for f in lvmae/*; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/; done
+	@for d in $(FLOORS); do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/$$d; done
 	$(VENV)/bin/mypy
 
 format: $(STAMP)

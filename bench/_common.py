@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foundation.files import atomic_write_text
+from lvmae.foundation.files import atomic_write_text
 
 
 def parse_args(
@@ -53,18 +53,17 @@ def emit(result: dict[str, Any], out: str | os.PathLike | None = None) -> None:
 def toy_index(spec: Any, folder: Path) -> tuple[Any, Any]:
     """A fresh toy-world corpus (`toyworld.generate.CorpusSpec`) under `folder`, extracted with the
     shipped stand-in encoder into `folder/store` and indexed into `folder/index`: (corpus, config)."""
-    from extract.runner import run_extract
-    from foundation.schema import load_config
-    from lvmae.commands.extract import models_of
-    from retrieval.index import SegmentIndex
-    from store import Store
-    from toyworld.generate import generate
+    from lvmae.extract.runner import Models, run_extract
+    from lvmae.foundation.schema import load_config
+    from lvmae.retrieval.index import SegmentIndex
+    from lvmae.store import Store
+    from lvmae.toyworld.generate import generate
 
     corpus = generate(spec, folder / "corpus", progress=False)
     cfg = load_config(None, [f"paths.store={folder / 'store'}", "extract.runner=local"], use_default_file=False)
     run_extract(
         cfg.extract,
-        models_of(cfg),
+        Models.of(cfg),
         cfg.ray,
         inputs=corpus.root / "videos.parquet",
         store_uri=str(folder / "store"),

@@ -47,12 +47,12 @@ import av
 import numpy as np
 
 from bench._common import emit, machine, parse_args
-from extract.decode import ARRAYS, DecodeLimits, Pixels
-from extract.segments import iter_segments, sample_times
-from extract.work import FrozenModels, VideoJob, segment_batches
-from foundation.files import commit_file
-from foundation.schema import ExtractConfig, SegmentConfig
-from toyworld.generate import CorpusSpec, render_frames, video_plan
+from lvmae.extract.decode import ARRAYS, DecodeLimits, Pixels
+from lvmae.extract.segments import iter_segments, sample_times
+from lvmae.extract.work import FrozenModels, VideoJob, segment_batches
+from lvmae.foundation.files import commit_file
+from lvmae.foundation.schema import ExtractConfig, SegmentConfig
+from lvmae.toyworld.generate import CorpusSpec, render_frames, video_plan
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 FPS = 30
@@ -160,8 +160,8 @@ def gpu_section(path: Path, spec: SegmentConfig, limits: DecodeLimits) -> dict |
 
     import torch
 
-    from extract.nvdec import nvdec_missing, pixels_for
-    from foundation.schema import load_config
+    from lvmae.extract.nvdec import nvdec_missing, pixels_for
+    from lvmae.foundation.schema import load_config
 
     missing = nvdec_missing("cuda")
     if missing is not None:

@@ -16,12 +16,12 @@ import time
 import numpy as np
 
 from bench._common import emit, machine, parse_args
-from extract.encoder import ImageTextEncoder
-from extract.tokenizer import FrozenTokenizer
-from extract.tokenizer.evaluate import evaluate
-from foundation.provenance import read_provenance
-from foundation.schema import load_config
-from toyworld.heldout import heldout_clips
+from lvmae.extract.encoder import ImageTextEncoder
+from lvmae.extract.tokenizer import FrozenTokenizer
+from lvmae.extract.tokenizer.evaluate import evaluate
+from lvmae.foundation.provenance import read_provenance
+from lvmae.foundation.schema import load_config
+from lvmae.toyworld.heldout import heldout_clips
 
 
 def rate(fn, items: int, seconds: float) -> float:

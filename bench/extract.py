@@ -26,14 +26,13 @@ import time
 from pathlib import Path
 
 from bench._common import emit, machine, parse_args
-from extract.encoder import encoder_image_size
-from extract.runner import run_extract
-from extract.work import FrozenModels, VideoJob, segment_batches
-from foundation.runtime import init_ray
-from foundation.schema import Config, load_config
-from lvmae.commands.extract import models_of
-from store import Store
-from toyworld.generate import CorpusSpec, generate
+from lvmae.extract.encoder import encoder_image_size
+from lvmae.extract.runner import Models, run_extract
+from lvmae.extract.work import FrozenModels, VideoJob, segment_batches
+from lvmae.foundation.runtime import init_ray
+from lvmae.foundation.schema import Config, load_config
+from lvmae.store import Store
+from lvmae.toyworld.generate import CorpusSpec, generate
 
 
 def device_name() -> str:
@@ -43,7 +42,7 @@ def device_name() -> str:
 
 
 def extract(cfg: Config, inputs: Path, store: str, runner: str):
-    return run_extract(cfg.extract, models_of(cfg), cfg.ray, inputs=inputs, store_uri=store, runner=runner)
+    return run_extract(cfg.extract, Models.of(cfg), cfg.ray, inputs=inputs, store_uri=store, runner=runner)
 
 
 def naive_child(sets: list[str], inputs: str, store: str) -> None:

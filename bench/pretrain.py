@@ -66,10 +66,10 @@ def measure(length: int, ratio: float, mode: str, reps: int, threads: int, decod
     """One configuration, in this process (the parent runs each in a fresh child)."""
     import torch
 
-    from foundation.runtime import autocast as runtime_autocast
-    from pretrain.masking import decoder_adaptive, decoder_all, random_mask
-    from pretrain.model import LVMAE, gather_index, take
-    from pretrain.presets import model_config
+    from lvmae.foundation.runtime import autocast as runtime_autocast
+    from lvmae.pretrain.masking import decoder_adaptive, decoder_all, random_mask
+    from lvmae.pretrain.model import LVMAE, gather_index, take
+    from lvmae.pretrain.presets import model_config
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

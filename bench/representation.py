@@ -11,7 +11,7 @@ settings changed (`VARIANTS`, one factor at a time, plus combinations), trained 
 variant's figures are kept in its `result.json` and not recomputed; an interrupted one resumes from its
 checkpoint). Per variant, on the held-out store:
 
-- `probe_linear`, `probe_attentive`: `retrieval.probes` accuracy on the procedure class (mean over 3
+- `probe_linear`, `probe_attentive`: `lvmae.evaluation.probes` accuracy on the procedure class (mean over 3
   seeds, all labelled videos), and `probe_linear_2`: the linear probe with 2 labelled videos a class;
 - `r5`: inspect caption R@5 of the reconstruction and of copy-nearest, per decoder (`trained`, `all`)
   and split: `all` and `boundary` under a random encoder mask, `long_gap` under the span mask (where
@@ -81,12 +81,12 @@ SCORING = 3  # bump when what is measured changes: finished variants are then sc
 
 def _stores(args, work: Path):
     """(config, train store uri, held-out store uri, caption bank)."""
-    from foundation.schema import load_config
-    from store import Store
+    from lvmae.foundation.schema import load_config
+    from lvmae.store import Store
 
     if args.quick:
-        from pretrain.synthetic import make_world, write_procedure_store
-        from retrieval.captions import CaptionBank
+        from lvmae.pretrain.synthetic import make_world, write_procedure_store
+        from lvmae.retrieval.captions import CaptionBank
 
         train_uri, held_uri = str(work / "train-store"), str(work / "heldout-store")
         for uri, videos in ((train_uri, None), (held_uri, 7)):  # the same world, other videos
@@ -116,24 +116,25 @@ def _stores(args, work: Path):
         texts = [f"step {k}" for k in range(len(world.prototypes))]
         bank = CaptionBank(texts, world.prototypes, identity, "synthetic prototypes", "")
         return cfg, train_uri, held_uri, bank, "procedure", None
-    from retrieval.captions import query_precision, store_bank
+    from lvmae.demo import DemoLayout
+    from lvmae.retrieval.captions import query_precision, store_bank
 
     cfg = load_config(None, [])
-    demo = cfg.demo.out
-    train_uri, held_uri = str(demo / "store"), str(demo / "heldout" / "store")
+    demo = DemoLayout(cfg.demo.out)
+    train_uri, held_uri = str(demo.store), str(demo.heldout_store)
     for uri in (train_uri, held_uri):
         if not (Path(uri) / "zarr.json").is_file():
             raise SystemExit(f"bench.representation: no store at {uri}; run `make demo` first")
     held = Store.open(held_uri)
     bank = store_bank(
-        demo / "heldout" / "toyworld" / "captions.txt",
+        demo.heldout_corpus / "captions.txt",
         held.uri,
         held.identity.to_attrs(),
         cfg.encoder,
         precision=query_precision(cfg.retrieval.text_precision, cfg.encoder.device),
         cache_dir=cfg.paths.work_dir / "captions",
     )
-    return cfg, train_uri, held_uri, bank, "label", demo / "heldout" / "toyworld" / "truth.parquet"
+    return cfg, train_uri, held_uri, bank, "label", demo.heldout_corpus / "truth.parquet"
 
 
 def _r5(metrics: dict, decoder: str, split: str) -> dict[str, float | None]:
@@ -146,14 +147,14 @@ def _r5(metrics: dict, decoder: str, split: str) -> dict[str, float | None]:
 
 
 def _variant(name: str, overrides: dict, cfg, train_uri, held_uri, bank, label, truth_path, work: Path, steps):
-    from pretrain.checkpoint import load_pretrained, read_metrics
-    from pretrain.data import ok_videos
-    from pretrain.evaluate import reconstruction_mse
-    from pretrain.train import train
-    from retrieval.inspection import inspect_reconstructions
-    from retrieval.probes import labelled_videos, lvmae_features, raw_features, run_probes
-    from retrieval.truth import Truth
-    from store import Store
+    from lvmae.evaluation.inspection import inspect_reconstructions
+    from lvmae.evaluation.probes import labelled_videos, lvmae_features, raw_features, run_probes
+    from lvmae.evaluation.reconstruction import reconstruction_mse
+    from lvmae.evaluation.truth import Truth
+    from lvmae.pretrain.checkpoint import load_pretrained, read_metrics
+    from lvmae.pretrain.data import ok_videos
+    from lvmae.pretrain.train import train
+    from lvmae.store import Store
 
     settings = {"steps": steps, **overrides}
     out = work / name
@@ -214,11 +215,11 @@ def _variant(name: str, overrides: dict, cfg, train_uri, held_uri, bank, label, 
 
 def _reference(cfg, held_uri, label) -> list[dict]:
     """Raw embeddings with every head, and LV-MAE at random init (the preset's architecture)."""
-    from pretrain.checkpoint import Pretrained
-    from pretrain.model import LVMAE
-    from pretrain.presets import model_config
-    from retrieval.probes import labelled_videos, lvmae_features, random_init, raw_features, run_probes
-    from store import Store
+    from lvmae.evaluation.probes import labelled_videos, lvmae_features, random_init, raw_features, run_probes
+    from lvmae.pretrain.checkpoint import Pretrained
+    from lvmae.pretrain.model import LVMAE
+    from lvmae.pretrain.presets import model_config
+    from lvmae.store import Store
 
     held = Store.open(held_uri)
     data = labelled_videos(held, label, "group")

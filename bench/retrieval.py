@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import emit, machine, parse_args, toy_index
-from foundation.schema import RetrievalConfig
-from retrieval import kinds
-from retrieval.captions import query_precision
-from retrieval.index import SegmentIndex, normalized
+from lvmae.foundation.schema import RetrievalConfig
+from lvmae.retrieval import kinds
+from lvmae.retrieval.captions import query_precision
+from lvmae.retrieval.index import SegmentIndex, normalized
 
 D, INTRINSIC, NOISE = 512, 32, 0.3
 K = 10
@@ -171,10 +171,10 @@ def text_query_ms(index: SegmentIndex, cfg: RetrievalConfig, precision: str) -> 
     tower's weights in `precision`."""
     import torch
 
-    from extract.encoder import ImageTextEncoder
-    from retrieval.captions import CaptionBank
-    from retrieval.search import Searcher
-    from toyworld.world import caption_bank
+    from lvmae.extract.encoder import ImageTextEncoder
+    from lvmae.retrieval.captions import CaptionBank
+    from lvmae.retrieval.search import Searcher
+    from lvmae.toyworld.world import caption_bank
 
     torch.manual_seed(0)  # 512-wide ViT-B-32 text tower, random weights: nothing is downloaded
     tower = ImageTextEncoder("ViT-B-32", None, device="cpu", precision=precision, cast_weights=True)
@@ -196,8 +196,8 @@ def toyworld_precision(quick: bool, tmp: Path) -> dict:
     """Capped precision of moments and of plain segments for every caption occurring in a fresh corpus."""
     import pyarrow.parquet as pq
 
-    from retrieval.search import Searcher, open_searcher
-    from toyworld.generate import CorpusSpec
+    from lvmae.retrieval.search import Searcher, open_searcher
+    from lvmae.toyworld.generate import CorpusSpec
 
     spec = (
         CorpusSpec(videos=8, minutes=(0.5, 2.0), seed=7) if quick else CorpusSpec(videos=48, minutes=(1.0, 8.0), seed=7)

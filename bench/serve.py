@@ -193,16 +193,19 @@ def main(argv: list[str] | None = None) -> dict:
     serve = [sys.executable, "-m", "lvmae", "serve", "--host", "127.0.0.1", "--port", "0"]
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
-            from toyworld.generate import CorpusSpec
+            from lvmae.toyworld.generate import CorpusSpec
 
             corpus, _ = toy_index(CorpusSpec(videos=4, minutes=(0.3, 0.5), seed=7), Path(tmp))
             captions_file = corpus.root / "captions.txt"
             command = serve + ["--index", str(Path(tmp) / "index"), "--captions", str(captions_file)]
             served = f"a toy world of 4 videos ({tmp})"
         else:
-            if not (args.demo / "index" / "index.json").is_file():
+            from lvmae.demo import DemoLayout
+
+            demo = DemoLayout(args.demo)
+            if not (demo.index / "index.json").is_file():
                 raise SystemExit(f"--demo {args.demo}: no index there; run `make demo` (or lvmae demo --out DIR) first")
-            captions_file = args.demo / "toyworld" / "captions.txt"
+            captions_file = demo.captions
             command = serve + ["--demo", str(args.demo)]
             served = str(args.demo)
         captions = [line.strip() for line in captions_file.read_text().splitlines() if line.strip()]

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import emit, machine, parse_args
-from foundation.progress import bar
-from store import Store, StoreIdentity
-from store.layout import array_encoding, array_names
+from lvmae.foundation.progress import bar
+from lvmae.store import Store, StoreIdentity
+from lvmae.store.layout import array_encoding, array_names
 
 D = 512
 GRID = (3, 16, 16)

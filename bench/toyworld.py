@@ -15,10 +15,10 @@ import tempfile
 import time
 
 from bench._common import emit, machine, parse_args
-from foundation.provenance import read_provenance
-from foundation.schema import CorpusSpec, EncoderFitConfig
-from toyworld.encoder import SHIPPED_WEIGHTS, create_model, fit_encoder, heldout_frames, zero_shot
-from toyworld.generate import generate
+from lvmae.foundation.provenance import read_provenance
+from lvmae.foundation.schema import CorpusSpec, EncoderFitConfig
+from lvmae.toyworld.encoder import SHIPPED_WEIGHTS, create_model, fit_encoder, heldout_frames, zero_shot
+from lvmae.toyworld.generate import generate
 
 
 def main(argv: list[str] | None = None) -> dict:

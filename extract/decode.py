@@ -33,8 +33,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 if TYPE_CHECKING:
-    from extract.sparse import SparseSchedule
-    from foundation.schema import ExtractConfig
+    from lvmae.extract.sparse import SparseSchedule
+    from lvmae.foundation.schema import ExtractConfig
 
 
 class VideoError(RuntimeError):

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foundation.files import sha256_file
-from foundation.loader import ConfigError
-from foundation.runtime import autocast, compute_dtype, resolve_device
-from foundation.schema import EncoderConfig
+from lvmae.foundation.files import sha256_file
+from lvmae.foundation.loader import ConfigError
+from lvmae.foundation.runtime import autocast, compute_dtype, resolve_device
+from lvmae.foundation.schema import EncoderConfig
 
 _registered: set[str] = set()
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from extract.decode import ARRAYS, Pixels, center_crop_box, resized_size
+from lvmae.extract.decode import ARRAYS, Pixels, center_crop_box, resized_size
 
 log = logging.getLogger(__name__)
 

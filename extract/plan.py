@@ -24,9 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from extract.inputs import InputVideo
-from foundation.errors import LvmaeError
-from store.manifest import COLUMNS
+from lvmae.extract.inputs import InputVideo
+from lvmae.foundation.errors import LvmaeError
+from lvmae.store.manifest import COLUMNS
 
 RETRY = ("transient", "all")
 

@@ -28,17 +28,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extract.decode import DecodeLimits
-from extract.encoder import check_model_name, check_pretrained, encoder_image_size
-from extract.inputs import InputError, scan_inputs
-from extract.plan import Plan, plan_extraction
-from extract.work import DecodeAndEncode, FrozenModels, ShardAssembler, VideoJob, segment_batches
-from foundation.loader import ConfigError
-from foundation.progress import Summary, bar, human_seconds
-from foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
-from foundation.schema import EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
-from store import NoStore, Store, StoreError, StoreIdentity
-from store.manifest import COLUMNS
+from lvmae.extract.decode import DecodeLimits
+from lvmae.extract.encoder import check_model_name, check_pretrained, encoder_image_size
+from lvmae.extract.inputs import InputError, scan_inputs
+from lvmae.extract.plan import Plan, plan_extraction
+from lvmae.extract.work import DecodeAndEncode, FrozenModels, ShardAssembler, VideoJob, segment_batches
+from lvmae.foundation.loader import ConfigError
+from lvmae.foundation.progress import Summary, bar, human_seconds
+from lvmae.foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
+from lvmae.foundation.schema import Config, EncoderConfig, ExtractConfig, RayConfig, SegmentConfig, TokenizerConfig
+from lvmae.store import NoStore, Store, StoreError, StoreIdentity
+from lvmae.store.manifest import COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ class Models:
     segment: SegmentConfig
     encoder: EncoderConfig
     tokenizer: TokenizerConfig
+
+    @classmethod
+    def of(cls, cfg: Config) -> Models:
+        """The sections of a whole config."""
+        return cls(segment=cfg.segment, encoder=cfg.encoder, tokenizer=cfg.tokenizer)
 
 
 @dataclass
@@ -138,7 +143,7 @@ def decodes_on_gpu(ex: ExtractConfig) -> bool:
         return True
     import ray
 
-    from extract.nvdec import nvdec_missing
+    from lvmae.extract.nvdec import nvdec_missing
 
     if ray.cluster_resources().get("GPU", 0) < ex.actor_num_gpus:
         return False  # the actors cannot be placed either: check_resources says so
@@ -162,8 +167,8 @@ def check_models(models: Models) -> None:
 
 def store_identity(models: Models) -> StoreIdentity:
     """What the store records about the models and the segment spec, computed without loading models."""
-    from extract.encoder import EncoderIdentity
-    from extract.tokenizer.frozen import tokenizer_identity
+    from lvmae.extract.encoder import EncoderIdentity
+    from lvmae.extract.tokenizer.frozen import tokenizer_identity
 
     return StoreIdentity(
         encoder=EncoderIdentity.of(models.encoder.model, models.encoder.pretrained).to_dict(),

@@ -44,9 +44,18 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.decode import ARRAYS, DecodeLimits, FrameSampler, Pixels, VideoError, check_budget, iter_av_frames, probe
-from extract.sparse import SparseSchedule
-from foundation.schema import SegmentConfig
+from lvmae.extract.decode import (
+    ARRAYS,
+    DecodeLimits,
+    FrameSampler,
+    Pixels,
+    VideoError,
+    check_budget,
+    iter_av_frames,
+    probe,
+)
+from lvmae.extract.sparse import SparseSchedule
+from lvmae.foundation.schema import SegmentConfig
 
 
 class TruncatedVideo(VideoError):

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.decode import ARRAYS, DecodeLimits, Pixels, VideoError, is_transient
-from extract.segments import VideoSummary, iter_segments
-from foundation.runtime import ray_node_id
-from foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
-from store import StoreError
+from lvmae.extract.decode import ARRAYS, DecodeLimits, Pixels, VideoError, is_transient
+from lvmae.extract.segments import VideoSummary, iter_segments
+from lvmae.foundation.runtime import ray_node_id
+from lvmae.foundation.schema import EncoderConfig, SegmentConfig, TokenizerConfig
+from lvmae.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ class FrozenModels:
     def __init__(self, encoder_cfg: EncoderConfig, tokenizer_cfg: TokenizerConfig, *, threads: int | None = None):
         import torch
 
-        from extract.encoder import ImageTextEncoder
-        from extract.tokenizer import FrozenTokenizer
+        from lvmae.extract.encoder import ImageTextEncoder
+        from lvmae.extract.tokenizer import FrozenTokenizer
 
         if threads:
             torch.set_num_threads(threads)
@@ -179,7 +179,7 @@ class DecodeAndEncode:
         decoder: str = "cpu",
         threads: int | None = None,
     ):
-        from extract.nvdec import pixels_for
+        from lvmae.extract.nvdec import pixels_for
 
         self.models = FrozenModels(encoder_cfg, tokenizer_cfg, threads=threads)
         self.pixels = pixels_for(decoder, self.models.encoder.device)

@@ -11,3 +11,20 @@ from __future__ import annotations
 
 class LvmaeError(Exception):
     """Something the user can fix; the message says what and where."""
+
+
+class UsageError(LvmaeError, ValueError):
+    """An argument out of its range (a ratio outside (0, 1), no seeds) or arguments that exclude each
+    other; `arguments` names them as the function calls them, `value` is what was given (if one),
+    `allowed` what would do. The CLI names them as its options (`ratio` is `--ratio`) and exits with
+    status 2, as for a bad option."""
+
+    def __init__(self, arguments: str | tuple[str, ...], allowed: str, *, value: object = None):
+        self.arguments = (arguments,) if isinstance(arguments, str) else tuple(arguments)
+        self.allowed, self.value = allowed, value
+        super().__init__(self.message())
+
+    def message(self, spell=lambda name: name) -> str:
+        """The message with each argument's name as `spell` writes it (the CLI: `--name`)."""
+        given = "" if self.value is None else f" {self.value}"
+        return f"{', '.join(map(spell, self.arguments))}{given}: {self.allowed}"

@@ -8,7 +8,9 @@ never raw dicts.
 Errors name the key: an unknown key suggests the closest valid one, a wrong type names the key,
 the value and the expected type, a bad value names the key, the value and what is allowed.
 Relative paths resolve against the directory of the config file (the working directory when
-there is none).
+there is none). A path written `lvmae:FOLDER/FILE` names a file shipped inside the installed package
+(`lvmae:toyworld/weights/toyclip.pt`, the stand-in encoder's weights): it resolves to wherever the
+package is installed, whatever the working directory (see `shipped`).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import textwrap
 import types
 import typing
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
-from foundation.errors import LvmaeError
+from lvmae.foundation.errors import LvmaeError
 
 
 class ConfigError(LvmaeError, ValueError):
@@ -317,7 +320,26 @@ def _coerce(value: Any, tp: Any, key: str, base: Path, where: str) -> Any:
     raise ConfigError(f"{key}: unsupported config type {tp!r}")  # a schema bug, not a user error
 
 
+SHIPPED = "lvmae:"
+"""The prefix of a path inside the installed package."""
+
+
+def shipped(spec: str) -> Path:
+    """The file `lvmae:FOLDER/REST` names: `REST` inside subpackage `lvmae.FOLDER` (or inside `lvmae`
+    itself when `FOLDER` is no subpackage), found through `importlib.resources`, so it is the installed
+    copy in a wheel install and the checkout's in an editable one."""
+    relative = spec.removeprefix(SHIPPED).strip("/")
+    folder, _, rest = relative.partition("/")
+    try:
+        root, inside = resources.files(f"lvmae.{folder}"), rest
+    except ModuleNotFoundError:
+        root, inside = resources.files("lvmae"), relative
+    return Path(str(root.joinpath(*inside.split("/")) if inside else root))
+
+
 def _resolve(s: str, base: Path) -> Path:
+    if s.startswith(SHIPPED):
+        return shipped(s)
     p = Path(s).expanduser()
     return p if p.is_absolute() else (base / p).resolve()
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from foundation.files import atomic_write_json
+from lvmae.foundation.files import atomic_write_json
 
 
 def provenance_path(weights: str | Path) -> Path:

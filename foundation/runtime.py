@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foundation.errors import LvmaeError
+from lvmae.foundation.errors import LvmaeError
 
 if TYPE_CHECKING:
     import torch
 
-    from foundation.schema import RayConfig
+    from lvmae.foundation.schema import RayConfig
 
 log = logging.getLogger("lvmae")
 

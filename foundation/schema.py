@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from foundation.loader import PathOrTag, Uri, check, load, to_plain
+from lvmae.foundation.loader import PathOrTag, Uri, check, load, to_plain
 
 DEFAULT_CONFIG_NAME = "pipeline.yaml"
 
@@ -77,15 +77,15 @@ class SegmentConfig:
 class EncoderConfig:
     model: str = "toyclip"
     """open_clip model name (e.g. ViT-B-32); `toyclip` is the toy world's stand-in architecture."""
-    pretrained: PathOrTag = PathOrTag("toyworld/weights/toyclip.pt")
-    """open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint file path."""
+    pretrained: PathOrTag = PathOrTag("lvmae:toyworld/weights/toyclip.pt")
+    """open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint file path; `lvmae:...` is a file shipped in the package."""
     device: str = "auto"
     """auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """Weights and activations dtype: auto is fp32 on CPU and bf16 on GPU."""
     batch_size: int = 256
     """Frames per encoder forward pass."""
-    model_configs: list[Path] = field(default_factory=lambda: [Path("toyworld/model_configs")])
+    model_configs: list[Path] = field(default_factory=lambda: [Path("lvmae:toyworld/model_configs")])
     """Folders of extra open_clip model configs (JSON) registered before the model is built; the default holds the toy world's `toyclip`."""
 
     def __post_init__(self):
@@ -138,7 +138,7 @@ class TokenizerFitConfig:
 
 @dataclass
 class TokenizerConfig:
-    checkpoint: Path = Path("toyworld/weights/tokenizer.pt")
+    checkpoint: Path = Path("lvmae:toyworld/weights/tokenizer.pt")
     """Fitted tokenizer checkpoint (weights plus its own architecture config)."""
     kappa: float = 0.15
     """Token budget: fraction of a clip's tokens kept by the scorer; importance = mean of the top-kappa scores."""

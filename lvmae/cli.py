@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lvmae.commands.embed_sequences",
         "write the pretrained encoder's per-segment outputs as a store",
     ),
+    "evaluate": (
+        "lvmae.commands.evaluate",
+        "held-out masked-segment reconstruction MSE of a pretraining run vs copying the nearest segment",
+    ),
     "index": ("lvmae.commands.index", "build or update the FAISS segment index of a store; describe one"),
     "search": (
         "lvmae.commands.search",

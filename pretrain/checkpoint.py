@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from foundation.errors import LvmaeError
-from foundation.files import atomic_write, atomic_write_text, sha256_file
-from pretrain.model import LVMAE, ModelConfig
+from lvmae.foundation.errors import LvmaeError
+from lvmae.foundation.files import atomic_write, atomic_write_text, sha256_file
+from lvmae.pretrain.model import LVMAE, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"

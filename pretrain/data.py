@@ -16,14 +16,16 @@ import hashlib
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
-from store import Store
+from lvmae.store import Store
 
 
 @dataclass(frozen=True, order=True)
@@ -121,22 +123,43 @@ class Batch:
         )
 
 
-def read_batch(store: Store, windows: list[Window], *, codes: bool = False) -> Batch:
-    """Read the windows and pad them into one ragged batch (padding at the end of each row)."""
+def read_window(store: Store, window: Window, *, codes: bool = False) -> dict[str, Any]:
+    """One window as arrays: emb (L, D) float32, importance (L,) float32, codes (L, t, h, w) int64 when
+    asked for, and the window itself."""
     names = ("emb", "importance", "codes") if codes else ("emb", "importance")
-    seqs = [store.sequence(w.video_id, w.start, w.stop, arrays=names) for w in windows]
-    B, T, D = len(windows), max(w.length for w in windows), seqs[0].get("emb").shape[1]
+    seq = store.sequence(window.video_id, window.start, window.stop, arrays=names)
+    item: dict[str, Any] = {
+        "emb": torch.from_numpy(seq.get("emb").astype(np.float32)),
+        "importance": torch.from_numpy(seq.get("importance").astype(np.float32)),
+        "window": window,
+    }
+    if codes:
+        item["codes"] = torch.from_numpy(seq.get("codes").astype(np.int64))
+    return item
+
+
+def collate_windows(items: Sequence[dict[str, Any]]) -> Batch:
+    """Pad windows read by `read_window` into one ragged batch (padding at the end of each row): the
+    `collate_fn` of a DataLoader over a `WindowDataset`."""
+    windows = [item["window"] for item in items]
+    B, T, D = len(items), max(w.length for w in windows), items[0]["emb"].shape[1]
     emb = torch.zeros(B, T, D)
     importance = torch.zeros(B, T)
     valid = torch.zeros(B, T, dtype=torch.bool)
-    code = torch.zeros(B, T, *seqs[0].get("codes").shape[1:], dtype=torch.int64) if codes else None
-    for i, (w, seq) in enumerate(zip(windows, seqs)):
-        emb[i, : w.length] = torch.from_numpy(seq.get("emb").astype(np.float32))
-        importance[i, : w.length] = torch.from_numpy(seq.get("importance"))
+    has_codes = "codes" in items[0]
+    code = torch.zeros(B, T, *items[0]["codes"].shape[1:], dtype=torch.int64) if has_codes else None
+    for i, (w, item) in enumerate(zip(windows, items)):
+        emb[i, : w.length] = item["emb"]
+        importance[i, : w.length] = item["importance"]
         valid[i, : w.length] = True
         if code is not None:
-            code[i, : w.length] = torch.from_numpy(seq.get("codes").astype(np.int64))
-    return Batch(emb, importance, valid, code, list(windows))
+            code[i, : w.length] = item["codes"]
+    return Batch(emb, importance, valid, code, windows)
+
+
+def read_batch(store: Store, windows: list[Window], *, codes: bool = False) -> Batch:
+    """Read the windows and pad them into one ragged batch (padding at the end of each row)."""
+    return collate_windows([read_window(store, w, codes=codes) for w in windows])
 
 
 TRAIN_STREAM, VAL_STREAM, EVAL_STREAM = 0, 1, 2  # training windows, validation windows, evaluation masks
@@ -148,6 +171,29 @@ def step_seeds(seed: int, stream: int, rank: int, step: int) -> tuple[np.random.
     data, mask = np.random.SeedSequence([seed, stream, rank, step]).spawn(2)
     generator = torch.Generator().manual_seed(int(mask.generate_state(1, np.uint64)[0] >> 1))
     return np.random.default_rng(data), generator
+
+
+@dataclass(frozen=True)
+class WindowDraw:
+    """Which windows one rank of a run trains on at each step: a pure function of (seed, stream, rank, step)."""
+
+    videos: tuple[Video, ...]
+    batch_size: int
+    min_segments: int
+    max_segments: int
+    seed: int
+    stream: int = TRAIN_STREAM
+    rank: int = 0
+
+    def windows(self, step: int) -> list[Window]:
+        rng, _ = step_seeds(self.seed, self.stream, self.rank, step)
+        return sample_windows(
+            list(self.videos), self.batch_size, min_segments=self.min_segments, max_segments=self.max_segments, rng=rng
+        )
+
+    def window(self, index: int) -> Window:
+        """The `index`-th window of the run: window `index % batch_size` of step `index // batch_size`."""
+        return self.windows(index // self.batch_size)[index % self.batch_size]
 
 
 class WindowSource:
@@ -171,12 +217,10 @@ class WindowSource:
         self.store, self.videos, self.batch_size = store, videos, batch_size
         self.min_segments, self.max_segments = min_segments, max_segments
         self.seed, self.stream, self.rank, self.codes = seed, stream, rank, codes
+        self.draw = WindowDraw(tuple(videos), batch_size, min_segments, max_segments, seed, stream, rank)
 
     def windows(self, step: int) -> list[Window]:
-        rng, _ = step_seeds(self.seed, self.stream, self.rank, step)
-        return sample_windows(
-            self.videos, self.batch_size, min_segments=self.min_segments, max_segments=self.max_segments, rng=rng
-        )
+        return self.draw.windows(step)
 
     def batch(self, step: int) -> Batch:
         return read_batch(self.store, self.windows(step), codes=self.codes)
@@ -221,3 +265,76 @@ class WindowSource:
         finally:
             stop_event.set()
             thread.join(timeout=5)
+
+
+class WindowDataset(Dataset):
+    """A store's windows as a map-style PyTorch `Dataset`, for training a model of one's own on the
+    segment embeddings. Item k is one window as `read_window` gives it (emb (L, D), importance (L,),
+    optionally codes, and the `Window`); `collate_windows` pads a list of them into a `Batch`.
+
+    `WindowDataset.pretraining(store, p, steps=N)` holds exactly the windows `lvmae pretrain` draws for
+    `p` (the same seed, videos, lengths): items k*B .. k*B+B-1 are step k's batch of B = p.batch_size, so
+    a DataLoader with that batch size and no shuffling yields step 0's batch, then step 1's, and so on.
+    `WindowDataset.whole_videos(store)` holds every ok video once, whole (long videos in windows of at
+    most `max_segments`). Every item is a pure function of its index, so any number of workers agree:
+
+        from torch.utils.data import DataLoader
+        from lvmae.pretrain.data import WindowDataset, collate_windows
+
+        data = WindowDataset.pretraining(store, cfg.pretrain, steps=1_000)
+        loader = DataLoader(data, batch_size=cfg.pretrain.batch_size, num_workers=2, collate_fn=collate_windows)
+        for step, batch in enumerate(loader):
+            out = model(batch.emb, batch.valid)  # emb (B, T, D) float32, valid (B, T) bool: False is padding
+            ...
+
+    Only the store's URI travels to the workers; each opens the store itself on its first item.
+    """
+
+    def __init__(self, store: Store, windows: Callable[[int], Window], length: int, *, codes: bool = False):
+        # `windows` must pickle (a worker gets a copy): a bound method of a list or of a WindowDraw.
+        self.store_uri = store.uri
+        self._store: Store | None = store
+        self._windows, self._length, self.codes = windows, length, codes
+
+    @classmethod
+    def pretraining(cls, store: Store, p: Any, *, steps: int, rank: int = 0, split: str = "train") -> WindowDataset:
+        """The windows of `steps` steps of pretraining with config section `p` (a `PretrainConfig`) on
+        rank `rank`: the training videos' (`split="train"`) or the validation batches' (`"val"`)."""
+        train, val = split_videos(ok_videos(store), p.val_fraction)
+        videos = {"train": train, "val": val}[split]
+        if not videos:
+            raise ValueError(f"store {store.uri} has no {split} videos to draw windows from")
+        stream = TRAIN_STREAM if split == "train" else VAL_STREAM
+        draw = WindowDraw(tuple(videos), p.batch_size, p.min_segments, p.max_segments, p.seed, stream, rank)
+        return cls(store, draw.window, steps * p.batch_size, codes=p.code_head)
+
+    @classmethod
+    def whole_videos(cls, store: Store, *, max_segments: int | None = None, codes: bool = False) -> WindowDataset:
+        """Every ok video, whole, in id order (in consecutive windows of at most `max_segments`)."""
+        videos = ok_videos(store)
+        windows = (
+            tile_windows(videos, max_segments)
+            if max_segments
+            else [Window(v.video_id, 0, v.n_segments) for v in videos]
+        )
+        return cls(store, windows.__getitem__, len(windows), codes=codes)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def window(self, index: int) -> Window:
+        if not 0 <= index < self._length:
+            raise IndexError(f"window {index} of {self._length}")
+        return self._windows(index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return read_window(self._open(), self.window(index), codes=self.codes)
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.store_uri)
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A worker opens the store itself: an open store's readers and caches stay in this process.
+        return {**self.__dict__, "_store": None}

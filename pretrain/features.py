@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from foundation.progress import bar
-from foundation.runtime import autocast
-from pretrain.checkpoint import Pretrained
-from pretrain.model import LVMAE
-from store import Store, StoreIdentity
-from store.manifest import COLUMNS
+from lvmae.foundation.progress import bar
+from lvmae.foundation.runtime import autocast
+from lvmae.pretrain.checkpoint import Pretrained
+from lvmae.pretrain.model import LVMAE
+from lvmae.store import Store, StoreIdentity
+from lvmae.store.manifest import COLUMNS
 
 
 def chunk_bounds(T: int, chunk: int) -> list[tuple[int, int]]:

@@ -36,10 +36,10 @@ from typing import Any
 
 import torch
 
-from foundation.files import atomic_write_json
-from foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
-from foundation.schema import PretrainConfig, RayConfig
-from pretrain.checkpoint import (
+from lvmae.foundation.files import atomic_write_json
+from lvmae.foundation.runtime import check_fits_a_node, check_resources, init_ray, live_nodes, ray_node_id
+from lvmae.foundation.schema import PretrainConfig, RayConfig
+from lvmae.pretrain.checkpoint import (
     MODEL,
     PretrainError,
     TrainResult,
@@ -48,7 +48,7 @@ from pretrain.checkpoint import (
     read_result,
     saved_params,
 )
-from pretrain.train import RunEnv, train
+from lvmae.pretrain.train import RunEnv, train
 
 log = logging.getLogger("lvmae.pretrain")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import Store, StoreIdentity
+from lvmae.store import Store, StoreIdentity
 
 SEGMENT_SECONDS = 2.0
 FSQ_LEVELS = (4, 4, 3)

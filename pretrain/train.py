@@ -34,12 +34,12 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from foundation.files import stale_temp_files
-from foundation.optim import decay_groups, warmup_cosine
-from foundation.progress import bar
-from foundation.runtime import autocast, resolve_device
-from foundation.schema import PretrainConfig
-from pretrain.checkpoint import (
+from lvmae.foundation.files import stale_temp_files
+from lvmae.foundation.optim import decay_groups, warmup_cosine
+from lvmae.foundation.progress import bar
+from lvmae.foundation.runtime import autocast, resolve_device
+from lvmae.foundation.schema import PretrainConfig
+from lvmae.pretrain.checkpoint import (
     CHECKPOINT,
     METRICS,
     MODEL,
@@ -52,11 +52,11 @@ from pretrain.checkpoint import (
     save_state,
     truncate_metrics,
 )
-from pretrain.data import VAL_STREAM, Batch, Video, WindowSource, ok_videos, split_videos
-from pretrain.masking import decoder_mask, encoder_mask
-from pretrain.model import LVMAE, ModelConfig, Output, count_params
-from pretrain.presets import model_config
-from store import Store, StoreError, StoreIdentity
+from lvmae.pretrain.data import VAL_STREAM, Batch, Video, WindowSource, ok_videos, split_videos
+from lvmae.pretrain.masking import decoder_mask, encoder_mask
+from lvmae.pretrain.model import LVMAE, ModelConfig, Output, count_params
+from lvmae.pretrain.presets import model_config
+from lvmae.store import Store, StoreError, StoreIdentity
 
 log = logging.getLogger("lvmae.pretrain")
 

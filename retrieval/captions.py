@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from extract.encoder import EncoderIdentity, ImageTextEncoder
-from foundation.files import atomic_write_json, sha256_file
-from foundation.runtime import native_bf16, resolve_device
-from foundation.schema import EncoderConfig
-from pretrain.features import is_features_identity
-from retrieval.errors import NotTextAligned, RetrievalError
-from retrieval.index import normalized, write_faiss
+from lvmae.extract.encoder import EncoderIdentity, ImageTextEncoder
+from lvmae.foundation.files import atomic_write_json, sha256_file
+from lvmae.foundation.runtime import native_bf16, resolve_device
+from lvmae.foundation.schema import EncoderConfig
+from lvmae.pretrain.features import is_features_identity
+from lvmae.retrieval.errors import NotTextAligned, RetrievalError
+from lvmae.retrieval.index import normalized, write_faiss
 
 
 def describe_encoder(encoder: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foundation.errors import LvmaeError
+from lvmae.foundation.errors import LvmaeError
 
 
 class RetrievalError(LvmaeError):

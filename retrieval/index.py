@@ -39,13 +39,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foundation.files import atomic_write, atomic_write_json
-from foundation.progress import bar
-from foundation.provenance import lvmae_version
-from foundation.schema import RetrievalConfig
-from retrieval import kinds, placement
-from retrieval.errors import RetrievalError, StaleIndex
-from store import Store
+from lvmae.foundation.files import atomic_write, atomic_write_json
+from lvmae.foundation.progress import bar
+from lvmae.foundation.provenance import lvmae_version
+from lvmae.foundation.schema import RetrievalConfig
+from lvmae.retrieval import kinds, placement
+from lvmae.retrieval.errors import RetrievalError, StaleIndex
+from lvmae.store import Store
 
 FORMAT = "lvmae-segment-index"
 VERSION = 1

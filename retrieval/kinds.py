@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from foundation.progress import human_bytes
-from retrieval.errors import RetrievalError
+from lvmae.foundation.progress import human_bytes
+from lvmae.retrieval.errors import RetrievalError
 
 KINDS = ("flat", "hnsw", "ivfpq")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval.errors import RetrievalError
+from lvmae.retrieval.errors import RetrievalError
 
 _resources: Any = None  # one faiss.StandardGpuResources per process: it owns scratch memory on the GPU
 

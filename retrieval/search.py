@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from foundation.schema import EncoderConfig, RetrievalConfig
-from retrieval import placement
-from retrieval.captions import CaptionBank, query_precision, text_encoder_for, text_refusal
-from retrieval.errors import RetrievalError
-from retrieval.index import SegmentIndex, normalized
-from retrieval.moments import SPAN_TOUCH_S, Moment, merge_hits, select
+from lvmae.foundation.schema import EncoderConfig, RetrievalConfig
+from lvmae.retrieval import placement
+from lvmae.retrieval.captions import CaptionBank, query_precision, text_encoder_for, text_refusal
+from lvmae.retrieval.errors import RetrievalError
+from lvmae.retrieval.index import SegmentIndex, normalized
+from lvmae.retrieval.moments import SPAN_TOUCH_S, Moment, merge_hits, select
 
 
 def clock(seconds: float) -> str:
@@ -295,7 +295,7 @@ def open_searcher(
     """The searcher of the index in `folder`, checked against its store (a stale index is refused
     with the command that updates it). The text tower and the caption bank (`captions`, default
     `cfg.captions`; none when that file does not exist) load on the first query that needs them."""
-    from store import Store
+    from lvmae.store import Store
 
     index = SegmentIndex.load(folder, device=placement.resolve(cfg.device))
     store = Store.open(index.store_uri)
@@ -324,3 +324,30 @@ def open_searcher(
         uris=uris,
         refusal=text_refusal(index.store_uri, identity),
     )
+
+
+def results_table(results: Sequence[Result], *, query: str) -> str:
+    """The moments of one query as a table: rank, video, start–end, score, the bank's best caption."""
+    lines = ["", f'"{query}": {len(results)} moment{"s" * (len(results) != 1)}']
+    if not results:
+        return "\n".join(lines)
+    rows = [
+        (
+            str(r.rank),
+            r.moment.video_id,
+            f"{clock(r.moment.start)}–{clock(r.moment.end)}",
+            f"{r.moment.score:.3f}",
+            r.caption or "",
+        )
+        for r in results
+    ]
+    head = ("rank", "video", "start–end", "score", "caption")
+    widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(4)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  " + head[4])
+    for row in rows:
+        lines.append(
+            "  ".join(c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            + "  "
+            + row[4]
+        )
+    return "\n".join(lines)

@@ -22,13 +22,17 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from extract.decode import DecodeLimits, VideoError, iter_av_frames, to_rgb
-from foundation.files import atomic_write
-from foundation.progress import bar
+from lvmae.extract.decode import DecodeLimits, VideoError, iter_av_frames, to_rgb
+from lvmae.foundation.files import atomic_write
+from lvmae.foundation.progress import bar
+
+if TYPE_CHECKING:
+    from lvmae.retrieval.search import Result
 
 MARGIN = 8  # px around the whole sheet
 TITLE_HEIGHT = 28  # px of the title band, when there is a title
@@ -242,3 +246,19 @@ def _draw_caption(draw: ImageDraw.ImageDraw, caption: str, x: int, y: int, tile:
     font = _font(11)
     text = _clip(caption, font, tile)
     draw.text((x + (tile - font.getlength(text)) / 2, y + 2), text, font=font, fill=CAPTION_TEXT)
+
+
+def results_sheet(results: Sequence[Result], out: str | Path) -> Path:
+    """A contact sheet of search results: per moment, thumbnails at its start, middle and end."""
+    from lvmae.retrieval.search import clock, moment_times
+
+    rows = []
+    for r in results:
+        m = r.moment
+        times = moment_times(m)
+        # ASCII dash: Pillow's bundled font has no en dash
+        label = f"{r.query}\n#{r.rank}  {m.video_id}\n{clock(m.start)} - {clock(m.end)}  score {m.score:.3f}"
+        if r.caption:
+            label += f"\n{r.caption}"
+        rows.append(SheetRow(label, r.uri, times, tuple(clock(t) for t in times)))
+    return contact_sheet(rows, out, title=f"lvmae search: {len(results)} moments")

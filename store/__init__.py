@@ -25,12 +25,12 @@ Rules: a shard exists for readers once its manifest exists; the manifest is writ
 shapes.
 """
 
-from store.identity import StoreIdentity
-from store.layout import SCHEMA_VERSION, NoStore, StoreError
-from store.store import Dims, EmbeddingBatch, Segments, Store
-from store.summary import StoreSummary
-from store.verify import Problem, VerifyReport
-from store.writer import ShardWriter
+from lvmae.store.identity import StoreIdentity
+from lvmae.store.layout import SCHEMA_VERSION, NoStore, StoreError
+from lvmae.store.store import Dims, EmbeddingBatch, Segments, Store
+from lvmae.store.summary import StoreSummary
+from lvmae.store.verify import Problem, VerifyReport
+from lvmae.store.writer import ShardWriter
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -34,7 +34,7 @@ import google_crc32c
 import numcodecs.blosc
 import numpy as np
 
-from store.layout import Location, StoreError
+from lvmae.store.layout import Location, StoreError
 
 _MISSING = np.uint64(2**64 - 1)  # the shard index's (offset, length) of a chunk that was never written
 _BLOSC_MEMCPYED = 0x02  # blosc header flag: the data follow the header uncompressed and unshuffled

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from store.layout import MANIFEST_DIR, SHARDS_DIR, Location
-from store.manifest import is_temp_file
+from lvmae.store.layout import MANIFEST_DIR, SHARDS_DIR, Location
+from lvmae.store.manifest import is_temp_file
 
 
 @dataclass(frozen=True)

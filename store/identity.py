@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from store.layout import ROOT_ATTR, SCHEMA_VERSION, StoreError
+from lvmae.store.layout import ROOT_ATTR, SCHEMA_VERSION, StoreError
 
 REQUIRED_MODEL_KEYS = ("name", "weights_sha256")
 

@@ -35,7 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 from zarr.abc.store import Store as ZarrStore
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from foundation.errors import LvmaeError
+from lvmae.foundation.errors import LvmaeError
 
 SCHEMA_VERSION = 2
 """Bumped whenever the layout or the manifest columns change in a way old readers cannot read

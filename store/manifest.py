@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foundation.files import atomic_write_bytes
-from store.layout import MANIFEST_DIR, Location, StoreError, manifest_name, manifest_temp_prefix
+from lvmae.foundation.files import atomic_write_bytes
+from lvmae.store.layout import MANIFEST_DIR, Location, StoreError, manifest_name, manifest_temp_prefix
 
 COLUMNS = pa.schema(
     [

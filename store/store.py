@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 import zarr
 from zarr.errors import ArrayNotFoundError, BaseZarrError, ContainsGroupError
 
-from store import manifest
-from store.direct import ReaderCache, RowReader
-from store.garbage import Garbage, collect, find_garbage
-from store.identity import StoreIdentity, mismatch_error
-from store.layout import (
+from lvmae.store import manifest
+from lvmae.store.direct import ReaderCache, RowReader
+from lvmae.store.garbage import Garbage, collect, find_garbage
+from lvmae.store.identity import StoreIdentity, mismatch_error
+from lvmae.store.layout import (
     ARRAYS,
     MANIFEST_DIR,
     ROOT_ATTR,
@@ -40,9 +40,9 @@ from store.layout import (
     check_shard_id,
     shard_path,
 )
-from store.summary import StoreSummary, summarize
-from store.verify import VerifyReport, verify
-from store.writer import ShardWriter
+from lvmae.store.summary import StoreSummary, summarize
+from lvmae.store.verify import VerifyReport, verify
+from lvmae.store.writer import ShardWriter
 
 STATUSES = manifest.STATUSES
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.identity import StoreIdentity
+from lvmae.store.identity import StoreIdentity
 
 
 class SummarizedStore(Protocol):

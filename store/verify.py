@@ -14,12 +14,12 @@ from typing import Protocol
 import numpy as np
 import zarr
 
-from foundation.progress import bar
-from store import manifest
-from store.garbage import find_garbage
-from store.identity import StoreIdentity
-from store.layout import ARRAYS, Location, StoreError, array_names
-from store.manifest import Commit
+from lvmae.foundation.progress import bar
+from lvmae.store import manifest
+from lvmae.store.garbage import find_garbage
+from lvmae.store.identity import StoreIdentity
+from lvmae.store.layout import ARRAYS, Location, StoreError, array_names
+from lvmae.store.manifest import Commit
 
 READ_BLOCK_BYTES = 64 << 20
 """Verify reads each array in blocks of about this many bytes, so memory stays bounded."""

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 import zarr
 
-from foundation.files import fsync_dir, fsync_file, fsync_tree
-from store import manifest
-from store.identity import StoreIdentity
-from store.layout import (
+from lvmae.foundation.files import fsync_dir, fsync_file, fsync_tree
+from lvmae.store import manifest
+from lvmae.store.identity import StoreIdentity
+from lvmae.store.layout import (
     ARRAYS,
     SHARDS_DIR,
     Location,

@@ -30,17 +30,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from extract.encoder import register_model_configs as register_configs
-from foundation.files import atomic_write, sha256_file
-from foundation.optim import decay_groups, warmup_cosine
-from foundation.progress import bar
-from foundation.provenance import read_provenance, write_provenance
-from foundation.schema import CorpusSpec, EncoderFitConfig
-from toyworld.world import MOTIONS, FrameParams, Layout, all_looks, caption_bank, motion_params, render
+from lvmae.extract.encoder import register_model_configs as register_configs
+from lvmae.foundation.files import atomic_write, sha256_file
+from lvmae.foundation.loader import shipped
+from lvmae.foundation.optim import decay_groups, warmup_cosine
+from lvmae.foundation.progress import bar
+from lvmae.foundation.provenance import read_provenance, write_provenance
+from lvmae.foundation.schema import CorpusSpec, EncoderFitConfig
+from lvmae.toyworld.world import MOTIONS, FrameParams, Layout, all_looks, caption_bank, motion_params, render
 
 MODEL_NAME = "toyclip"
-CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "toyclip.pt"
+CONFIG_DIR = shipped("lvmae:toyworld/model_configs")
+SHIPPED_WEIGHTS = shipped("lvmae:toyworld/weights/toyclip.pt")  # what encoder.pretrained names by default
 
 LOOKS = all_looks()  # caption id -> Look, in caption-bank order
 
@@ -57,7 +58,7 @@ def register_model_configs() -> None:
 
 def world_fingerprint() -> str:
     """Hash of what the shipped weights depend on: the caption bank, renderer version, model config."""
-    from toyworld.generate import CORPUS_VERSION
+    from lvmae.toyworld.generate import CORPUS_VERSION
 
     h = hashlib.sha256()
     h.update("\n".join(caption_bank()).encode())
@@ -128,7 +129,7 @@ def labelled_frames(corpus, n: int, seed: int, *, max_candidates: int | None = N
     """`n` frames decoded from `corpus` (a toyworld.generate.Corpus), each labelled with the caption it
     truly shows; frames where a blinking object is hidden are skipped. Videos are read in a seeded
     random order until there are enough candidates, so a long corpus is not decoded whole."""
-    from toyworld.generate import render_frames, video_plan
+    from lvmae.toyworld.generate import render_frames, video_plan
 
     index = {c: i for i, c in enumerate(caption_bank())}
     spec = corpus.spec
@@ -161,7 +162,7 @@ def heldout_frames(
 ) -> HeldOut:
     """`n` labelled frames decoded from a fresh corpus of seed `seed`: 24 one-minute videos (every
     procedure class twice, with their distractors), all decoded, frames drawn uniformly."""
-    from toyworld.generate import frame_counts, generate
+    from lvmae.toyworld.generate import frame_counts, generate
 
     spec = CorpusSpec(videos=24, minutes=(1.0, 1.0), seed=seed, size=size, fps=fps)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -172,7 +173,7 @@ def heldout_frames(
 def bank_frames(per_caption: int = 4, seed: int = 1001, size: int = 64) -> HeldOut:
     """Frames of every caption in the bank (`per_caption` random layouts and motions each), through
     a real h264 encode and decode: coverage of the whole bank, which procedure videos never give."""
-    from toyworld.generate import write_mp4
+    from lvmae.toyworld.generate import write_mp4
 
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(LOOKS)), per_caption)

@@ -28,11 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foundation.files import atomic_write_json, atomic_write_text, commit_file
-from foundation.progress import bar
-from foundation.schema import CorpusSpec
-from toyworld.procedures import PlannedStep, plan_video, procedures
-from toyworld.world import caption_bank, motion_params, render
+from lvmae.foundation.files import atomic_write_json, atomic_write_text, commit_file
+from lvmae.foundation.progress import Summary, bar, human_seconds
+from lvmae.foundation.schema import CorpusSpec
+from lvmae.toyworld.procedures import PlannedStep, plan_video, procedures
+from lvmae.toyworld.world import caption_bank, motion_params, render
 
 # Bump when rendering or the world changes: corpora (and the demo's cache) keyed on it are redone.
 CORPUS_VERSION = 1
@@ -174,6 +174,31 @@ class Corpus:
     @property
     def video_seconds(self) -> float:
         return float(sum(self.videos.column("duration").to_pylist()))
+
+    def summary(self) -> Summary:
+        """What the corpus holds and where, as a one-screen summary."""
+        s = Summary(f"toy-world corpus: {self.root}")
+        s.started -= self.seconds  # the summary's wall time is the generation's
+        durations = self.videos.column("duration").to_pylist()
+        s.add("videos", len(durations))
+        s.add(
+            "video time",
+            f"{human_seconds(sum(durations))} ({min(durations) / 60:.1f}-{max(durations) / 60:.1f} min each)",
+        )
+        s.add(
+            "frames",
+            f"{sum(self.videos.column('n_frames').to_pylist()):,} at {self.spec.fps:g} fps, "
+            f"{self.spec.size}x{self.spec.size}",
+        )
+        s.add("procedure classes", len(set(self.videos.column("label").to_pylist())))
+        s.add("steps in truth", self.truth.num_rows)
+        if self.seconds:
+            s.add("render+encode rate", f"{sum(durations) / self.seconds:,.0f} video-s/s")
+        s.note(f"videos:   {self.root / 'videos'}")
+        s.note(f"inputs:   {self.root / 'videos.parquet'}  (uri, id, label: usable as extract.inputs)")
+        s.note(f"truth:    {self.root / 'truth.parquet'}")
+        s.note(f"captions: {self.root / 'captions.txt'}")
+        return s
 
 
 def is_complete(out: Path, spec: CorpusSpec) -> bool:

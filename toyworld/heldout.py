@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.tokenizer.evaluate import HeldOutClips
-from extract.tokenizer.fit import load_frames
-from foundation.schema import CorpusSpec
-from toyworld.generate import generate, load_corpus, render_frames, video_plan
+from lvmae.extract.tokenizer.evaluate import HeldOutClips
+from lvmae.extract.tokenizer.fit import load_frames
+from lvmae.foundation.schema import CorpusSpec
+from lvmae.toyworld.generate import generate, load_corpus, render_frames, video_plan
 
 
 def heldout_clips(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toyworld.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Layout, Look, valid_pair
+from lvmae.toyworld.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Layout, Look, valid_pair
 
 WORLD_SEED = 20261125
 N_GROUPS = 4

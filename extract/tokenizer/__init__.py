@@ -4,6 +4,6 @@
 per clip out.
 """
 
-from extract.tokenizer.frozen import FrozenTokenizer, TokenizerOutput
+from lvmae.extract.tokenizer.frozen import FrozenTokenizer, TokenizerOutput
 
 __all__ = ["FrozenTokenizer", "TokenizerOutput"]

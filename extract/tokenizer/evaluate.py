@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from extract.tokenizer.fit import to_input
-from extract.tokenizer.model import VideoTokenizer, importance, token_footprint_mean
+from lvmae.extract.tokenizer.fit import to_input
+from lvmae.extract.tokenizer.model import VideoTokenizer, importance, token_footprint_mean
 
 
 def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:

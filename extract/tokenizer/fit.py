@@ -29,13 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from extract.decode import frames_at, probe
-from extract.tokenizer.model import TokenizerArch, VideoTokenizer, token_footprint_mean
-from foundation.files import atomic_write, sha256_file
-from foundation.optim import warmup_cosine
-from foundation.progress import bar
-from foundation.provenance import write_provenance
-from foundation.schema import SegmentConfig, TokenizerFitConfig
+from lvmae.extract.decode import frames_at, probe
+from lvmae.extract.tokenizer.model import TokenizerArch, VideoTokenizer, token_footprint_mean
+from lvmae.foundation.files import atomic_write, sha256_file
+from lvmae.foundation.optim import warmup_cosine
+from lvmae.foundation.progress import bar
+from lvmae.foundation.provenance import write_provenance
+from lvmae.foundation.schema import SegmentConfig, TokenizerFitConfig
 
 LR_FLOOR = 0.05
 """The learning rate decays to this fraction of its peak, not to 0: the scorer keeps learning late."""

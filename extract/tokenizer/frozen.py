@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from extract.tokenizer.fit import load_tokenizer, to_input
-from extract.tokenizer.model import importance, latent_frames
-from foundation.files import sha256_file
-from foundation.runtime import resolve_device
+from lvmae.extract.tokenizer.fit import load_tokenizer, to_input
+from lvmae.extract.tokenizer.model import importance, latent_frames
+from lvmae.foundation.files import sha256_file
+from lvmae.foundation.runtime import resolve_device
 
 
 def tokenizer_identity(checkpoint: str | Path, kappa: float, *, levels: list[int] | None = None) -> dict:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from foundation.errors import LvmaeError
-from foundation.loader import ConfigError
-from foundation.progress import configure_logging
-from foundation.schema import Config, load_config
+from lvmae.foundation.errors import LvmaeError, UsageError
+from lvmae.foundation.loader import ConfigError
+from lvmae.foundation.progress import configure_logging
+from lvmae.foundation.schema import Config, load_config
 
 Run = Callable[[argparse.Namespace, Config], "int | None"]
 Arguments = Callable[[argparse.ArgumentParser], None]
@@ -117,6 +117,8 @@ class Command:
             return int(run(args, cfg) or 0)  # type: ignore[arg-type]
         except CommandFailed as exc:
             return fail(parser, str(exc), exc.status)
+        except UsageError as exc:
+            return fail(parser, exc.message(lambda name: "--" + name.replace("_", "-")), 2)
         except (LvmaeError, *self.errors) as exc:
             return fail(parser, str(exc), self.error_status)
 
@@ -165,13 +167,19 @@ def add_caption_options(parser: argparse.ArgumentParser, *, truth: bool = True) 
         )
 
 
+def add_model_options(parser: argparse.ArgumentParser, *, store: str = "store of segment embeddings") -> None:
+    """--store (what `store` says it is), --checkpoint (a pretraining run's model) and --device: what the
+    commands that run a trained LV-MAE over a store take."""
+    parser.add_argument("--store", metavar="URI", help=f"{store} (default: paths.store)")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="model.pt or checkpoint.pt of a pretraining run (default: pretrain.checkpoint_dir/model.pt)",
+    )
+    parser.add_argument("--device", help="torch device of the model (default: pretrain.device)")
+
+
 def fail(parser: argparse.ArgumentParser, message: str, status: int = 1) -> int:
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return status
-
-
-def pretrain_device(option: str | None, cfg: Config):
-    """The torch device for a pretrained LV-MAE: the command's --device, else pretrain.device."""
-    from foundation.runtime import resolve_device
-
-    return resolve_device(option or cfg.pretrain.device, "--device" if option else "pretrain.device")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from foundation.loader import dump_json, dump_yaml, iter_keys
-from foundation.schema import Config
 from lvmae.commands.command import Action, Command
+from lvmae.foundation.loader import dump_json, dump_yaml, iter_keys
+from lvmae.foundation.schema import Config
 
 
 def _show(args: argparse.Namespace, cfg: Config) -> int:

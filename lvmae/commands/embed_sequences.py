@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from foundation.progress import Summary
-from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed, pretrain_device
+from lvmae.commands.command import Command, CommandFailed, add_model_options
+from lvmae.foundation.progress import Summary
+from lvmae.foundation.schema import Config
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", metavar="URI", help="store of segment embeddings to encode (default: paths.store)")
-    parser.add_argument(
-        "--checkpoint",
-        metavar="FILE",
-        type=Path,
-        help="model.pt or checkpoint.pt of a pretraining run (default: pretrain.checkpoint_dir/model.pt)",
-    )
+    add_model_options(parser, store="store of segment embeddings to encode")
     parser.add_argument("--out", metavar="URI", help="store to write (default: pretrain.embeddings_store)")
     parser.add_argument(
         "--chunk",
@@ -25,23 +18,20 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="encode at most N consecutive segments at once (default: the run's max_segments)",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: pretrain.device)")
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     if args.chunk is not None and args.chunk < 1:
         raise CommandFailed(f"--chunk must be at least 1 segment; got {args.chunk}", status=2)
-    from pretrain.checkpoint import load_pretrained
-    from pretrain.features import embed_sequences
-    from store import Store
+    from lvmae.api import load_model, open_store
+    from lvmae.pretrain.features import embed_sequences
 
     checkpoint = args.checkpoint or cfg.pretrain.checkpoint_dir / "model.pt"
     source_uri = args.store or str(cfg.paths.store)
     out_uri = args.out or str(cfg.pretrain.embeddings_store)
     summary = Summary(f"embed-sequences {out_uri}")
-    device = pretrain_device(args.device, cfg)
-    pretrained = load_pretrained(checkpoint, device)
-    counts = embed_sequences(Store.open(source_uri), pretrained, out_uri, chunk=args.chunk)
+    pretrained = load_model(checkpoint, args.device or cfg.pretrain.device)
+    counts = embed_sequences(open_store(source_uri), pretrained, out_uri, chunk=args.chunk)
     summary.add("source store", source_uri).add("encoder", f"{checkpoint} (sha256 {pretrained.sha256[:12]}…)")
     summary.add("output width W", counts["width"]).add("chunk, segments", counts["chunk"])
     summary.add("shards written", counts["shards_written"]).add("shards already there", counts["shards_skipped"])

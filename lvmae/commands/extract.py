@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from foundation.schema import Config
 from lvmae.commands.command import Command, CommandFailed
+from lvmae.foundation.schema import Config
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,23 +34,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def models_of(cfg: Config):
-    """The sections that say what extraction computes (`extract.runner.Models`)."""
-    from extract.runner import Models
-
-    return Models(segment=cfg.segment, encoder=cfg.encoder, tokenizer=cfg.tokenizer)
-
-
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from extract.runner import run_extract
+    from lvmae.api import extract_videos
 
     store = args.store or str(cfg.paths.store)
-    report = run_extract(
-        cfg.extract,
-        models_of(cfg),
-        cfg.ray,
-        store_uri=store,
-        inputs=args.inputs,
+    report = extract_videos(
+        cfg,
+        args.inputs,
+        store=store,
         runner=args.runner,
         resume=False if args.no_resume else None,
         retry=args.retry_failed,

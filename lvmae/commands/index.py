@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from foundation.progress import Summary, human_bytes, human_seconds
-from foundation.schema import Config
 from lvmae.commands.command import Action, Command, CommandFailed
+from lvmae.foundation.progress import Summary, human_bytes, human_seconds
+from lvmae.foundation.schema import Config
 
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,33 +26,21 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace, cfg: Config) -> int:
-    from retrieval.index import HEADER, SegmentIndex, store_address
-    from store import Store
+    from lvmae.api import build_index, update_index
+    from lvmae.retrieval.index import HEADER
 
     out = args.out or cfg.retrieval.index_dir
-    store_uri = args.store or str(cfg.paths.store)
-    store = Store.open(store_uri)
     summary = Summary(f"lvmae index build {out}")
     if args.incremental and (out / HEADER).is_file():
-        index = SegmentIndex.load(out, writable=True)
-        if index.store_uri != store_address(store):
-            raise CommandFailed(
-                f"index {out} covers store {index.store_uri}, not {store_address(store)}: name its store, or another --out"
-            )
+        index, added = update_index(cfg, store=args.store or str(cfg.paths.store), folder=out)
         if args.kind and args.kind not in ("auto", index.kind):
             raise CommandFailed(f"index {out} is {index.kind}; --incremental keeps its kind (drop --kind {args.kind})")
-        before = len(index)
-        added = index.update(store)
-        if added:
-            index.save(out)
-        summary.add(
-            "update", f"{len(added)} new shards, {len(index) - before:,} vectors added" if added else "up to date"
-        )
+        vectors = index.header["updates"][-1]["vectors"] if added else 0  # the update's record
+        summary.add("update", f"{len(added)} new shards, {vectors:,} vectors added" if added else "up to date")
     else:
         if args.incremental:
             summary.note(f"no index in {out} yet: built one from scratch")
-        index = SegmentIndex.build(store, cfg.retrieval, kind=args.kind)
-        index.save(out)
+        index = build_index(cfg, store=args.store, out=out, kind=args.kind)
         seconds = index.header["build_seconds"]
         summary.add("built in", f"{human_seconds(seconds)} ({len(index) / max(seconds, 1e-9):,.0f} vectors/s)")
     _describe(summary, index)
@@ -76,10 +64,11 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace, cfg: Config) -> int:
-    from retrieval.index import SegmentIndex, build_command
-    from store import Store, StoreError
+    from lvmae.api import open_index
+    from lvmae.retrieval.index import build_command
+    from lvmae.store import Store, StoreError
 
-    index = SegmentIndex.load(args.dir)
+    index = open_index(args.dir)
     summary = Summary(f"index {args.dir}", timed=False)
     _describe(summary, index)
     try:

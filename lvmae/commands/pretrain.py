@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from foundation.progress import Summary
-from foundation.schema import Config
 from lvmae.commands.command import Command
+from lvmae.foundation.progress import Summary
+from lvmae.foundation.schema import Config
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,17 +30,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     # Imported here so that `lvmae pretrain --help` stays fast (no torch import).
-    from pretrain.train import train
+    from lvmae.api import train
 
     p = cfg.pretrain
     store_uri = args.store or str(cfg.paths.store)
-    out = args.out or p.checkpoint_dir
-    if p.trainer == "ray":
-        from pretrain.ray_runner import run
-
-        result = run(p, cfg.ray, store_uri=store_uri, out_dir=out, resume=args.resume, force=args.force)
-    else:
-        result = train(p, store_uri=store_uri, out_dir=out, resume=args.resume, force=args.force)
+    result = train(cfg, store=store_uri, out=args.out, resume=args.resume, force=args.force)
     summary = Summary(f"pretrain {result.out_dir}")
     summary.started -= result.wall_s  # the wall time shown is the run's
     summary.add("store", store_uri).add("preset", p.preset).add("parameters", result.params)

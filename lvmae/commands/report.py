@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from foundation.progress import Summary
-from foundation.schema import Config
 from lvmae.commands.command import Command, CommandFailed
+from lvmae.foundation.progress import Summary
+from lvmae.foundation.schema import Config
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +30,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from retrieval.report import Artifacts, write_report
+    from lvmae.demo import DemoLayout
+    from lvmae.report import Artifacts, write_report
 
     if args.demo is not None:
         if not args.demo.is_dir():
             raise CommandFailed(f"--demo {args.demo}: no such folder", status=2)
-        artifacts = Artifacts.of_demo(args.demo)
+        artifacts = DemoLayout(args.demo).artifacts()
     else:
         artifacts = Artifacts()
     for name in ("store", "pretrain", "inspect", "timeline", "probe", "bench_extract"):
@@ -48,7 +49,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             )
             continue
         setattr(artifacts, name, given)
-    out = args.out or ((args.demo / "report.html") if args.demo is not None else Path("report.html"))
+    out = args.out or (DemoLayout(args.demo).report if args.demo is not None else Path("report.html"))
     path, present = write_report(artifacts, out, title=f"lvmae report — {args.demo or args.store or 'run'}")
     summary = Summary("lvmae report")
     summary.add("report", str(path)).add("sections", ", ".join(present) or "none")

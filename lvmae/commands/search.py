@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from foundation.schema import Config
 from lvmae.commands.command import Command, CommandFailed, add_caption_options
+from lvmae.foundation.schema import Config
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,10 +57,11 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     if args.per_video is not None and args.per_video < 0:
         raise CommandFailed(f"--per-video {args.per_video}: 0 (no limit) or more", status=2)
     queries = _queries(args)
-    from retrieval.search import open_searcher, parse_like
+    from lvmae.api import open_searcher
+    from lvmae.retrieval.search import parse_like, results_table
 
     like = parse_like(args.like) if args.like else None
-    searcher = open_searcher(args.index or cfg.retrieval.index_dir, cfg.retrieval, cfg.encoder, captions=args.captions)
+    searcher = open_searcher(cfg, index=args.index, captions=args.captions)
     if like is not None:
         answers = [searcher.like(*like, k=args.k, per_video=args.per_video)]
     else:
@@ -70,55 +71,13 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             for result in results:
                 print(json.dumps(result.to_json()))
         else:
-            print_table(results, query=results[0].query if results else (queries[0] if queries else args.like))
+            print(results_table(results, query=results[0].query if results else (queries[0] if queries else args.like)))
     if args.sheet is not None:
-        path = write_sheet([r for results in answers for r in results], args.sheet)
+        from lvmae.retrieval.sheet import results_sheet
+
+        path = results_sheet([r for results in answers for r in results], args.sheet)
         print(f"contact sheet: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
-
-
-def print_table(results, *, query: str) -> None:
-    from retrieval.search import clock
-
-    print(f'\n"{query}": {len(results)} moment{"s" * (len(results) != 1)}')
-    if not results:
-        return
-    rows = [
-        (
-            str(r.rank),
-            r.moment.video_id,
-            f"{clock(r.moment.start)}–{clock(r.moment.end)}",
-            f"{r.moment.score:.3f}",
-            r.caption or "",
-        )
-        for r in results
-    ]
-    head = ("rank", "video", "start–end", "score", "caption")
-    widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(4)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  " + head[4])
-    for row in rows:
-        print(
-            "  ".join(c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-            + "  "
-            + row[4]
-        )
-
-
-def write_sheet(results, out: Path) -> Path:
-    """A contact sheet of `results`: per moment, thumbnails at its start, middle and end."""
-    from retrieval.search import clock, moment_times
-    from retrieval.sheet import SheetRow, contact_sheet
-
-    rows = []
-    for r in results:
-        m = r.moment
-        times = moment_times(m)
-        # ASCII dash: Pillow's bundled font has no en dash
-        label = f"{r.query}\n#{r.rank}  {m.video_id}\n{clock(m.start)} - {clock(m.end)}  score {m.score:.3f}"
-        if r.caption:
-            label += f"\n{r.caption}"
-        rows.append(SheetRow(label, r.uri, times, tuple(clock(t) for t in times)))
-    return contact_sheet(rows, out, title=f"lvmae search: {len(results)} moments")
 
 
 COMMAND = Command(

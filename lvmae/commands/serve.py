@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from foundation.progress import Summary
-from foundation.schema import Config
-from lvmae.commands.command import Command, CommandFailed, add_caption_options, pretrain_device
+from lvmae.commands.command import Command, CommandFailed, add_caption_options
+from lvmae.foundation.progress import Summary
+from lvmae.foundation.schema import Config
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -42,50 +41,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Sources:
-    index: Path
-    store: str | None
-    checkpoint: Path | None
-    captions: Path | None
-
-
-def sources(args: argparse.Namespace, cfg: Config) -> Sources:
-    """What to serve, from --demo or the separate options (not both)."""
-    if args.demo is None:
-        return Sources(args.index or cfg.retrieval.index_dir, args.store, args.checkpoint, args.captions)
-    if args.index or args.store or args.checkpoint:
-        raise CommandFailed("give --demo DIR, or --index/--store/--checkpoint, not both", status=2)
-    demo = args.demo
-    if not (demo / "index" / "index.json").is_file():
-        raise CommandFailed(f"--demo {demo}: no index there ({demo / 'index'}); run `lvmae demo --out {demo}` first")
-    checkpoint = demo / "pretrain" / "model.pt"
-    return Sources(
-        demo / "index",
-        str(demo / "store"),
-        checkpoint if checkpoint.is_file() else None,
-        args.captions or demo / "toyworld" / "captions.txt",
-    )
-
-
-def open_service(args: argparse.Namespace, cfg: Config):
-    from retrieval.serve import Service
-
-    where = sources(args, cfg)
-    return Service.open(
-        where.index,
-        cfg.retrieval,
-        cfg.encoder,
-        store_uri=where.store,
-        checkpoint=where.checkpoint,
-        captions=where.captions,
-        truth=args.truth,
-        device=pretrain_device(args.device, cfg) if where.checkpoint else "cpu",
-    )
-
-
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from retrieval.serve import Server, make_app
+    from lvmae.api import create_app
+    from lvmae.web import Server
 
     if not 0 <= args.port <= 65535:
         raise CommandFailed(f"--port {args.port}: 0 to 65535", status=2)
@@ -94,9 +52,18 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    service = open_service(args, cfg)
-    server = Server(make_app(service), args.host, args.port)
-    info = service.info()
+    app = create_app(
+        cfg,
+        index=args.index,
+        store=args.store,
+        checkpoint=args.checkpoint,
+        captions=args.captions,
+        truth=args.truth,
+        device=args.device,
+        demo=args.demo,
+    )
+    server = Server(app, args.host, args.port)
+    info = app.state.service.info()
     summary = Summary("lvmae serve")
     summary.add("store", f"{info['store']}: {info['videos']:,} videos")
     summary.add("index", info["index"])

@@ -7,9 +7,9 @@ import json
 import time
 from typing import Any
 
-from foundation.progress import Summary
-from foundation.schema import Config
 from lvmae.commands.command import Action, Command, CommandFailed
+from lvmae.foundation.progress import Summary
+from lvmae.foundation.schema import Config
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace, cfg: Config | None):
-    from store import Store
+    from lvmae.store import Store
 
     return Store.open(args.store if args.store is not None else str(cfg.paths.store))  # type: ignore[union-attr]
 
@@ -70,7 +70,7 @@ def _verify(args: argparse.Namespace, cfg: Config | None) -> int:
 
 
 def _gc(args: argparse.Namespace, cfg: Config | None) -> int:
-    from store import Store
+    from lvmae.store import Store
 
     uri = args.store if args.store is not None else str(cfg.paths.store)  # type: ignore[union-attr]
     store = Store.create(uri, Store.open(uri).identity)  # writable, with the identity it already has

@@ -9,9 +9,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from foundation.progress import Summary, human_seconds
-from foundation.schema import Config, CorpusSpec
 from lvmae.commands.command import FIT_OPTIONS, Action, Command, CommandFailed, add_fit_options, with_options
+from lvmae.foundation.progress import Summary, human_seconds
+from lvmae.foundation.schema import Config, CorpusSpec
 
 # The toy-world corpus a fit uses when no videos are named: 12 four-minute videos (every procedure
 # class once), a seed of its own so held-out checks (tokenizer.fit.eval_seed) never see its frames.
@@ -41,8 +41,8 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
 
 
 def _fit_videos(args, cfg: Config) -> list[str]:
-    from extract.inputs import list_inputs
-    from toyworld.generate import generate, is_complete
+    from lvmae.extract.inputs import list_inputs
+    from lvmae.toyworld.generate import generate, is_complete
 
     if args.videos:
         return [v.uri for v in list_inputs(args.videos)]
@@ -54,15 +54,15 @@ def _fit_videos(args, cfg: Config) -> list[str]:
 
 
 def _heldout(cfg: Config, clips: int, seed: int):
-    from toyworld.heldout import heldout_clips
+    from lvmae.toyworld.heldout import heldout_clips
 
     seg = cfg.segment
     return heldout_clips(clips, seed, seg.tok_frames, seg.tok_size, seg.tok_fps)
 
 
 def _fit(args: argparse.Namespace, cfg: Config) -> int:
-    from extract.tokenizer.evaluate import evaluate
-    from extract.tokenizer.fit import fit_tokenizer, record_provenance
+    from lvmae.extract.tokenizer.evaluate import evaluate
+    from lvmae.extract.tokenizer.fit import fit_tokenizer, record_provenance
 
     settings = with_options(cfg.tokenizer.fit, "tokenizer.fit", args, *FIT_OPTIONS, "eval_clips")
     videos = _fit_videos(args, cfg)
@@ -92,9 +92,9 @@ def _add_figures(summary: Summary, f: dict) -> None:
 
 
 def _eval(args: argparse.Namespace, cfg: Config) -> int:
-    from extract.tokenizer.evaluate import evaluate
-    from extract.tokenizer.fit import load_tokenizer, record_provenance
-    from foundation.provenance import read_provenance
+    from lvmae.extract.tokenizer.evaluate import evaluate
+    from lvmae.extract.tokenizer.fit import load_tokenizer, record_provenance
+    from lvmae.foundation.provenance import read_provenance
 
     checkpoint = args.checkpoint or cfg.tokenizer.checkpoint
     summary = Summary(f"tokenizer held-out check: {checkpoint}")

@@ -8,9 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from foundation.progress import Summary, human_seconds
-from foundation.schema import Config
 from lvmae.commands.command import FIT_OPTIONS, Action, Command, CommandFailed, add_fit_options, with_options
+from lvmae.foundation.progress import Summary, human_seconds
+from lvmae.foundation.schema import Config
 
 
 def _minutes(text: str) -> tuple[float, float]:
@@ -57,40 +57,16 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace, cfg: Config) -> int:
-    from toyworld.generate import generate
+    from lvmae.toyworld.generate import generate
 
     spec = with_options(cfg.toyworld.corpus(), "toyworld", args, "videos", "minutes", "seed", "size", "fps")
     corpus = generate(spec, args.out or cfg.toyworld.out, workers=args.workers)
-    summarize_corpus(corpus).print()
+    corpus.summary().print()
     return 0
 
 
-def summarize_corpus(corpus) -> Summary:
-    s = Summary(f"toy-world corpus: {corpus.root}")
-    s.started -= corpus.seconds  # the summary's wall time is the generation's
-    durations = corpus.videos.column("duration").to_pylist()
-    s.add("videos", len(durations))
-    s.add(
-        "video time", f"{human_seconds(sum(durations))} ({min(durations) / 60:.1f}-{max(durations) / 60:.1f} min each)"
-    )
-    s.add(
-        "frames",
-        f"{sum(corpus.videos.column('n_frames').to_pylist()):,} at {corpus.spec.fps:g} fps, "
-        f"{corpus.spec.size}x{corpus.spec.size}",
-    )
-    s.add("procedure classes", len(set(corpus.videos.column("label").to_pylist())))
-    s.add("steps in truth", corpus.truth.num_rows)
-    if corpus.seconds:
-        s.add("render+encode rate", f"{sum(durations) / corpus.seconds:,.0f} video-s/s")
-    s.note(f"videos:   {corpus.root / 'videos'}")
-    s.note(f"inputs:   {corpus.root / 'videos.parquet'}  (uri, id, label: usable as extract.inputs)")
-    s.note(f"truth:    {corpus.root / 'truth.parquet'}")
-    s.note(f"captions: {corpus.root / 'captions.txt'}")
-    return s
-
-
 def _fit(args: argparse.Namespace, cfg: Config) -> int:
-    from toyworld.encoder import fit_encoder
+    from lvmae.toyworld.encoder import fit_encoder
 
     settings = with_options(cfg.toyworld.fit, "toyworld.fit", args, *FIT_OPTIONS, "eval_frames")
     command = "lvmae toyworld fit-encoder " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:])
@@ -113,7 +89,7 @@ def _fit(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _evaluate(args: argparse.Namespace, cfg: Config) -> int:
-    from toyworld.encoder import create_model, heldout_frames, record_evaluation, zero_shot
+    from lvmae.toyworld.encoder import create_model, heldout_frames, record_evaluation, zero_shot
 
     weights = args.weights or Path(cfg.encoder.pretrained)
     if not Path(weights).is_file():

@@ -7,14 +7,16 @@ these files or gives the path of another YAML file of the same form.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from foundation.errors import LvmaeError
+from lvmae.foundation.errors import LvmaeError
 
-PRESET_DIR = Path(__file__).parent
+PRESET_DIR = Path(str(resources.files(__name__)))
+"""The shipped presets: package data, wherever lvmae is installed."""
 ARCHITECTURE_KEYS = (
     "width",
     "depth",
@@ -73,7 +75,7 @@ def load_preset(name_or_path: str | Path) -> dict[str, Any]:
 def model_config(name_or_path: str | Path, *, dim_in: int, **objective: Any):
     """A `ModelConfig` from a preset plus the data's D and the objective fields (loss, code_levels,
     code_weight)."""
-    from pretrain.model import ModelConfig
+    from lvmae.pretrain.model import ModelConfig
 
     try:
         return ModelConfig(dim_in=dim_in, **load_preset(name_or_path), **objective)

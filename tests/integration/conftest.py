@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from extract.runner import run_extract
-from extract.tokenizer.fit import save_tokenizer
-from extract.tokenizer.model import TokenizerArch, VideoTokenizer
-from foundation.schema import load_config
 from lvmae import cli
-from lvmae.commands.extract import models_of
-from store import Store
+from lvmae.extract.runner import Models, run_extract
+from lvmae.extract.tokenizer.fit import save_tokenizer
+from lvmae.extract.tokenizer.model import TokenizerArch, VideoTokenizer
+from lvmae.foundation.schema import load_config
+from lvmae.store import Store
+from lvmae.toyworld.encoder import SHIPPED_WEIGHTS
+from lvmae.toyworld.generate import CorpusSpec, generate
 from tests.videos import write_frames
-from toyworld.encoder import SHIPPED_WEIGHTS
-from toyworld.generate import CorpusSpec, generate
 
 TINY_TOKENIZER = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -75,7 +74,7 @@ def make_config(tmp_path, tokenizer, **overrides):
 def extract_with(cfg, **kwargs):
     """`run_extract` on the config's sections, into `paths.store` unless `store_uri` says otherwise."""
     kwargs.setdefault("store_uri", str(cfg.paths.store))
-    return run_extract(cfg.extract, models_of(cfg), cfg.ray, **kwargs)
+    return run_extract(cfg.extract, Models.of(cfg), cfg.ray, **kwargs)
 
 
 def store_contents(uri):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from extract.runner import ExtractReport
-from foundation.runtime import ResourceError
-from pretrain import ray_runner
-from pretrain.synthetic import write_procedure_store
-from store import Store
+from lvmae.extract.runner import ExtractReport
+from lvmae.foundation.runtime import ResourceError
+from lvmae.pretrain import ray_runner
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.store import Store
+from lvmae.toyworld.encoder import SHIPPED_WEIGHTS
 from tests.cluster import HEAD, WORKER, LocalCluster, join_from_this_process
-from toyworld.encoder import SHIPPED_WEIGHTS
 
 from .conftest import assert_same_store, extract_with, make_config, store_contents
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract.runner import pipeline_resources
-from foundation.runtime import ResourceError, check_resources
 from lvmae import cli
-from store import Store
+from lvmae.extract.runner import pipeline_resources
+from lvmae.foundation.runtime import ResourceError, check_resources
+from lvmae.store import Store
 
 from .conftest import assert_same_store, extract_with, make_config, store_contents, write_video
 
@@ -109,9 +109,9 @@ def test_ray_run_equals_local_run(tmp_path, tiny_tokenizer, toy_corpus):
 def test_ray_run_with_actors_that_decode_equals_local_run(tmp_path, tiny_tokenizer, toy_corpus, monkeypatch):
     """The plan `extract.decoder = nvdec` runs on a GPU node (actors decode and encode, no decode
     tasks), here with the actors decoding in software: the same store as the local loop."""
-    import extract.runner
+    import lvmae.extract.runner
 
-    monkeypatch.setattr(extract.runner, "decodes_on_gpu", lambda ex: True)
+    monkeypatch.setattr(lvmae.extract.runner, "decodes_on_gpu", lambda ex: True)
     local = make_config(tmp_path / "a", tiny_tokenizer)
     ray_cfg = make_config(tmp_path / "b", tiny_tokenizer, **{"extract.decoder": "cpu", "extract.actors": 2})
     extract_with(local, inputs=toy_corpus.root / "videos.parquet", runner="local")

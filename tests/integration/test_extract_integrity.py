@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from extract import work
-from extract.plan import shard_id_for
-from foundation.loader import ConfigError
 from lvmae import cli
-from store import Store
+from lvmae.extract import work
+from lvmae.extract.plan import shard_id_for
+from lvmae.foundation.loader import ConfigError
+from lvmae.store import Store
 
 from .conftest import extract_with, make_config, write_video
 
@@ -76,7 +76,7 @@ def test_a_video_with_non_finite_features_fails_alone(tmp_path, tiny_tokenizer, 
         out["emb"][hit] = np.nan
         return out
 
-    from extract.inputs import list_inputs
+    from lvmae.extract.inputs import list_inputs
 
     poisoned.target = next(v.video_id for v in list_inputs(folder) if v.uri.endswith("c.mp4"))
     monkeypatch.setattr(work.FrozenModels, "__call__", poisoned)
@@ -155,7 +155,7 @@ def test_an_empty_folder_is_an_error_naming_it(tmp_path, tiny_tokenizer):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "clip.m2ts").write_bytes(b"")
-    from extract.inputs import InputError
+    from lvmae.extract.inputs import InputError
 
     with pytest.raises(InputError, match="no video in .*empty"):
         extract_with(make_config(tmp_path, tiny_tokenizer), inputs=empty, runner="local")

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from extract.encoder import ImageTextEncoder
-from extract.tokenizer import FrozenTokenizer
-from foundation.schema import RetrievalConfig, load_config
 from lvmae import cli
-from pretrain.checkpoint import read_metrics
-from pretrain.synthetic import write_procedure_store
-from store import Store
+from lvmae.extract.encoder import ImageTextEncoder
+from lvmae.extract.tokenizer import FrozenTokenizer
+from lvmae.foundation.schema import RetrievalConfig, load_config
+from lvmae.pretrain.checkpoint import read_metrics
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.store import Store
+from lvmae.toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 from tests.integration.conftest import extract_with
 from tests.integration.test_pretrain import TINY
-from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.gpu
 SHIPPED_TOKENIZER = SHIPPED_WEIGHTS.parent / "tokenizer.pt"
@@ -86,7 +86,7 @@ def test_pretrain_on_cuda_learns(tmp_path):
 def _extract_on_cpu_and_gpu(tmp_path, seed, *gpu_sets):
     """Three toy-world videos extracted by the local loop on the CPU and by Ray with one GPU actor
     (`gpu_sets` added): (the GPU run's report, the CPU store, the GPU store)."""
-    from toyworld.generate import CorpusSpec, generate
+    from lvmae.toyworld.generate import CorpusSpec, generate
 
     corpus = generate(
         CorpusSpec(videos=3, minutes=(0.2, 0.3), seed=seed), tmp_path / "corpus", workers=1, progress=False
@@ -118,8 +118,8 @@ def test_ray_extraction_with_a_gpu_actor_equals_the_cpu_loop(tmp_path):
 
 
 def test_faiss_flat_on_gpu_equals_cpu(tmp_path):
-    from retrieval import placement
-    from retrieval.index import SegmentIndex
+    from lvmae.retrieval import placement
+    from lvmae.retrieval.index import SegmentIndex
     from tests.unit.retrieval.stores import identity, vectors, write_videos
 
     if not placement.gpus_available():
@@ -140,9 +140,9 @@ def test_faiss_flat_on_gpu_equals_cpu(tmp_path):
 
 
 def test_nvdec_decodes_on_the_gpu_and_gives_the_cpu_paths_embeddings(tmp_path):
-    from extract.decode import DecodeLimits, iter_av_frames
-    from extract.nvdec import nvdec_missing, pixels_for
-    from extract.segments import iter_segments
+    from lvmae.extract.decode import DecodeLimits, iter_av_frames
+    from lvmae.extract.nvdec import nvdec_missing, pixels_for
+    from lvmae.extract.segments import iter_segments
     from tests.unit.extract.test_nvdec import scene
     from tests.videos import write_frames
 

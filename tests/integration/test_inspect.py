@@ -6,9 +6,9 @@ import json
 import pytest
 
 from lvmae import cli
-from pretrain.checkpoint import MODEL
-from pretrain.train import train
-from toyworld.generate import CorpusSpec, generate
+from lvmae.pretrain.checkpoint import MODEL
+from lvmae.pretrain.train import train
+from lvmae.toyworld.generate import CorpusSpec, generate
 
 from .conftest import extract_with, make_config
 
@@ -49,9 +49,9 @@ def trained(tmp_path_factory, tiny_tokenizer):
         "--checkpoint",
         str(root / "run" / MODEL),
     ]
-    from pretrain.checkpoint import load_pretrained
-    from pretrain.evaluate import held_out_videos
-    from store import Store
+    from lvmae.evaluation.reconstruction import held_out_videos
+    from lvmae.pretrain.checkpoint import load_pretrained
+    from lvmae.store import Store
 
     videos, _ = held_out_videos(load_pretrained(root / "run" / MODEL), Store.open(str(cfg.paths.store)))
     return sets, corpus, [v.video_id for v in videos]
@@ -105,7 +105,7 @@ def test_bad_requests_are_clear_errors(trained, capsys, tmp_path):
     sets, _, held_out = trained
     status, _, err = inspect(capsys, "nosuch", *sets)
     assert status != 0 and "'nosuch'" in err and "Traceback" not in err
-    from store import Store
+    from lvmae.store import Store
 
     seen = sorted(set(Store.open(sets[1].split("=", 1)[1]).videos()["video_id"].to_pylist()) - set(held_out))[0]
     status, _, err = inspect(capsys, seen, *sets)

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from lvmae import cli
-from pretrain.checkpoint import load_pretrained, read_metrics
-from pretrain.evaluate import reconstruction_mse
-from pretrain.synthetic import write_procedure_store
-from store import Store
+from lvmae.evaluation.reconstruction import reconstruction_mse
+from lvmae.pretrain.checkpoint import load_pretrained, read_metrics
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.store import Store
 
 TINY = [
     "--set",

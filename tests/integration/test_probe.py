@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from foundation.schema import load_config
 from lvmae import cli
-from pretrain.checkpoint import MODEL
-from pretrain.synthetic import write_procedure_store
-from pretrain.train import train
+from lvmae.foundation.schema import load_config
+from lvmae.pretrain.checkpoint import MODEL
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.pretrain.train import train
 
 
 @pytest.fixture(scope="module")

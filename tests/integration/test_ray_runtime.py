@@ -3,9 +3,9 @@ and a runner shuts down only a Ray it started."""
 
 import pytest
 
-from foundation.runtime import ResourceError
-from pretrain import ray_runner
-from pretrain.synthetic import write_procedure_store
+from lvmae.foundation.runtime import ResourceError
+from lvmae.pretrain import ray_runner
+from lvmae.pretrain.synthetic import write_procedure_store
 
 from .conftest import extract_with, make_config
 

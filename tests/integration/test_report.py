@@ -79,7 +79,7 @@ def test_missing_inputs_leave_their_sections_out_and_say_so(demo, tmp_path, caps
     assert "nothing to report" in (empty / "report.html").read_text()
     assert cli.main(["report", "--probe", str(tmp_path / "none.json"), "--out", str(tmp_path / "r.html")]) == 0
     assert "none.json: no such file" in (tmp_path / "r.html").read_text()
-    from store import Store
+    from lvmae.store import Store
 
     Store.create(tmp_path / "empty-store", Store.open(demo / "store").identity)  # made, nothing extracted yet
     assert cli.main(["report", "--store", str(tmp_path / "empty-store"), "--out", str(tmp_path / "e.html")]) == 0

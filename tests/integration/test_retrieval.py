@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from lvmae import cli
-from retrieval.sheet import PLACEHOLDER
-from toyworld.generate import CorpusSpec, generate
+from lvmae.retrieval.sheet import PLACEHOLDER
+from lvmae.toyworld.generate import CorpusSpec, generate
 
 from .conftest import extract_with, make_config
 

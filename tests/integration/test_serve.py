@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foundation.schema import load_config
 from lvmae import cli
-from lvmae.commands.serve import COMMAND, open_service
-from retrieval.serve import MAX_K, THUMB_SIDE, Server, make_app
-from store import Store
+from lvmae.api import create_app
+from lvmae.foundation.schema import load_config
+from lvmae.store import Store
+from lvmae.web import MAX_K, THUMB_SIDE, Server, make_app
 from tests.integration.conftest import ARTIFACTS
 
 SCREENSHOT = Path(__file__).parent / "serve.png"  # the README's picture; LVMAE_UPDATE_SCREENSHOT=1 rewrites it
@@ -28,15 +28,20 @@ def cfg(demo_overrides):
 
 
 @pytest.fixture(scope="module")
-def service(demo, cfg):
-    return open_service(COMMAND.build_parser().parse_args(["--demo", str(demo)]), cfg)
+def app(demo, cfg):
+    return create_app(cfg, demo=demo)
 
 
 @pytest.fixture(scope="module")
-def client(service):
+def service(app):
+    return app.state.service
+
+
+@pytest.fixture(scope="module")
+def client(app):
     from fastapi.testclient import TestClient
 
-    with TestClient(make_app(service), raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -94,10 +99,7 @@ def test_a_video_shows_its_segments_truth_and_a_seeded_reconstruction(client, se
 def test_without_a_checkpoint_the_video_view_has_no_reconstruction(demo, cfg):
     from fastapi.testclient import TestClient
 
-    args = COMMAND.build_parser().parse_args(
-        ["--index", str(demo / "index"), "--captions", str(demo / "toyworld" / "captions.txt")]
-    )
-    with TestClient(make_app(open_service(args, cfg))) as c:
+    with TestClient(create_app(cfg, index=demo / "index", captions=demo / "toyworld" / "captions.txt")) as c:
         info = c.get("/api/info").json()
         assert info["checkpoint"] is None and info["examples"]
         assert c.get("/api/video/nope").status_code == 404

@@ -4,8 +4,8 @@ import av
 from av.video.frame import PictureType
 
 from bench.decode import FPS, decode_all, make_video, sampled
-from extract.decode import DecodeLimits
-from foundation.schema import SegmentConfig
+from lvmae.extract.decode import DecodeLimits
+from lvmae.foundation.schema import SegmentConfig
 
 
 def test_a_generated_video_has_the_size_rate_keyframes_and_b_frames_asked_for(tmp_path):
@@ -31,9 +31,9 @@ def test_a_generated_video_has_the_size_rate_keyframes_and_b_frames_asked_for(tm
 
 def test_the_gpu_sections_rates_run_with_the_conversion_on_the_cpu(tmp_path):
     from bench.decode import pipeline_rates
-    from extract.nvdec import TensorPixels
-    from extract.work import FrozenModels
-    from foundation.schema import load_config
+    from lvmae.extract.nvdec import TensorPixels
+    from lvmae.extract.work import FrozenModels
+    from lvmae.foundation.schema import load_config
 
     path = make_video(tmp_path / "v.mp4", 320, 180, seconds=6)
     cfg = load_config(None, [], use_default_file=False)

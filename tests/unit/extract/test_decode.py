@@ -2,7 +2,16 @@ import av
 import numpy as np
 import pytest
 
-from extract.decode import FrameSampler, VideoError, center_crop, frames_at, iter_av_frames, iter_frames, probe, to_rgb
+from lvmae.extract.decode import (
+    FrameSampler,
+    VideoError,
+    center_crop,
+    frames_at,
+    iter_av_frames,
+    iter_frames,
+    probe,
+    to_rgb,
+)
 from tests.videos import write_frames as write
 
 

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from extract.decode import DecodeLimits, VideoError, iter_frames, probe
-from extract.segments import iter_segments
-from foundation.schema import ExtractConfig, SegmentConfig
+from lvmae.extract.decode import DecodeLimits, VideoError, iter_frames, probe
+from lvmae.extract.segments import iter_segments
+from lvmae.foundation.schema import ExtractConfig, SegmentConfig
 from tests.videos import numbered, write_frames
 
 SEG = SegmentConfig(seconds=2.0, clip_frames=4, tok_frames=5, tok_fps=8.0, tok_size=16)

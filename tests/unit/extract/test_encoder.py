@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from extract.encoder import ImageTextEncoder
-from foundation.files import sha256_file
-from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
+from lvmae.extract.encoder import ImageTextEncoder
+from lvmae.foundation.files import sha256_file
+from lvmae.toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
 
 
 @pytest.fixture(scope="module")

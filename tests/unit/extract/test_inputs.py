@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from extract.inputs import InputError, list_inputs, normalise_uri, scan_inputs, video_id_for
+from lvmae.extract.inputs import InputError, list_inputs, normalise_uri, scan_inputs, video_id_for
 
 
 def touch(p):

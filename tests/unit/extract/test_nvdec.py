@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from extract.decode import ARRAYS, DecodeLimits, to_rgb
-from extract.nvdec import TensorPixels, nvdec_missing, pixels_for
-from extract.runner import decodes_on_gpu
-from extract.segments import iter_segments
-from extract.work import DecodeAndEncode, FrozenModels, VideoJob
-from foundation.loader import ConfigError
-from foundation.schema import ExtractConfig, load_config
+from lvmae.extract.decode import ARRAYS, DecodeLimits, to_rgb
+from lvmae.extract.nvdec import TensorPixels, nvdec_missing, pixels_for
+from lvmae.extract.runner import decodes_on_gpu
+from lvmae.extract.segments import iter_segments
+from lvmae.extract.work import DecodeAndEncode, FrozenModels, VideoJob
+from lvmae.foundation.loader import ConfigError
+from lvmae.foundation.schema import ExtractConfig, load_config
+from lvmae.toyworld.generate import CorpusSpec, render_frames, video_plan
 from tests.videos import write_frames
-from toyworld.generate import CorpusSpec, render_frames, video_plan
 
 CPU = TensorPixels("cpu")
 

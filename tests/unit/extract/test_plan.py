@@ -1,9 +1,9 @@
 import pyarrow as pa
 import pytest
 
-from extract.inputs import InputVideo
-from extract.plan import PlanError, plan_extraction, shard_id_for
-from store.manifest import COLUMNS
+from lvmae.extract.inputs import InputVideo
+from lvmae.extract.plan import PlanError, plan_extraction, shard_id_for
+from lvmae.store.manifest import COLUMNS
 
 
 def inputs(*names):

@@ -3,12 +3,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from extract import segments
-from extract.decode import VideoError, frames_at, iter_av_frames
-from extract.segments import TruncatedVideo, clip_times, iter_segments, segment_spans, tok_times
-from foundation.schema import SegmentConfig
+from lvmae.extract import segments
+from lvmae.extract.decode import VideoError, frames_at, iter_av_frames
+from lvmae.extract.segments import TruncatedVideo, clip_times, iter_segments, segment_spans, tok_times
+from lvmae.foundation.schema import SegmentConfig
+from lvmae.toyworld.generate import CorpusSpec, generate, render_frames, video_plan
 from tests.videos import numbered, set_matroska_duration, write_frames
-from toyworld.generate import CorpusSpec, generate, render_frames, video_plan
 
 
 def test_spans_keep_a_trailing_half_segment():

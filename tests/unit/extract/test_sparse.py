@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from bench.decode import make_video
-from extract.decode import DecodeLimits, iter_av_frames, to_rgb
-from extract.segments import iter_segments, sample_times, wanted_times
-from extract.sparse import DECODE, DROP, REFS, SparseSchedule
-from foundation.schema import SegmentConfig
+from lvmae.extract.decode import DecodeLimits, iter_av_frames, to_rgb
+from lvmae.extract.segments import iter_segments, sample_times, wanted_times
+from lvmae.extract.sparse import DECODE, DROP, REFS, SparseSchedule
+from lvmae.foundation.schema import SegmentConfig
+from lvmae.toyworld.generate import CorpusSpec, render_frames, video_plan
 from tests.videos import numbered, set_matroska_duration, write_frames
-from toyworld.generate import CorpusSpec, render_frames, video_plan
 
 FPS = 30
 SPEC = SegmentConfig(seconds=5.0, tok_size=16)  # the default frame counts: 8 clip, 9 tokenizer at 8 fps

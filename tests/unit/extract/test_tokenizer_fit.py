@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from extract.tokenizer import FrozenTokenizer
-from extract.tokenizer.evaluate import evaluate, roc_auc
-from extract.tokenizer.fit import fit_tokenizer, load_frames, load_tokenizer, sample_clips
-from extract.tokenizer.model import TokenizerArch
-from foundation.schema import CorpusSpec, SegmentConfig, TokenizerFitConfig
-from toyworld.generate import generate
-from toyworld.heldout import heldout_clips
+from lvmae.extract.tokenizer import FrozenTokenizer
+from lvmae.extract.tokenizer.evaluate import evaluate, roc_auc
+from lvmae.extract.tokenizer.fit import fit_tokenizer, load_frames, load_tokenizer, sample_clips
+from lvmae.extract.tokenizer.model import TokenizerArch
+from lvmae.foundation.schema import CorpusSpec, SegmentConfig, TokenizerFitConfig
+from lvmae.toyworld.generate import generate
+from lvmae.toyworld.heldout import heldout_clips
 
 TINY = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
 SEGMENT = SegmentConfig()  # 9 frames of 64 px at 8 fps
@@ -100,8 +100,8 @@ SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[3] / "toyworld"
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped tokenizer not fitted yet")
 def test_shipped_tokenizer_meets_its_targets_and_matches_its_provenance():
-    from foundation.files import sha256_file
-    from foundation.provenance import read_provenance
+    from lvmae.foundation.files import sha256_file
+    from lvmae.foundation.provenance import read_provenance
 
     prov = read_provenance(SHIPPED)
     assert prov["sha256"] == sha256_file(SHIPPED)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from extract.tokenizer.model import (
+from lvmae.extract.tokenizer.model import (
     CausalConv3d,
     TokenizerArch,
     VideoTokenizer,

@@ -1,8 +1,8 @@
 import numpy as np
 
-from extract.plan import manifest_extras
-from extract.work import ShardAssembler, VideoJob, segment_batches
-from foundation.schema import SegmentConfig
+from lvmae.extract.plan import manifest_extras
+from lvmae.extract.work import ShardAssembler, VideoJob, segment_batches
+from lvmae.foundation.schema import SegmentConfig
 
 
 def encoded(job, segs, *, end=None):
@@ -39,7 +39,7 @@ def test_input_columns_named_like_manifest_columns_are_renamed():
 
 
 def tiny_store(tmp_path):
-    from store import Store, StoreIdentity
+    from lvmae.store import Store, StoreIdentity
 
     identity = StoreIdentity(
         encoder={"name": "e", "weights_sha256": "0"},
@@ -100,8 +100,8 @@ def test_a_video_with_bad_features_is_a_failed_row_and_the_rest_of_its_shard_com
 
 
 def test_failure_kinds():
-    from extract.decode import VideoError
-    from extract.work import failure_kind
+    from lvmae.extract.decode import VideoError
+    from lvmae.extract.work import failure_kind
 
     assert failure_kind(VideoError("x: corrupt")) == "permanent"
     assert failure_kind(VideoError("x: timed out", transient=True)) == "transient"
@@ -110,8 +110,8 @@ def test_failure_kinds():
 
 
 def test_a_decode_task_reserves_the_largest_frames_it_may_decode():
-    from extract.runner import decode_chunk_bytes, decode_task_memory, decoder_frame_bytes
-    from foundation.schema import ExtractConfig
+    from lvmae.extract.runner import decode_chunk_bytes, decode_task_memory, decoder_frame_bytes
+    from lvmae.foundation.schema import ExtractConfig
 
     small, large = ExtractConfig(max_pixels=640 * 360), ExtractConfig(max_pixels=3840 * 2160, decode_num_cpus=2)
     spec = SegmentConfig()
@@ -125,7 +125,7 @@ def test_a_decode_task_reserves_the_largest_frames_it_may_decode():
 
 
 def test_the_report_tallies_where_rows_were_decoded_and_encoded():
-    from extract.runner import ExtractReport
+    from lvmae.extract.runner import ExtractReport
 
     report = ExtractReport()
     batch = {

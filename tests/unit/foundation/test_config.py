@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foundation import loader as L
-from foundation import schema as C
-from foundation.loader import ConfigError, field_docs, iter_keys
-from foundation.schema import Config, load_config
+from lvmae.foundation import loader as L
+from lvmae.foundation import schema as C
+from lvmae.foundation.loader import ConfigError, field_docs, iter_keys
+from lvmae.foundation.schema import Config, load_config
 
 REPO = Path(__file__).resolve().parents[3]
 PIPELINE = REPO / "pipeline.yaml"

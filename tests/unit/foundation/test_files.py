@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.files import (
+from lvmae.foundation.files import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
@@ -11,7 +11,7 @@ from foundation.files import (
     sha256_file,
     stale_temp_files,
 )
-from foundation.provenance import provenance_path, read_provenance, write_provenance
+from lvmae.foundation.provenance import provenance_path, read_provenance, write_provenance
 
 
 def test_atomic_write_replaces_whole_files_and_syncs(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from foundation.optim import decay_groups, warmup_cosine
+from lvmae.foundation.optim import decay_groups, warmup_cosine
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():

@@ -1,4 +1,4 @@
-from foundation.progress import Summary, bar, human_bytes, human_seconds
+from lvmae.foundation.progress import Summary, bar, human_bytes, human_seconds
 
 
 def test_human_units():

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from foundation import runtime
-from foundation.runtime import (
+from lvmae.foundation import runtime
+from lvmae.foundation.runtime import (
     ResourceError,
     check_fits_a_node,
     check_resources,
@@ -15,7 +15,7 @@ from foundation.runtime import (
     ray_node_id,
     resolve_device,
 )
-from foundation.schema import RayConfig
+from lvmae.foundation.schema import RayConfig
 
 
 def test_ray_address_env_wins_over_the_config(monkeypatch):

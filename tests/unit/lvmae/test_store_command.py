@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lvmae import cli
-from store import Store, StoreIdentity
+from lvmae.store import Store, StoreIdentity
 
 
 @pytest.fixture

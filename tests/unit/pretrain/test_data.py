@@ -2,9 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.data import Video, Window, WindowSource, ok_videos, read_batch, sample_windows, split_videos, tile_windows
-from pretrain.synthetic import write_procedure_store
-from store import Store
+from lvmae.pretrain.data import (
+    Video,
+    Window,
+    WindowSource,
+    ok_videos,
+    read_batch,
+    sample_windows,
+    split_videos,
+    tile_windows,
+)
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from foundation.schema import load_config
-from pretrain.checkpoint import MODEL, load_pretrained
-from pretrain.evaluate import main as evaluate_main
-from pretrain.evaluate import nearest_visible, reconstruction_mse, window_key
-from pretrain.features import chunk_bounds, embed_sequences, sequence_features
-from pretrain.masking import decoder_adaptive, random_mask
-from pretrain.synthetic import write_procedure_store
-from pretrain.train import train
-from store import Store
+from lvmae.cli import main as lvmae_main
+from lvmae.evaluation.reconstruction import nearest_visible, reconstruction_mse, window_key
+from lvmae.foundation.schema import load_config
+from lvmae.pretrain.checkpoint import MODEL, load_pretrained
+from lvmae.pretrain.features import chunk_bounds, embed_sequences, sequence_features
+from lvmae.pretrain.masking import decoder_adaptive, random_mask
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.pretrain.train import train
+from lvmae.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
     assert result.videos == 6 and result.split == "all" and result.decoder == "all"
     assert 0 < result.model_mse < 10 and 0 < result.copy_nearest_mse < 1
     # The copy baseline, recomputed by hand for the whole store.
-    from pretrain.data import EVAL_STREAM, ok_videos, read_batch, step_seeds, tile_windows
+    from lvmae.pretrain.data import EVAL_STREAM, ok_videos, read_batch, step_seeds, tile_windows
 
     def window_masks(window):
         """Each window's masks come from its own generator, keyed by (seed, video, start)."""
@@ -147,7 +147,7 @@ def test_reconstruction_mse_scores_both_predictions_on_the_same_masks(run):
 
 def test_evaluate_command_prints_both_mses(run, capsys):
     uri, model_path = run
-    assert evaluate_main([uri, str(model_path)]) == 0
+    assert lvmae_main(["evaluate", "--store", uri, "--checkpoint", str(model_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "model reconstruction MSE" in out and "copy-nearest-visible MSE" in out
 

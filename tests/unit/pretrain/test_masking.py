@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pretrain.masking import (
+from lvmae.pretrain.masking import (
     adaptive_mask,
     consecutive_similarity,
     decoder_adaptive,

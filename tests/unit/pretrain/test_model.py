@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.masking import decoder_adaptive, decoder_all, random_mask
-from pretrain.model import LVMAE, ModelConfig, code_targets, count_params, gather_index, sincos
-from pretrain.presets import PresetError, load_preset, model_config, preset_names
+from lvmae.pretrain.masking import decoder_adaptive, decoder_all, random_mask
+from lvmae.pretrain.model import LVMAE, ModelConfig, code_targets, count_params, gather_index, sincos
+from lvmae.pretrain.presets import PresetError, load_preset, model_config, preset_names
 
 
 def tiny(dim_in=16, **kw):

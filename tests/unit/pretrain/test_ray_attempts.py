@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from foundation.loader import ConfigError
-from foundation.schema import load_config
-from pretrain.ray_runner import ATTEMPTS, _record_attempt, read_attempts, worker_unit
+from lvmae.foundation.loader import ConfigError
+from lvmae.foundation.schema import load_config
+from lvmae.pretrain.ray_runner import ATTEMPTS, _record_attempt, read_attempts, worker_unit
 
 
 def test_attempts_of_one_run_add_up_and_another_run_starts_its_own(tmp_path):

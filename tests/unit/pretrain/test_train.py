@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from foundation.schema import load_config
-from pretrain.checkpoint import CHECKPOINT, METRICS, MODEL, PretrainError, load_state, read_metrics, save_state
-from pretrain.synthetic import write_procedure_store
-from pretrain.train import RunEnv, train
-from store import Store
+from lvmae.foundation.schema import load_config
+from lvmae.pretrain.checkpoint import CHECKPOINT, METRICS, MODEL, PretrainError, load_state, read_metrics, save_state
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.pretrain.train import RunEnv, train
+from lvmae.store import Store
 
 
 def config(*overrides):
@@ -182,8 +182,8 @@ def test_an_old_checkpoint_without_a_fingerprint_is_checked_on_identity_only(tmp
 
 
 def test_a_code_head_checkpoint_reconstructs_and_is_scored(tmp_path, store_uri):
-    from pretrain.checkpoint import load_pretrained
-    from pretrain.evaluate import reconstruction_mse
+    from lvmae.evaluation.reconstruction import reconstruction_mse
+    from lvmae.pretrain.checkpoint import load_pretrained
 
     train(config("pretrain.code_head=true", "pretrain.steps=4"), store_uri=store_uri, out_dir=tmp_path / "out")
     pretrained = load_pretrained(tmp_path / "out" / MODEL)

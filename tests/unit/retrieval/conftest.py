@@ -2,7 +2,7 @@
 
 import pytest
 
-from store import Store
+from lvmae.store import Store
 from tests.unit.retrieval.stores import identity, write_videos
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from store import StoreIdentity
+from lvmae.store import StoreIdentity
 
 D = 32
 

@@ -4,10 +4,10 @@ import faiss
 import numpy as np
 import pytest
 
-from foundation.schema import RetrievalConfig
-from retrieval.errors import RetrievalError, StaleIndex
-from retrieval.index import SegmentIndex
-from store import Store
+from lvmae.foundation.schema import RetrievalConfig
+from lvmae.retrieval.errors import RetrievalError, StaleIndex
+from lvmae.retrieval.index import SegmentIndex
+from lvmae.store import Store
 from tests.unit.retrieval.stores import vectors, write_videos
 
 CFG = RetrievalConfig()

@@ -12,12 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pretrain.checkpoint import Pretrained
-from pretrain.data import ok_videos
-from pretrain.model import LVMAE, ModelConfig
-from retrieval.captions import CaptionBank
-from retrieval.errors import NotTextAligned, RetrievalError
-from retrieval.inspection import (
+from lvmae.evaluation.inspection import (
     BASELINES,
     METHODS,
     baseline_vectors,
@@ -27,9 +22,14 @@ from retrieval.inspection import (
     step_starts,
     videos_by_id,
 )
-from retrieval.timeline import write_page
-from retrieval.truth import Truth
-from store import Store, StoreIdentity
+from lvmae.evaluation.truth import Truth
+from lvmae.pretrain.checkpoint import Pretrained
+from lvmae.pretrain.data import ok_videos
+from lvmae.pretrain.model import LVMAE, ModelConfig
+from lvmae.retrieval.captions import CaptionBank
+from lvmae.retrieval.errors import NotTextAligned, RetrievalError
+from lvmae.store import Store, StoreIdentity
+from lvmae.timeline import write_page
 
 D, C, WINDOW = 32, 8, 16
 ENCODER = {"name": "toyclip", "pretrained": "toyclip.pt", "weights_sha256": "a" * 64}
@@ -312,7 +312,7 @@ def test_the_page_is_one_file_with_the_timeline(world, tmp_path):
 def test_the_timeline_record_is_plain_data_the_page_is_drawn_from(world):
     import json
 
-    from retrieval.timeline import page, timeline_record
+    from lvmae.timeline import page, timeline_record
 
     store, truth, labels = world
     inspection = inspect_reconstructions(pretrained(), store, bank(), ok_videos(store), truth=truth)

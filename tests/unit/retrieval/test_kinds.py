@@ -1,8 +1,8 @@
 import pytest
 
-from foundation.loader import ConfigError
-from foundation.schema import load_config, parse_bytes
-from retrieval import kinds
+from lvmae.foundation.loader import ConfigError
+from lvmae.foundation.schema import load_config, parse_bytes
+from lvmae.retrieval import kinds
 
 
 def test_auto_picks_flat_then_hnsw_then_ivfpq_by_size_and_budget():

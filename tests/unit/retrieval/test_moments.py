@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from retrieval.moments import merge_hits
+from lvmae.retrieval.moments import merge_hits
 
 
 def hits(rows):

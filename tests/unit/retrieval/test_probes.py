@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.synthetic import write_procedure_store
-from retrieval.errors import RetrievalError
-from retrieval.probes import (
+from lvmae.evaluation.probes import (
     AttentivePooler,
     Features,
     first_per_class,
@@ -18,7 +16,9 @@ from retrieval.probes import (
     split,
     train_attentive,
 )
-from store import Store
+from lvmae.pretrain.synthetic import write_procedure_store
+from lvmae.retrieval.errors import RetrievalError
+from lvmae.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from extract.encoder import ImageTextEncoder
-from foundation.schema import EncoderConfig, RetrievalConfig
-from retrieval.captions import CaptionBank, check_encoder_matches, text_refusal
-from retrieval.errors import NotTextAligned, RetrievalError
-from retrieval.index import SegmentIndex
-from retrieval.search import Searcher, clock, parse_like
-from toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
-from toyworld.world import caption_bank
+from lvmae.extract.encoder import ImageTextEncoder
+from lvmae.foundation.schema import EncoderConfig, RetrievalConfig
+from lvmae.retrieval.captions import CaptionBank, check_encoder_matches, text_refusal
+from lvmae.retrieval.errors import NotTextAligned, RetrievalError
+from lvmae.retrieval.index import SegmentIndex
+from lvmae.retrieval.search import Searcher, clock, parse_like
+from lvmae.toyworld.encoder import CONFIG_DIR, SHIPPED_WEIGHTS
+from lvmae.toyworld.world import caption_bank
 
 CFG = RetrievalConfig()
 
@@ -100,7 +100,7 @@ def test_times_parse_and_print():
 def test_a_step_longer_than_the_hits_grows_into_one_whole_moment(tmp_path):
     import dataclasses
 
-    from store import Store
+    from lvmae.store import Store
     from tests.unit.retrieval.stores import D, identity
 
     rng = np.random.default_rng(5)

@@ -1,11 +1,11 @@
-"""The pieces of `retrieval.serve` that need no store: thumbnail names, the cache, the static files."""
+"""The pieces of `lvmae.web` that need no store: thumbnail names, the cache, the static files."""
 
 import math
 
 import pytest
 
-from retrieval.assets import ASSETS, asset
-from retrieval.serve import _LRU, NotFound, _seconds_of, thumb_url
+from lvmae.assets import ASSETS, asset
+from lvmae.web import _LRU, NotFound, _seconds_of, thumb_url
 
 
 @pytest.mark.parametrize("name,seconds", [("12.5.jpg", 12.5), ("0.0.jpg", 0.0), ("7.jpg", 7.0), ("1e2.jpg", 100.0)])

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foundation.files import stale_temp_files
-from retrieval.sheet import (
+from lvmae.foundation.files import stale_temp_files
+from lvmae.retrieval.sheet import (
     CAPTION_HEIGHT,
     LABEL_WIDTH,
     MARGIN,

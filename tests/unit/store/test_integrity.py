@@ -11,8 +11,8 @@ import numcodecs
 import numpy as np
 import pytest
 
-from store import Store, StoreError, manifest
-from store.writer import ShardWriter
+from lvmae.store import Store, StoreError, manifest
+from lvmae.store.writer import ShardWriter
 
 from .test_store import array_dir, assert_video_equal, identity, write_shard
 
@@ -203,7 +203,7 @@ def test_an_array_asking_for_a_codec_lvmae_never_writes_is_refused(tmp_path):
     report = store.verify()
     assert [p.array for p in report.problems] == ["emb"] and "refusing to read it" in report.problems[0].message
     # And a v3 array whose codecs include one lvmae never writes.
-    from store.layout import check_array_metadata
+    from lvmae.store.layout import check_array_metadata
 
     foreign = {"zarr_format": 3, "node_type": "array", "codecs": [{"name": "bytes"}, {"name": "zstd"}]}
     with pytest.raises(StoreError, match=r"codecs \['zstd'\] that lvmae never writes"):

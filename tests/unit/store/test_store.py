@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from lvmae import cli
-from store import SCHEMA_VERSION, Store, StoreError, StoreIdentity, direct, layout, manifest
+from lvmae.store import SCHEMA_VERSION, Store, StoreError, StoreIdentity, direct, layout, manifest
 
 D = 8
 GRID = (2, 3, 3)
@@ -338,7 +338,7 @@ def _write_and_die_before_the_manifest_rename(root):
 
     # In this forked child only: once the arrays are written (zarr renames its own temp files), the next
     # rename is the manifest's, the commit (foundation.files.atomic_write).
-    from store.writer import ShardWriter
+    from lvmae.store.writer import ShardWriter
 
     write_arrays = ShardWriter._write_arrays
 

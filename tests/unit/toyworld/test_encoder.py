@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from foundation.files import sha256_file
-from foundation.provenance import read_provenance
-from foundation.schema import EncoderFitConfig
-from toyworld.encoder import (
+from lvmae.foundation.files import sha256_file
+from lvmae.foundation.provenance import read_provenance
+from lvmae.foundation.schema import EncoderFitConfig
+from lvmae.toyworld.encoder import (
     LOOKS,
     SHIPPED_WEIGHTS,
     bank_frames,
@@ -18,7 +18,7 @@ from toyworld.encoder import (
     world_fingerprint,
     zero_shot,
 )
-from toyworld.world import COLOURS, caption_bank
+from lvmae.toyworld.world import COLOURS, caption_bank
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from foundation.schema import CorpusSpec
 from lvmae import cli
-from toyworld.generate import generate, is_complete, load_corpus, render_frames, video_id, video_plan
-from toyworld.world import caption_bank
+from lvmae.foundation.schema import CorpusSpec
+from lvmae.toyworld.generate import generate, is_complete, load_corpus, render_frames, video_id, video_plan
+from lvmae.toyworld.world import caption_bank
 
 # 64 px: a size at which x264 output repeats exactly (see toyworld.generate).
 SPEC = CorpusSpec(videos=3, minutes=(0.25, 0.5), seed=7, size=64, fps=8.0)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from toyworld.procedures import (
+from lvmae.toyworld.procedures import (
     INTERLUDE_SECONDS,
     ORDERS_PER_GROUP,
     STEP_SECONDS,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from toyworld.world import (
+from lvmae.toyworld.world import (
     BACKGROUNDS,
     COLOURS,
     MOTIONS,

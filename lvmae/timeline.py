@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from foundation.files import atomic_write_text
-from retrieval.assets import asset
-from retrieval.errors import RetrievalError
-from retrieval.inspection import METHOD_NAMES, METHODS, Inspection
-from retrieval.search import clock
-from retrieval.sheet import thumbnails
+from lvmae.assets import asset
+from lvmae.evaluation.inspection import METHOD_NAMES, METHODS, Inspection
+from lvmae.foundation.files import atomic_write_text
+from lvmae.retrieval.errors import RetrievalError
+from lvmae.retrieval.search import clock
+from lvmae.retrieval.sheet import thumbnails
 
 MAX_THUMBNAILS = 400
 THUMB_SIDE = 72  # px, the longer side

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from foundation.files import atomic_write_text
-from foundation.progress import human_bytes, human_seconds
-from retrieval.timeline import STYLE, metrics_html, segments_table, timeline_figure
+from lvmae.foundation.files import atomic_write_text
+from lvmae.foundation.progress import human_bytes, human_seconds
+from lvmae.timeline import STYLE, metrics_html, segments_table, timeline_figure
 
 REPORT_STYLE = (
     STYLE
@@ -39,7 +39,8 @@ section { margin-bottom: 36px; } .what { color: #444; margin-top: -6px; }
 
 @dataclass
 class Artifacts:
-    """Where a run's saved outputs are; any may be None (that section is then left out)."""
+    """Where a run's saved outputs are; any may be None (that section is then left out). A demo's are
+    `lvmae.demo.DemoLayout(out).artifacts()`."""
 
     stages: Path | None = None  # folder of stage records (<name>.json: key, result, seconds)
     corpus: Path | None = None  # a toy-world corpus folder (videos.parquet)
@@ -53,26 +54,6 @@ class Artifacts:
     sheet: Path | None = None  # search-examples.png
     bench_extract: Path | None = None  # bench.extract JSON
     notes: list[str] = field(default_factory=list)  # what was asked for and not found
-
-    @classmethod
-    def of_demo(cls, out: Path) -> Artifacts:
-        """What `lvmae demo` writes under `out`; absent files stay None."""
-
-        def found(path: Path) -> Path | None:
-            return path if path.exists() else None
-
-        return cls(
-            stages=found(out / "stages"),
-            corpus=found(out / "toyworld"),
-            store=str(out / "store") if (out / "store" / "zarr.json").is_file() else None,
-            pretrain=found(out / "pretrain"),
-            inspect=found(out / "inspect.json"),
-            timeline=found(out / "inspect-timeline.json"),
-            probe=found(out / "probe.json"),
-            index=found(out / "index"),
-            search=found(out / "search-examples.json"),
-            sheet=found(out / "search-examples.png"),
-        )
 
 
 def _read_json(path: Path) -> Any:
@@ -122,7 +103,7 @@ def what_ran(a: Artifacts) -> str | None:
         classes = len(set(videos.column("label").to_pylist())) if "label" in videos.column_names else "?"
         parts.append(_facts({"corpus": f"{a.corpus}: {videos.num_rows} videos, {hours:.2f} h, {classes} classes"}))
     if a.store is not None:
-        from store import Store
+        from lvmae.store import Store
 
         identity = Store.open(a.store).identity
         models = [["encoder", identity.encoder.get("name"), str(identity.encoder.get("weights_sha256", ""))[:16]]]
@@ -132,8 +113,8 @@ def what_ran(a: Artifacts) -> str | None:
             )
         rows = [m + [_param_count(a, m[0])] for m in models]
         if a.pretrain is not None and (a.pretrain / "model.pt").is_file():
-            from foundation.files import sha256_file
-            from pretrain.checkpoint import saved_params
+            from lvmae.foundation.files import sha256_file
+            from lvmae.pretrain.checkpoint import saved_params
 
             model = a.pretrain / "model.pt"
             rows.append(["LV-MAE", str(model), sha256_file(model)[:16], f"{saved_params(model):,}"])
@@ -198,7 +179,7 @@ def _param_count(a: Artifacts, kind: str) -> str:
 def store_section(a: Artifacts) -> str | None:
     if a.store is None:
         return None
-    from store import Store
+    from lvmae.store import Store
 
     store = Store.open(a.store)
     summary = store.summary()
@@ -239,7 +220,7 @@ def extract_section(a: Artifacts) -> str | None:
 def pretrain_section(a: Artifacts) -> str | None:
     if a.pretrain is None or not (a.pretrain / "metrics.jsonl").is_file():
         return None
-    from pretrain.checkpoint import read_metrics
+    from lvmae.pretrain.checkpoint import read_metrics
 
     rows = read_metrics(a.pretrain)
     steps = [r for r in rows if "loss" in r]
@@ -357,7 +338,7 @@ def search_section(a: Artifacts) -> str | None:
         return None
     out = ""
     if a.search is not None:
-        from retrieval.search import clock
+        from lvmae.retrieval.search import clock
 
         rows = []
         for result in _read_json(a.search):

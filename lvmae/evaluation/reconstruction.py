@@ -1,10 +1,10 @@
 """Masked-segment reconstruction on held-out videos, against copying the nearest visible segment.
 
-    python -m pretrain.evaluate STORE CHECKPOINT [--ratio R] [--decoder trained|all] [--split val|all] [--json]
+    lvmae evaluate [--store URI] [--checkpoint FILE] [--ratio R] [--decoder trained|all] [--split val|all] [--json]
 
 Shape letters: `B` windows, `T` segments in a window, `D` embedding width.
 
-`reconstruct` is the one reconstruction path: this MSE and `lvmae inspect` (`retrieval.inspection`)
+`reconstruct` is the one reconstruction path: this MSE and `lvmae inspect` (`lvmae.evaluation.inspection`)
 both read it. Every segment of every held-out video is covered once: videos are cut into consecutive
 windows of the checkpoint's `max_segments`, each window hides `round(ratio * T)` segments (at random
 here; `reconstruct` also takes the semantic, adaptive and span masks) drawn from a generator keyed by
@@ -25,18 +25,16 @@ to beat where consecutive segments are near copies of each other.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.checkpoint import Pretrained, load_pretrained
-from pretrain.data import (
+from lvmae.foundation.errors import UsageError
+from lvmae.pretrain.checkpoint import Pretrained
+from lvmae.pretrain.data import (
     EVAL_STREAM,
     Batch,
     Video,
@@ -47,8 +45,14 @@ from pretrain.data import (
     step_seeds,
     tile_windows,
 )
-from pretrain.masking import DECODER_MASKS, ENCODER_MASKS, SPAN_LENGTHS, decoder_mask, encoder_mask
-from store import Store
+from lvmae.pretrain.masking import DECODER_MASKS, ENCODER_MASKS, SPAN_LENGTHS, decoder_mask, encoder_mask
+from lvmae.store import Store
+
+
+def check_ratio(ratio: float | None) -> None:
+    """A mask ratio asked for (None: the checkpoint's own) must hide some and keep some of a window."""
+    if ratio is not None and not 0 < ratio < 1:
+        raise UsageError("ratio", "a fraction in (0, 1)", value=ratio)
 
 
 def visible_neighbours(visible: Tensor) -> tuple[Tensor, Tensor]:
@@ -128,7 +132,7 @@ def evaluation_videos(pretrained: Pretrained, store: Store, split: str) -> list[
 def trained_on_store(pretrained: Pretrained, store: Store, videos: list[Video] | None = None) -> bool:
     """Whether `store` is the one the checkpoint trained on (`pretrain.train.trained_on`); `videos` are
     its ok videos, read when not given."""
-    from pretrain.train import trained_on
+    from lvmae.pretrain.train import trained_on
 
     videos = ok_videos(store) if videos is None else videos
     return trained_on(pretrained.store, float(pretrained.pretrain["val_fraction"]), store, videos)
@@ -255,6 +259,7 @@ def reconstruction_mse(
     """Model and copy-nearest MSE on the reconstructed masked segments of the `split` videos ("val":
     those the checkpoint's training held out; "all": every video); `decoder` "trained" (the
     checkpoint's decoder mask) or any decoder mask name, such as "all"."""
+    check_ratio(ratio)
     ratio = float(pretrained.pretrain["mask_ratio"] if ratio is None else ratio)
     kind = decoder_kind(pretrained, decoder)
     videos = evaluation_videos(pretrained, store, split)
@@ -281,53 +286,3 @@ def reconstruction_mse(
         split=split,
         decoder=kind,
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pretrain.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("store", metavar="STORE", help="feature store (path or fsspec URI)")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model.pt or checkpoint.pt of a pretraining run")
-    parser.add_argument("--ratio", type=float, help="fraction of each window hidden (default: the run's mask_ratio)")
-    parser.add_argument(
-        "--decoder",
-        default="trained",
-        help="which hidden segments are reconstructed: trained (the checkpoint's decoder mask, "
-        f"default) or one of {', '.join(DECODER_MASKS)}",
-    )
-    parser.add_argument(
-        "--split",
-        choices=("val", "all"),
-        default="val",
-        help="val: the videos the run held out (default); all: every video",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation masks (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result = reconstruction_mse(
-        load_pretrained(args.checkpoint, args.device),
-        Store.open(args.store),
-        split=args.split,
-        ratio=args.ratio,
-        decoder=args.decoder,
-        seed=args.seed,
-    )
-    if args.json:
-        print(json.dumps(asdict(result)))
-    else:
-        print(
-            f"{result.split} videos: {result.videos}, windows: {result.windows}, hidden segments "
-            f"reconstructed: {result.reconstructed_segments} (ratio {result.ratio:g}, decoder mask {result.decoder})"
-        )
-        print(f"model reconstruction MSE:   {result.model_mse:.6f}")
-        print(f"copy-nearest-visible MSE:   {result.copy_nearest_mse:.6f}")
-        print(f"model / copy:               {result.model_mse / result.copy_nearest_mse:.3f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

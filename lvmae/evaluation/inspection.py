@@ -3,7 +3,7 @@
 Shape letters: `B` windows in a batch, `T` segments in a window, `S` reconstructed segments of a window,
 `n` reconstructed segments in all, `D` embedding width, `K` captions kept per segment.
 
-The masks and reconstructions come from the one reconstruction path, `pretrain.evaluate.reconstruct`
+The masks and reconstructions come from the one reconstruction path, `lvmae.evaluation.reconstruction.reconstruct`
 (the MSE evaluation reads the same): a seeded encoder mask per window of the checkpoint's trained
 context, and for each decoder asked for (`trained`: the checkpoint's own decoder mask; `all`: every
 hidden segment) the hidden segments it reconstructs. Each reconstructed segment is then read as the
@@ -16,7 +16,7 @@ caption bank's top-K by cosine, beside four other vectors for the same segment:
   that exists at a window's edge);
 - `video_mean`: the mean of its window's visible segments (the whole video's when it fits one window).
 
-Truth is the caption of the step at the segment's midpoint (`retrieval.truth`); without a truth file it
+Truth is the caption of the step at the segment's midpoint (`lvmae.evaluation.truth`); without a truth file it
 is the original embedding's top-1 caption, so the figures say how often a method agrees with it. R@k
 is the fraction of segments whose truth is among a method's top-k captions; chance is k / bank size.
 
@@ -29,19 +29,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pretrain.checkpoint import Pretrained
-from pretrain.data import Video
-from pretrain.evaluate import gather_rows, reconstruct, visible_neighbours
-from retrieval.captions import CaptionBank
-from retrieval.errors import RetrievalError
-from retrieval.truth import Truth
-from store import Store
+from lvmae.evaluation.reconstruction import check_ratio, gather_rows, reconstruct, visible_neighbours
+from lvmae.evaluation.truth import Truth
+from lvmae.foundation.progress import bar
+from lvmae.foundation.runtime import resolve_device
+from lvmae.foundation.schema import EncoderConfig, RetrievalConfig
+from lvmae.pretrain.checkpoint import Pretrained
+from lvmae.pretrain.data import Video
+from lvmae.retrieval.captions import CaptionBank
+from lvmae.retrieval.errors import RetrievalError
+from lvmae.store import Store
 
 METHODS = ("reconstruction", "original", "copy_nearest", "interpolate", "video_mean")
 METHOD_NAMES = {  # as tables print them
@@ -352,3 +356,99 @@ def videos_by_id(videos: Iterable[Video], video_id: str, store_uri: str) -> list
     if not found:
         raise RetrievalError(f"video {video_id!r} is not among the inspected videos of store {store_uri}")
     return found
+
+
+def run_inspection(
+    store_uri: str,
+    checkpoint: str | Path,
+    *,
+    encoder: EncoderConfig,
+    retrieval: RetrievalConfig,
+    captions: str | Path | None = None,
+    truth: str | Path | None = "auto",
+    mask: str = "random",
+    ratio: float | None = None,
+    decoders: tuple[str, ...] = ("trained", "all"),
+    seed: int = 0,
+    device: str = "auto",
+    video: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[Inspection, str]:
+    """(Inspection, which videos): the videos of the store at `store_uri` that checkpoint `checkpoint`
+    did not train on (or the one `video`), inspected against the caption bank `captions` (default
+    `retrieval.captions`), encoded with the store's own text tower (`encoder`) and cached in
+    `cache_dir`. `truth`: a truth parquet, "auto" (the toy world's beside the videos) or None."""
+    from lvmae.evaluation.reconstruction import held_out_videos
+    from lvmae.evaluation.truth import resolve_truth
+    from lvmae.pretrain.checkpoint import load_pretrained
+    from lvmae.pretrain.data import ok_videos
+    from lvmae.retrieval.captions import query_precision, store_bank
+
+    check_ratio(ratio)
+    store = Store.open(store_uri)
+    pretrained = load_pretrained(checkpoint, resolve_device(device))
+    try:
+        videos, which = held_out_videos(pretrained, store)
+    except ValueError as exc:
+        raise RetrievalError(str(exc)) from None
+    if video is not None:
+        if video not in {v.video_id for v in videos} and video in {v.video_id for v in ok_videos(store)}:
+            raise RetrievalError(
+                f"video {video} is one checkpoint {checkpoint} trained on: inspect a video it did not see ({which})"
+            )
+        videos, which = videos_by_id(videos, video, store.uri), f"video {video}"
+    bank = store_bank(
+        captions or retrieval.captions,
+        store.uri,
+        store.identity.to_attrs(),
+        encoder,
+        precision=query_precision(retrieval.text_precision, encoder.device),
+        cache_dir=cache_dir,
+    )
+    uris = store.videos().column("uri").to_pylist()
+    with bar(
+        total=sum(v.n_segments for v in videos), desc="inspect", unit="seg", disable=None if progress else True
+    ) as pbar:
+        inspection = inspect_reconstructions(
+            pretrained,
+            store,
+            bank,
+            videos,
+            truth=resolve_truth(truth, uris),
+            mask=mask,
+            ratio=ratio,
+            decoders=decoders,
+            seed=seed,
+            progress=pbar.update,
+        )
+    return inspection, which
+
+
+def rk(x: float | None) -> str:
+    """An R@k figure as tables print it ("–" for an empty split)."""
+    return "–" if x is None else f"{x:.2f}"
+
+
+def metrics_table(metrics: dict) -> str:
+    """The R@1 / R@5 table of `Inspection.metrics()`: a block per decoder, a row per split, a column per method."""
+    methods = ["reconstruction", "copy_nearest", "interpolate", "video_mean", "original"]
+    width = 15
+    lines = [
+        f"caption R@1 / R@5 against {metrics['truth']}; bank {metrics['bank_size']} captions, chance "
+        f"{metrics['chance_r1']:.3f} / {metrics['chance_r5']:.3f}; {metrics['mask']} encoder mask, ratio "
+        f"{metrics['ratio']:g}, seed {metrics['seed']}; {metrics['videos']} videos, {metrics['segments']:,} segments"
+    ]
+    for name, decoder in metrics["decoders"].items():
+        lines.append("")
+        lines.append(
+            f"decoder {name} ({decoder['decoder_mask']})".ljust(24)
+            + "segments".rjust(9)
+            + "".join(METHOD_NAMES[m].rjust(width) for m in methods)
+        )
+        for split, row in decoder["splits"].items():
+            cells = "".join(
+                f"{rk(row['methods'][m]['r1'])} / {rk(row['methods'][m]['r5'])}".rjust(width) for m in methods
+            )
+            lines.append(f"  {split}".ljust(24) + f"{row['segments']:,}".rjust(9) + cells)
+    return "\n".join(lines)

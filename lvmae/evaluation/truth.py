@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from foundation.files import local_path
-from retrieval.errors import RetrievalError
+from lvmae.foundation.files import local_path
+from lvmae.retrieval.errors import RetrievalError
 
 TRUTH_FILE = "truth.parquet"
 COLUMNS = ("video_id", "t_start", "t_end", "caption")

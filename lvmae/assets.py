@@ -1,4 +1,4 @@
-"""The package's static files (`retrieval/static/`): the style the report and the inspection page
+"""The package's static files (`lvmae/static/`): the style the report and the inspection page
 inline, and the page, script and style `lvmae serve` sends. Only the names in `ASSETS` are read, so no
 name from a request reaches the file system."""
 
@@ -20,4 +20,4 @@ def asset(name: str) -> str:
     """The text of static file `name` (one of `ASSETS`)."""
     if name not in ASSETS:
         raise KeyError(f"no static file {name!r}; there are {', '.join(ASSETS)}")
-    return resources.files("retrieval").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("lvmae").joinpath("static", name).read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 """`lvmae serve`: text-to-moment search and reconstruction inspection as a JSON API and one web page.
 
-    GET /                         the page (package data: `retrieval/static/`)
+    GET /                         the page (package data: `lvmae/static/`)
     GET /api/info                 what is served: videos, segments, index, checkpoint, example queries
     GET /api/search?q=TEXT&k=10   moments: video id, uri, start, end, score, best caption, thumbnails
     GET /api/like?video=ID&t=S    moments like the segment of ID on screen at S seconds, itself excluded
@@ -36,12 +36,12 @@ from urllib.parse import quote
 
 import numpy as np
 
-from foundation.files import local_path
-from foundation.schema import EncoderConfig, RetrievalConfig
-from retrieval.captions import CaptionBank
-from retrieval.errors import RetrievalError
-from retrieval.search import Result, Searcher, moment_times, open_searcher
-from retrieval.truth import Truth, resolve_truth
+from lvmae.evaluation.truth import Truth, resolve_truth
+from lvmae.foundation.files import local_path
+from lvmae.foundation.schema import EncoderConfig, RetrievalConfig
+from lvmae.retrieval.captions import CaptionBank
+from lvmae.retrieval.errors import RetrievalError
+from lvmae.retrieval.search import Result, Searcher, moment_times, open_searcher
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Service:
     ) -> Service:
         """Load the index (refusing a stale one), its text tower and caption bank, the store's manifest,
         the truth and the checkpoint. `store_uri`, when given, must be the store the index was built from."""
-        from store import Store
+        from lvmae.store import Store
 
         searcher = open_searcher(index_dir, retrieval, encoder, captions=captions)
         store = Store.open(searcher.index.store_uri)
@@ -137,9 +137,9 @@ class Service:
         return service
 
     def _load_checkpoint(self, path: Path, device: Any, bank: CaptionBank | None) -> None:
-        from pretrain.checkpoint import load_pretrained
-        from pretrain.evaluate import held_out_videos
-        from retrieval.inspection import check_inputs
+        from lvmae.evaluation.inspection import check_inputs
+        from lvmae.evaluation.reconstruction import held_out_videos
+        from lvmae.pretrain.checkpoint import load_pretrained
 
         if bank is None:
             raise RetrievalError(
@@ -210,7 +210,7 @@ class Service:
         return self._records.get((video_id, int(seed)), lambda: self._video_record(video_id, entry, int(seed)))
 
     def _video_record(self, video_id: str, entry: dict[str, Any], seed: int) -> dict[str, Any]:
-        from pretrain.data import Video
+        from lvmae.pretrain.data import Video
 
         truth = self.truth if self.truth is not None and not self.truth.missing([video_id]) else None
         base = {
@@ -222,8 +222,8 @@ class Service:
         }
         if self.pretrained is None:
             return {**base, **self._plain_record(video_id, truth)}
-        from retrieval.inspection import inspect_reconstructions
-        from retrieval.timeline import timeline_record
+        from lvmae.evaluation.inspection import inspect_reconstructions
+        from lvmae.timeline import timeline_record
 
         bank = self.searcher.bank
         assert bank is not None  # _load_checkpoint refuses a checkpoint without a bank
@@ -243,7 +243,7 @@ class Service:
 
     def _plain_record(self, video_id: str, truth: Truth | None) -> dict[str, Any]:
         """Spans, importance and truth, when there is no checkpoint to reconstruct with."""
-        from retrieval.inspection import step_starts
+        from lvmae.evaluation.inspection import step_starts
 
         arrays = ("span", "importance") if self.store.identity.has_tokenizer else ("span",)
         seq = self.store.sequence(video_id, arrays=arrays)
@@ -310,7 +310,7 @@ def _check_k(k: int) -> int:
 def _jpeg(uri: str, seconds: float) -> bytes:
     from PIL import Image
 
-    from retrieval.sheet import thumbnails
+    from lvmae.retrieval.sheet import thumbnails
 
     frame = thumbnails(uri, [seconds], side=THUMB_SIDE)[0]
     if isinstance(frame, str):
@@ -342,9 +342,10 @@ def make_app(service: Service):
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException
 
-    from retrieval.assets import ASSETS, asset
+    from lvmae.assets import ASSETS, asset
 
     app = FastAPI(title="lvmae", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service  # what it answers from (`lvmae serve` prints its summary)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -34,6 +34,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,12 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from foundation.optim import decay_groups, warmup_cosine
-from pretrain.checkpoint import Pretrained
-from pretrain.features import sequence_features
-from pretrain.model import LVMAE, sincos
-from retrieval.errors import RetrievalError
-from store import Store
+from lvmae.foundation.errors import UsageError
+from lvmae.foundation.optim import decay_groups, warmup_cosine
+from lvmae.foundation.progress import bar
+from lvmae.foundation.runtime import resolve_device
+from lvmae.pretrain.checkpoint import Pretrained
+from lvmae.pretrain.features import sequence_features
+from lvmae.pretrain.model import LVMAE, sincos
+from lvmae.retrieval.errors import RetrievalError
+from lvmae.store import Store
 
 HEADS = ("linear", "attentive", "attentive-pos")
 FRACTIONS = (0.6, 0.2, 0.2)  # train, val, test of each class
@@ -447,3 +451,68 @@ def run_probes(
     order = {n: i for i, n in enumerate(["all", *[n for n in labels_per_class if n is not None]])}
     ordered = sorted(rows.values(), key=lambda r: (order[r.labels_per_class],))
     return ProbeReport(label, data.classes, len(data.video_ids), list(seeds), ordered)
+
+
+def feature_name(path: Path, many: bool) -> str:
+    """A checkpoint's row name: lvmae, or its folder/file when several are compared."""
+    return f"lvmae:{path.parent.name}/{path.name}" if many else "lvmae"
+
+
+def run_probe(
+    store_uri: str,
+    label: str,
+    *,
+    group: str | None = None,
+    checkpoints: Sequence[str | Path] = (),
+    seeds: int = 3,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[ProbeReport, list[str]]:
+    """(ProbeReport, notes): every row of the probe table on the videos of the store at `store_uri`,
+    classified by manifest column `label` (accuracy per `group` too; default 'group' when the store has
+    it): the store's own embeddings, and for each checkpoint its LV-MAE encoder's (the first also
+    randomly initialised), over seeds 0..`seeds`-1. A note says when a checkpoint trained on this store."""
+    from lvmae.evaluation.reconstruction import trained_on_store
+    from lvmae.pretrain.checkpoint import load_pretrained
+
+    if seeds < 1:
+        raise UsageError("seeds", "at least 1", value=seeds)
+    store = Store.open(store_uri)
+    if group is None and "group" in store.videos().column_names and label != "group":
+        group = "group"
+    data = labelled_videos(store, label, group)
+    raw_name = "raw" if "input_encoder" not in store.identity.encoder else store.identity.encoder["name"]
+    feature_sets = [raw_features(store, data, raw_name)]
+    notes = []
+    torch_device = resolve_device(device)
+    for k, path in enumerate(map(Path, checkpoints)):
+        pretrained = load_pretrained(path, torch_device)
+        if k == 0:
+            feature_sets.append(lvmae_features(random_init(pretrained), feature_sets[0], "lvmae-init"))
+        feature_sets.append(lvmae_features(pretrained, feature_sets[0], feature_name(path, len(checkpoints) > 1)))
+        if trained_on_store(pretrained, store):
+            notes.append(f"{path} trained on this store's videos: its rows are not held-out figures")
+    with bar(total=None, desc="probe", unit="fit", disable=None if progress else True) as pbar:
+
+        def tick(done: int, total: int) -> None:
+            pbar.total = total
+            pbar.update(done - pbar.n)
+
+        report = run_probes(data, feature_sets, label=label, seeds=tuple(range(seeds)), progress=tick)
+    return report, notes
+
+
+def probe_table(report: dict) -> str:
+    """The probe table of `ProbeReport.to_json()`: one row per (features, head, labels per class)."""
+    groups = sorted({g for row in report["rows"] for g in row["per_group"]})
+    lines = [
+        f"probe accuracy on {report['label']!r}: {report['classes']} classes (chance {report['chance']:.3f}), "
+        f"{report['videos']} videos; mean ± std over seeds {report['seeds']}; test videos per seed in brackets"
+    ]
+    head = f"{'features':<24}{'head':<15}{'labels':>7}  {'accuracy':>17}" + "".join(f"  group {g:>3}" for g in groups)
+    lines.append(head)
+    for row in report["rows"]:
+        acc = f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} ({row['test_videos']})"
+        cells = "".join(f"  {row['per_group'].get(g, float('nan')):>9.3f}" for g in groups)
+        lines.append(f"{row['features']:<24}{row['head']:<15}{row['labels_per_class']!s:>7}  {acc:>17}{cells}")
+    return "\n".join(lines)
