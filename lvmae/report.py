@@ -26,7 +26,7 @@ import numpy as np
 
 from lvmae.foundation.files import atomic_write_text
 from lvmae.foundation.progress import human_bytes, human_seconds
-from lvmae.timeline import STYLE, metrics_html, segments_table, timeline_figure
+from lvmae.timeline import STYLE, metrics_html, number, segments_table, text, timeline_figure
 
 REPORT_STYLE = (
     STYLE
@@ -130,7 +130,8 @@ def what_ran(a: Artifacts) -> str | None:
             seconds = saved.get("seconds")
             result = saved.get("result", {})
             rate = next((f"{v} {k}" for k, v in result.items() if k.endswith("/s")), "")
-            rows.append([record.stem, human_seconds(seconds) if seconds is not None else "not timed", rate])
+            timed = number(seconds) != "–"  # a NaN or a string in a record: that row says so, the rest stands
+            rows.append([record.stem, human_seconds(seconds) if timed else "not timed", rate])
         parts.append(_table(["stage", "wall time", "rate"], rows))
     parts.append(
         _facts(
@@ -272,7 +273,7 @@ def timeline_section(a: Artifacts) -> str | None:
             {
                 "video": f"{record['video_id']} ({record['uri']}), {len(record['segments'])} segments, {hidden} hidden",
                 "checkpoint": record["checkpoint"],
-                "encoder mask": f"{record['mask']}, ratio {record['ratio']:g}, seed {record['seed']}",
+                "encoder mask": f"{record['mask']}, ratio {number(record['ratio'], 'g')}, seed {record['seed']}",
                 "truth": record["truth"],
             }
         )
@@ -298,9 +299,9 @@ def probe_section(a: Artifacts) -> str | None:
             r["features"],
             r["head"],
             r["labels_per_class"],
-            f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
+            f"{number(r['accuracy_mean'], '.3f')} ± {number(r['accuracy_std'], '.3f')}",
             r["test_videos"],
-            *(f"{r['per_group'].get(g, float('nan')):.2f}" for g in groups),
+            *(number(r["per_group"].get(g), ".2f") for g in groups),
         ]
         for r in data["rows"]
     ]
@@ -319,7 +320,8 @@ def probe_section(a: Artifacts) -> str | None:
         points.sort()
         xs, ys, es = zip(*points)
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, linewidth=1, label=name)
-    ax.axhline(data["chance"], color="#999", linestyle=":", label="chance")
+    if number(data["chance"]) != "–":
+        ax.axhline(data["chance"], color="#999", linestyle=":", label="chance")
     ax.set_xscale("log", base=2)
     ticks = sorted({p[0] for pts in series.values() for p in pts})
     ax.set_xticks(ticks, [str(t) if t != 2 * most else "all" for t in ticks])
@@ -328,8 +330,8 @@ def probe_section(a: Artifacts) -> str | None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return (
-        f"<p>{data['classes']} classes (chance {data['chance']:.3f}), {data['videos']} videos, mean ± std over "
-        f"seeds {data['seeds']}.</p>" + table + _png(fig)
+        f"<p>{text(data['classes'])} classes (chance {number(data['chance'], '.3f')}), {text(data['videos'])} "
+        f"videos, mean ± std over seeds {text(data['seeds'])}.</p>" + table + _png(fig)
     )
 
 
@@ -348,7 +350,7 @@ def search_section(a: Artifacts) -> str | None:
                     result["rank"],
                     result["video_id"],
                     f"{clock(result['start'])}–{clock(result['end'])}",
-                    f"{result['score']:.3f}",
+                    number(result["score"], ".3f"),
                     result.get("caption") or "",
                 ]
             )

@@ -40,6 +40,20 @@ THUMB_SIDE = 72  # px, the longer side
 STYLE = asset("lvmae.css")  # shared with the report and `lvmae serve`
 
 
+def number(value: Any, spec: str = "") -> str:
+    """A figure read from a saved artifact as the page shows it: a finite real number formatted with
+    `spec`, anything else (NaN, a string, a missing value) as "–". Artifacts are files anyone could
+    have written: what is not a number is never formatted as one, nor put into a page unescaped."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return "–"
+    return format(value, spec)
+
+
+def text(value: Any) -> str:
+    """Any value read from a saved artifact, escaped for HTML."""
+    return html.escape(str(value))
+
+
 def _png(image: np.ndarray) -> str:
     from PIL import Image
 
@@ -158,19 +172,19 @@ def metrics_html(metrics: dict) -> str:
                 + (
                     "–"
                     if row["methods"][m]["r1"] is None
-                    else f"{row['methods'][m]['r1']:.2f} / {row['methods'][m]['r5']:.2f}"
+                    else f"{number(row['methods'][m]['r1'], '.2f')} / {number(row['methods'][m]['r5'], '.2f')}"
                 )
                 + "</td>"
                 for m in METHODS
             )
             rows.append(
-                f"<tr><td>{html.escape(name)} ({html.escape(decoder['decoder_mask'])})</td><td>{split}</td>"
-                f"<td class=num>{row['segments']:,}</td>{cells}</tr>"
+                f"<tr><td>{text(name)} ({text(decoder['decoder_mask'])})</td><td>{text(split)}</td>"
+                f"<td class=num>{number(row['segments'], ',')}</td>{cells}</tr>"
             )
     return (
         f"<table><tr><th>decoder</th><th>split</th><th>segments</th>{head}</tr>{''.join(rows)}</table>"
-        f"<p class=muted>R@1 / R@5 against {html.escape(str(metrics['truth']))}; bank {metrics['bank_size']} captions, "
-        f"chance {metrics['chance_r1']:.3f} / {metrics['chance_r5']:.3f}.</p>"
+        f"<p class=muted>R@1 / R@5 against {text(metrics['truth'])}; bank {number(metrics['bank_size'], ',')} "
+        f"captions, chance {number(metrics['chance_r1'], '.3f')} / {number(metrics['chance_r5'], '.3f')}.</p>"
     )
 
 
@@ -216,7 +230,7 @@ def segments_table(record: dict[str, Any], *, max_rows: int | None = None, max_t
             truth += " <span class=muted>(original top-1)</span>"
         body.append(
             f"<tr><td class=num>{clock(s['start'])}{marks}</td><td>{thumb}</td><td>{truth}</td>"
-            f"<td class=num>{s['importance']:.3f}</td>{cells}<td>{copy}</td><td>{original}</td></tr>"
+            f"<td class=num>{number(s['importance'], '.3f')}</td>{cells}<td>{copy}</td><td>{original}</td></tr>"
         )
     header = "".join(f"<th>decoder {html.escape(n)} top-3</th>" for n in names)
     return (
@@ -234,7 +248,7 @@ def page(record: dict[str, Any]) -> str:
         "video": f"{video_id} — {record['uri']}",
         "segments": f"{len(segs):,} ({clock(segs[-1]['end'])}), {hidden:,} hidden",
         "checkpoint": record["checkpoint"],
-        "encoder mask": f"{record['mask']}, ratio {record['ratio']:g}, seed {record['seed']}",
+        "encoder mask": f"{record['mask']}, ratio {number(record['ratio'], 'g')}, seed {record['seed']}",
         "truth": record["truth"],
         "caption bank": record["bank"],
     }
