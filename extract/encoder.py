@@ -233,13 +233,31 @@ class ImageTextEncoder:
             return x
         return m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
 
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the text tower reads (start and end tokens included); longer texts are cut to it."""
+        return getattr(self.tokenizer, "context_length", None)
+
+    def token_count(self, text: str) -> int | None:
+        """Tokens of `text` before any cut, start and end tokens included (None: the tokenizer cannot say)."""
+        encode = getattr(self.tokenizer, "encode", None)
+        return None if encode is None else len(encode(text)) + 2
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Texts -> (N, context) token ids, on the CPU. Byte-pair encoding costs CPU time that grows with
+        a text's length and holds no model: a server runs it outside its model lock."""
+        return self.tokenizer(list(texts))
+
     @torch.no_grad()
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> (N, D) float32, L2-normalised."""
+    def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """(N, context) token ids -> (N, D) float32, L2-normalised."""
         out = []
-        for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start : start + self.batch_size])).to(self.device)
+        for start in range(0, len(tokens), self.batch_size):
             with autocast(self.device, self._autocast):
-                emb = self._text_features(tokens)
+                emb = self._text_features(tokens[start : start + self.batch_size].to(self.device))
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy()
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, D) float32, L2-normalised."""
+        return self.encode_tokens(self.tokenize(texts))

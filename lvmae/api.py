@@ -368,13 +368,15 @@ def create_app(
     truth: str | Path | None = "auto",
     device: str | None = None,
     demo: str | Path | None = None,
+    hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The search and inspection web app (FastAPI) over the index in `index` (default
     `retrieval.index_dir`) and its store; with `checkpoint`, the video view shows a reconstruction.
-    `demo` names a demo's output folder instead (its index, store, model and captions). Serve it with
-    uvicorn, bound to localhost unless you mean otherwise."""
+    `demo` names a demo's output folder instead (its index, store, model and captions). It answers
+    requests addressed to `hosts` only (default: localhost, 127.0.0.1, [::1]). Serve it with uvicorn,
+    bound to localhost unless you mean otherwise."""
     from lvmae.foundation.runtime import resolve_device
-    from lvmae.web import Service, make_app
+    from lvmae.web import LOCAL_HOSTS, Service, make_app
 
     if demo is not None:
         if index is not None or store is not None or checkpoint is not None:
@@ -395,4 +397,4 @@ def create_app(
         truth=truth,
         device=resolve_device(device or cfg.pretrain.device) if checkpoint is not None else "cpu",
     )
-    return make_app(service)
+    return make_app(service, hosts=LOCAL_HOSTS if hosts is None else hosts)

@@ -15,8 +15,15 @@ file, the checkpoint. Videos are looked up by id in the manifest: no path from a
 file system, and only the files the manifest names are served. Model calls (text tower, reconstruction)
 run one at a time under a lock; thumbnails and video records are cached (bounded LRU).
 
-`make_app` is the FastAPI app over a service. Every error is a JSON object `{"error": message}` with a
-status: 400 for a bad request (empty query, k out of range, a time outside the video), 404 for what
+An ID is the manifest's `video_id`, percent-encoded in links; it may hold "/" (the routes take the rest of
+the path). A query is at most `MAX_QUERY_CHARS` characters and the text tower's context in tokens; it is
+tokenized outside the model lock, so a long one costs its own request, not everyone's.
+
+`make_app` is the FastAPI app over a service. It answers only requests whose Host header is one it
+serves (localhost by default, `--allow-host` for a name a proxy uses): a web page on another site
+that rebinds its DNS name to this machine gets a 400, not the API. Every error is a JSON object
+`{"error": message}` with a status: 400 for a bad request (empty or too long query, k or seed out of
+range, a time outside the video), 404 for what
 does not exist (unknown video, a path outside the manifest), 500 with the type only (the traceback goes
 to the server's log) for a fault; the server keeps answering after any of them.
 """
@@ -28,7 +35,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +48,14 @@ from lvmae.foundation.files import local_path
 from lvmae.foundation.schema import EncoderConfig, RetrievalConfig
 from lvmae.retrieval.captions import CaptionBank
 from lvmae.retrieval.errors import RetrievalError
-from lvmae.retrieval.search import Result, Searcher, moment_times, open_searcher
+from lvmae.retrieval.search import Result, Searcher, checked_queries, moment_times, open_searcher
 
 log = logging.getLogger(__name__)
 
 MAX_K = 100  # moments one query may ask for
+MAX_QUERY_CHARS = 500  # a query's length; byte-pair encoding time grows with the square of a long word's
+MAX_SEED = 2**63 - 1  # reconstruction seeds: what a torch generator takes
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # Host headers served by default (the bound address aside)
 THUMB_SIDE = 128  # px, a thumbnail's longer side
 THUMB_CACHE = 4096  # thumbnails kept (a few KB each)
 VIDEO_CACHE = 32  # video records kept (a reconstruction each)
@@ -171,9 +181,19 @@ class Service:
 
     def search(self, q: str, k: int = 10) -> dict[str, Any]:
         k = _check_k(k)
+        (query,) = checked_queries([q])
+        tower = self.searcher.tower
+        if len(query) > MAX_QUERY_CHARS:
+            raise BadRequest(f"a query of {len(query):,} characters: at most {MAX_QUERY_CHARS}")
+        tokens = tower.token_count(query)
+        if tokens is not None and tower.context_length is not None and tokens > tower.context_length:
+            raise BadRequest(
+                f"a query of {tokens} tokens: the text encoder reads at most {tower.context_length}; shorten it"
+            )
+        ids = tower.tokenize([query])  # outside the lock: the CPU time of a long query is its own
         with self._model_lock:
-            results = self.searcher.text([q], k=k)[0]
-        return {"query": q.strip(), "k": k, "moments": [self.moment(r) for r in results]}
+            results = self.searcher.answer([query], tower.encode_tokens(ids), k=k)[0]
+        return {"query": query, "k": k, "moments": [self.moment(r) for r in results]}
 
     def like(self, video_id: str, seconds: float, k: int = 10) -> dict[str, Any]:
         k = _check_k(k)
@@ -206,6 +226,8 @@ class Service:
 
     def video(self, video_id: str, seed: int = 0) -> dict[str, Any]:
         """The video's segments; with a checkpoint, a reconstruction under the seeded random mask."""
+        if not 0 <= int(seed) <= MAX_SEED:
+            raise BadRequest(f"seed={seed}: 0 to {MAX_SEED}")
         entry = self.video_entry(video_id)
         return self._records.get((video_id, int(seed)), lambda: self._video_record(video_id, entry, int(seed)))
 
@@ -335,16 +357,19 @@ def _examples(bank: CaptionBank | None, searcher: Searcher) -> list[str]:
 # --- the app ------------------------------------------------------------------------------------------
 
 
-def make_app(service: Service):
-    """The FastAPI app answering from `service`."""
+def make_app(service: Service, *, hosts: Sequence[str] = LOCAL_HOSTS):
+    """The FastAPI app answering from `service`, to requests whose Host header names one of `hosts`
+    (without the port; IPv6 addresses in brackets; "*" for any)."""
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     from lvmae.assets import ASSETS, asset
 
     app = FastAPI(title="lvmae", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     app.state.service = service  # what it answers from (`lvmae serve` prints its summary)
 
     def error(status: int, message: str) -> JSONResponse:
@@ -390,18 +415,18 @@ def make_app(service: Service):
     def like(video: str, t: float, k: int = 10) -> dict:
         return service.like(video, t, k)
 
-    @app.get("/api/video/{video_id}")
+    @app.get("/api/video/{video_id:path}")
     def video(video_id: str, seed: int = 0) -> dict:
         return service.video(video_id, seed)
 
-    @app.get("/thumb/{video_id}/{name}")
+    @app.get("/thumb/{video_id:path}/{name}")
     def thumb(video_id: str, name: str) -> Response:
         seconds = _seconds_of(name)
         return Response(
             service.thumbnail(video_id, seconds), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
         )
 
-    @app.get("/media/{video_id}")
+    @app.get("/media/{video_id:path}")
     def media(video_id: str) -> FileResponse:
         path, media_type = service.media(video_id)
         return FileResponse(path, media_type=media_type)  # answers Range requests (206) itself
@@ -451,6 +476,12 @@ class Server:
 
     def run(self) -> None:
         self.server.run(sockets=[self.socket])
+
+    def wait(self) -> None:
+        """Until the server started by `start()` stops; Ctrl-C (KeyboardInterrupt) reaches the caller,
+        since the server's thread installs no signal handlers."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.5)
 
     def start(self, timeout: float = 30.0) -> Server:
         import time

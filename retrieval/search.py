@@ -130,15 +130,14 @@ class Searcher:
 
     def text(self, queries: Sequence[str], *, k: int | None = None, per_video: int | None = None) -> list[list[Result]]:
         """The top moments of each text query, in query order."""
-        queries = [str(q) for q in queries]
-        for i, q in enumerate(queries):
-            if not q.strip():
-                where = f" (query {i + 1} of {len(queries)})" if len(queries) > 1 else ""
-                raise RetrievalError(
-                    f'empty query{where}: say what to look for, e.g. "a red circle on a blue background"'
-                )
+        queries = checked_queries(queries)
+        return self.answer(queries, self.tower.encode_text(queries), k=k, per_video=per_video)
+
+    def answer(
+        self, queries: Sequence[str], vectors: np.ndarray, *, k: int | None = None, per_video: int | None = None
+    ) -> list[list[Result]]:
+        """The top moments of text queries already encoded (`vectors` (m, D), one a query, by the tower)."""
         k, per_video = self._limits(k, per_video)
-        vectors = self.tower.encode_text([q.strip() for q in queries])  # (m, D)
         if vectors.shape[1] != self.index.dim:
             raise RetrievalError(
                 f"the text encoder gives width {vectors.shape[1]}; the index holds width {self.index.dim}"
@@ -324,6 +323,16 @@ def open_searcher(
         uris=uris,
         refusal=text_refusal(index.store_uri, identity),
     )
+
+
+def checked_queries(queries: Sequence[str]) -> list[str]:
+    """The queries, stripped; an empty one is a RetrievalError saying which."""
+    queries = [str(q).strip() for q in queries]
+    for i, q in enumerate(queries):
+        if not q:
+            where = f" (query {i + 1} of {len(queries)})" if len(queries) > 1 else ""
+            raise RetrievalError(f'empty query{where}: say what to look for, e.g. "a red circle on a blue background"')
+    return queries
 
 
 def results_table(results: Sequence[Result], *, query: str) -> str:

@@ -10,7 +10,7 @@ from lvmae.commands.command import Command, CommandFailed, add_caption_options
 from lvmae.foundation.progress import Summary
 from lvmae.foundation.schema import Config
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")  # binding to these serves this machine only
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,12 +33,29 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to NAME (the Host a proxy or a LAN name uses; repeatable; * for any). "
+        "Served by default: localhost, 127.0.0.1, [::1] and the --host address",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch threads (default 1: a query is one short text, which one thread encodes fastest; more "
         "threads help batches, not a server answering one query at a time)",
     )
+
+
+def served_hosts(host: str, allowed: list[str]) -> list[str]:
+    """The Host headers the server answers: this machine's names, the address it is bound to (unless
+    it is a wildcard) and the names the user allows."""
+    from lvmae.web import LOCAL_HOSTS
+
+    bound = [] if host in ("0.0.0.0", "::", "") else [f"[{host}]" if ":" in host else host]
+    return list(dict.fromkeys([*LOCAL_HOSTS, *bound, *allowed]))
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
@@ -61,6 +78,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         truth=args.truth,
         device=args.device,
         demo=args.demo,
+        hosts=served_hosts(args.host, args.allow_host),
     )
     server = Server(app, args.host, args.port)
     info = app.state.service.info()
@@ -69,15 +87,21 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     summary.add("index", info["index"])
     summary.add("checkpoint", info["checkpoint"] or "none: the video view shows no reconstruction")
     summary.add("truth", info["truth"] or "none")
-    if args.host not in LOCAL_HOSTS:
+    if args.host not in LOCAL_ADDRESSES:
         summary.add(
             "warning", f"bound to {args.host}: anyone who can reach this machine can search and play the videos"
         )
     summary.add("open", f"{server.url}/  (Ctrl-C stops)")
     summary.timed = False
-    summary.print()
-    sys.stdout.flush()  # the address, now, also when stdout is a pipe
-    server.run()
+    server.start()  # the address is printed once the server accepts connections on it
+    try:
+        summary.print()
+        sys.stdout.flush()  # the address, now, also when stdout is a pipe
+        server.wait()
+    except KeyboardInterrupt:
+        print("lvmae serve: stopped", file=sys.stderr)
+    finally:
+        server.stop()
     return 0
 
 

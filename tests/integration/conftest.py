@@ -21,6 +21,7 @@ from tests.videos import write_frames
 
 TINY_TOKENIZER = TokenizerArch(channels=(8, 16, 16), scorer_channels=8, groups=4)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REBOUND = "rebound.example"  # a name the browser fixture resolves to 127.0.0.1
 # Screenshots the browser tests take, kept for whoever looks at a run (CI can upload the folder).
 ARTIFACTS = Path(
     os.environ.get("LVMAE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "runs" / "test-artifacts")
@@ -35,7 +36,10 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # REBOUND resolves to this machine, as a name an attacker rebinds would (the DNS-rebinding tests)
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]
+        )
         try:
             yield launched
         finally:

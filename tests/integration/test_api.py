@@ -117,7 +117,7 @@ def test_every_stage_through_the_python_api(tmp_path, corpus, tiny_tokenizer, mo
 
     from fastapi.testclient import TestClient
 
-    with TestClient(lvmae.create_app(cfg, checkpoint=run.out_dir / "model.pt")) as client:
+    with TestClient(lvmae.create_app(cfg, checkpoint=run.out_dir / "model.pt"), base_url="http://localhost") as client:
         answer = client.get("/api/search", params={"q": step["caption"], "k": 3}).json()
         assert answer["moments"][0]["video_id"] == hits[0].moment.video_id
 

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,8 +17,8 @@ from lvmae import cli
 from lvmae.api import create_app
 from lvmae.foundation.schema import load_config
 from lvmae.store import Store
-from lvmae.web import MAX_K, THUMB_SIDE, Server, make_app
-from tests.integration.conftest import ARTIFACTS
+from lvmae.web import MAX_K, MAX_QUERY_CHARS, THUMB_SIDE, Server, make_app
+from tests.integration.conftest import ARTIFACTS, REBOUND
 
 SCREENSHOT = Path(__file__).parent / "serve.png"  # the README's picture; LVMAE_UPDATE_SCREENSHOT=1 rewrites it
 
@@ -41,7 +42,7 @@ def service(app):
 def client(app):
     from fastapi.testclient import TestClient
 
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         yield c
 
 
@@ -99,7 +100,8 @@ def test_a_video_shows_its_segments_truth_and_a_seeded_reconstruction(client, se
 def test_without_a_checkpoint_the_video_view_has_no_reconstruction(demo, cfg):
     from fastapi.testclient import TestClient
 
-    with TestClient(create_app(cfg, index=demo / "index", captions=demo / "toyworld" / "captions.txt")) as c:
+    app = create_app(cfg, index=demo / "index", captions=demo / "toyworld" / "captions.txt")
+    with TestClient(app, base_url="http://localhost") as c:
         info = c.get("/api/info").json()
         assert info["checkpoint"] is None and info["examples"]
         assert c.get("/api/video/nope").status_code == 404
@@ -172,6 +174,8 @@ def test_a_video_file_path_is_not_a_video_id(client, service):
         ("/api/like", {"video": "VIDEO", "t": 99999}),
         ("/api/like", {"video": "VIDEO"}),
         ("/api/video/VIDEO", {"seed": "x"}),
+        ("/api/video/VIDEO", {"seed": -1}),
+        ("/api/video/VIDEO", {"seed": 2**63}),
     ],
 )
 def test_bad_requests_get_a_json_error_and_the_server_keeps_answering(client, service, path, params, caption):
@@ -188,11 +192,63 @@ def test_a_fault_is_a_500_without_a_traceback_and_the_next_request_works(client,
         raise RuntimeError("disk on fire at /secret/path")
 
     with monkeypatch.context() as m:
-        m.setattr(service.searcher, "text", broken)
+        m.setattr(service.searcher, "answer", broken)
         answer = client.get("/api/search", params={"q": caption})
     assert answer.status_code == 500
     assert answer.json() == {"error": "internal error (RuntimeError); the server's log has the details"}
     assert client.get("/api/search", params={"q": caption, "k": 1}).status_code == 200
+
+
+def test_only_the_hosts_it_serves_get_answers(app, client, caption):
+    """DNS rebinding: a page on another site whose name now points here sends its own Host."""
+    from fastapi.testclient import TestClient
+
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil.example"):
+        answer = client.get("/api/info", headers={"host": host})
+        assert answer.status_code == 400, host
+        assert "video" not in answer.text and "store" not in answer.text
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/api/info", headers={"host": host}).status_code == 200, host
+    proxied = make_app(app.state.service, hosts=["videos.example"])
+    with TestClient(proxied, base_url="http://videos.example") as c:
+        assert c.get("/api/search", params={"q": caption, "k": 1}).status_code == 200
+        assert c.get("/api/info", headers={"host": "localhost"}).status_code == 400
+
+
+def test_a_long_query_is_refused_naming_the_limit(client, caption):
+    long_word = client.get("/api/search", params={"q": "x" * (MAX_QUERY_CHARS + 1)})
+    assert long_word.status_code == 400 and f"at most {MAX_QUERY_CHARS}" in long_word.json()["error"]
+    many_words = client.get("/api/search", params={"q": " ".join([caption] * 6)})
+    assert many_words.status_code == 400 and "tokens" in many_words.json()["error"]
+    assert client.get("/api/search", params={"q": caption, "k": 1}).status_code == 200
+
+
+def test_a_query_being_tokenized_holds_no_other_query_up(service, caption, monkeypatch):
+    """Tokenizing runs outside the model lock: one query stuck in it (forced here) and another still answers."""
+    tower = service.searcher.tower
+    slow_query = "a slow query"
+    entered, release = threading.Event(), threading.Event()
+    tokenize = tower.tokenize
+
+    def stuck(texts):
+        if list(texts) == [slow_query]:
+            entered.set()
+            assert release.wait(30)
+        return tokenize(texts)
+
+    monkeypatch.setattr(tower, "tokenize", stuck)
+    slow = threading.Thread(target=service.search, args=(slow_query,))
+    slow.start()
+    assert entered.wait(30)
+    answers = []
+    other = threading.Thread(target=lambda: answers.append(service.search(caption, 1)))
+    other.start()
+    other.join(timeout=30)
+    finished = not other.is_alive()
+    release.set()
+    slow.join(timeout=30)
+    other.join(timeout=30)
+    assert finished and answers[0]["moments"], "a query waited for another one's tokenizing"
 
 
 def test_the_command_refuses_what_it_cannot_serve(tmp_path, demo, capsys):
@@ -272,3 +328,109 @@ def test_the_page_searches_plays_the_moment_and_opens_the_timeline(live, browser
         page.close()
     if os.environ.get("LVMAE_UPDATE_SCREENSHOT"):
         shutil.copy(video, SCREENSHOT)
+
+
+@pytest.fixture(scope="module")
+def slashed(tmp_path_factory, toy_corpus, tiny_tokenizer):
+    """A store whose video ids hold "/" (an input table's `id` may), indexed, and its app."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lvmae.retrieval.index import SegmentIndex
+    from tests.integration.conftest import extract_with, make_config
+
+    tmp = tmp_path_factory.mktemp("slashed")
+    listed = pq.read_table(toy_corpus.root / "videos.parquet")["uri"].to_pylist()
+    uris = [str((toy_corpus.root / uri).resolve()) for uri in listed]  # the table's are relative to its folder
+    ids = [f"camera {i}/take/{i}" for i in range(len(uris))]
+    pq.write_table(pa.table({"uri": uris, "id": ids}), tmp / "inputs.parquet")
+    cfg = make_config(tmp, tiny_tokenizer, **{"extract.runner": "local", "retrieval.index_dir": tmp / "index"})
+    assert extract_with(cfg, inputs=tmp / "inputs.parquet").videos_ok == len(ids)
+    SegmentIndex.build(Store.open(str(cfg.paths.store)), cfg.retrieval, progress=False).save(tmp / "index")
+    return ids, create_app(cfg, captions=toy_corpus.root / "captions.txt")
+
+
+def test_ids_holding_a_slash_open_through_every_route(slashed):
+    from fastapi.testclient import TestClient
+
+    from lvmae.web import media_url, thumb_url
+
+    ids, app = slashed
+    with TestClient(app, base_url="http://localhost") as c:
+        for video_id in ids:
+            record = c.get(f"/api/video/{quote(video_id, safe='')}")
+            assert record.status_code == 200 and record.json()["video_id"] == video_id
+            thumb = c.get(thumb_url(video_id, 1.0))
+            assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+            media = c.get(media_url(video_id), headers={"range": "bytes=0-99"})
+            assert media.status_code == 206 and len(media.content) == 100
+        moment = c.get("/api/search", params={"q": "a red circle", "k": 1}).json()["moments"][0]
+        assert c.get(moment["thumbnail"]).status_code == 200 and c.get(moment["media"]).status_code == 200
+        assert c.get(f"/api/video/{quote(ids[0], safe='')}x").status_code == 404
+
+
+def test_serve_prints_its_address_once_it_listens_and_stops_quietly_on_ctrl_c(demo, demo_overrides, tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "lvmae", "serve", "--demo", str(demo), "--port", "0"]
+    for override in demo_overrides:
+        argv += ["--set", override]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        url = None
+        for line in server.stdout:  # the summary; its "open" line names the address
+            if line.strip().startswith("open"):
+                url = line.split()[1].rstrip("/")
+                break
+        assert url is not None, server.stderr.read()
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as connection:  # listening already
+            connection.sendall(f"GET /api/info HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            assert connection.recv(64).startswith(b"HTTP/1.1 200")
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "stopped" in err
+
+
+@pytest.fixture(scope="module")
+def slashed_live(slashed):
+    server = Server(slashed[1], "127.0.0.1", 0).start()
+    yield server
+    server.stop()
+
+
+def test_in_the_browser_a_slashed_id_opens_and_a_rebound_name_gets_nothing(slashed, slashed_live, browser):
+    """The page in chromium: a video whose id holds "/" opens in the video view; the same server reached
+    by another name (DNS rebinding, simulated by chromium's resolver rules) answers 400 and no data."""
+    ids, _ = slashed
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{slashed_live.url}/#video={quote(ids[1], safe='')}&t=0")
+        page.wait_for_function("() => ['muted', 'error'].includes(document.querySelector('#video-facts').className)")
+        assert page.locator("#video-facts").get_attribute("class") == "muted", page.locator("#video-facts").inner_text()
+        assert "segments" in page.locator("#video-facts").inner_text() and page.locator("#timeline .lane").count() >= 2
+        assert page.locator("#video-title").inner_text() == ids[1]
+        page.goto(f"{slashed_live.url}/#q={quote('a red circle')}&k=3")
+        page.wait_for_selector(".card")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert not errors, errors
+
+        rebound = f"http://{REBOUND}:{slashed_live.port}"
+        for path in ("/", "/api/info", f"/media/{quote(ids[0], safe='')}"):
+            answer = page.goto(rebound + path)
+            assert answer is not None and answer.status == 400, path
+            assert ids[0] not in page.content() and "store" not in page.content()
+    finally:
+        page.close()
