@@ -1,14 +1,16 @@
 """Which videos a job reads: a directory, a text file of paths/URIs, or a parquet/CSV table.
 
 - directory: every file below it with a video extension, in sorted order;
-- `.txt` / `.lst`: one path or URI a line (blank lines and `#` comments skipped), in UTF-8 (a byte
-  order mark is allowed); a list in another encoding is an `InputError` naming the line and byte, not
+- `.txt` / `.lst`: one path or URI a line (blank lines and comments skipped: a comment is `#` alone or
+  followed by a space, so `#take1.mp4` is a file), in UTF-8 (a byte order mark is allowed); a list in another encoding is an `InputError` naming the line and byte, not
   a guess at what its bytes meant;
 - `.parquet` / `.csv`: a `uri` column, an optional `id` column, any other columns (labels) carried
   into the manifest;
 - a single video file.
 
-Relative paths in a list or table resolve against the list's own directory. A video's id is the
+Relative paths in a list or table resolve against the list's own directory; a `file://` URI is the
+local path it spells (percent-decoded; host empty or `localhost`). The input itself is a local path:
+remote videos are named inside a local list or table. A video's id is the
 table's `id` when given, else a hash of its normalised URI, so the same input gives the same ids.
 An input that yields no video at all is an `InputError`; `scan_inputs` also counts the files a
 directory search skipped for their extension.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +48,12 @@ class InputVideo:
 def normalise_uri(uri: str, base: Path | None = None) -> str:
     if "://" in uri:
         scheme, rest = uri.split("://", 1)
-        if scheme != "file":
+        if scheme.lower() != "file":
             return f"{scheme.lower()}://{rest}"
-        uri = rest
+        parts = urllib.parse.urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            raise InputError(f"{_show(uri)}: a file URI on host {parts.netloc!r}; only this machine's files are read")
+        return str(Path(urllib.parse.unquote(parts.path)).resolve())  # file:///a%20b.mp4 is /a b.mp4
     path = Path(uri).expanduser()
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
@@ -74,6 +80,11 @@ class InputListing:
 def scan_inputs(source: str | Path) -> InputListing:
     """The videos `source` names (see the module docstring), checked to be at least one and to have
     distinct ids."""
+    if "://" in str(source):
+        raise InputError(
+            f"extract.inputs: {str(source)!r} is a URI; the input is a local folder, list or table (a list or "
+            "table may name remote videos, one URI a line or row)"
+        )
     source = Path(source).expanduser()
     if not source.exists():
         raise InputError(f"extract.inputs: {str(source)!r} does not exist")
@@ -91,7 +102,7 @@ def scan_inputs(source: str | Path) -> InputListing:
     elif source.suffix.lower() in LIST_EXTENSIONS:
         base = source.parent.resolve()
         lines = [ln.strip() for ln in _read_list(source).splitlines()]
-        videos = [_video(normalise_uri(ln, base)) for ln in lines if ln and not ln.startswith("#")]
+        videos = [_video(normalise_uri(ln, base)) for ln in lines if ln and not _is_comment(ln)]
         if not videos:
             raise InputError(f"{_show(source)}: the list names no video (only blank lines and # comments)")
     elif source.suffix.lower() in TABLE_EXTENSIONS:
@@ -172,9 +183,16 @@ def _from_table(path: Path) -> list[InputVideo]:
     return videos
 
 
+def _is_comment(line: str) -> bool:
+    """`#` alone, or followed by white space: a comment. `#take1.mp4` is a file name."""
+    return line == "#" or (line.startswith("#") and line[1].isspace())
+
+
 def _check_unique(videos: list[InputVideo], source: Path) -> None:
     seen: dict[str, str] = {}
     for v in videos:
+        if v.video_id in seen and seen[v.video_id] == v.uri:
+            raise InputError(f"{_show(source)}: {_show(v.uri)} is listed twice (video id {v.video_id!r})")
         if v.video_id in seen:
             raise InputError(
                 f"{_show(source)}: video id {v.video_id!r} is used twice ({_show(seen[v.video_id])} and {_show(v.uri)})"

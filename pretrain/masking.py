@@ -58,6 +58,11 @@ def _encoder_count(valid: Tensor, ratio: float) -> Tensor:
     return torch.minimum(counts(n, ratio), (n - 1).clamp(min=0))
 
 
+def hidden_count(n: int, ratio: float) -> int:
+    """How many segments every encoder mask hides in a window of `n` segments (0: it can hide none)."""
+    return int(_encoder_count(torch.ones(1, n, dtype=torch.bool), ratio)[0])
+
+
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
     # Drawn on the CPU so a seeded CPU generator gives the same mask whatever the device.
     return torch.rand(shape, generator=generator).to(device)

@@ -53,7 +53,7 @@ from lvmae.pretrain.checkpoint import (
     truncate_metrics,
 )
 from lvmae.pretrain.data import VAL_STREAM, Batch, Video, WindowSource, ok_videos, split_videos
-from lvmae.pretrain.masking import decoder_mask, encoder_mask
+from lvmae.pretrain.masking import decoder_mask, encoder_mask, hidden_count
 from lvmae.pretrain.model import LVMAE, ModelConfig, Output, count_params
 from lvmae.pretrain.presets import model_config
 from lvmae.store import Store, StoreError, StoreIdentity
@@ -268,6 +268,14 @@ def train(
     train_videos, val_videos = split_videos(videos, p.val_fraction)
     if not train_videos:
         raise PretrainError(f"store {store.uri} has no videos with segments to train on")
+    longest = min(max(v.n_segments for v in train_videos), p.max_segments)
+    if hidden_count(longest, p.mask_ratio) == 0:
+        # Every window would hide nothing: the loss is 0 on every step and the model learns nothing.
+        raise PretrainError(
+            f"store {store.uri}: its longest training video has {longest} segment{'s' * (longest != 1)}, and "
+            f"pretrain.mask_ratio {p.mask_ratio:g} hides none of a window that short (one segment always stays "
+            "visible): train on longer videos (shorter segments), or raise pretrain.mask_ratio"
+        )
 
     mcfg = build_model_config(p, store)
     torch.manual_seed(p.seed)  # the same init on every rank (DDP broadcasts rank 0's weights anyway)

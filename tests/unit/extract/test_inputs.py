@@ -128,3 +128,37 @@ def test_scan_counts_the_files_skipped_for_their_extension(tmp_path):
     assert listing.skipped == {"": 1, ".m2ts": 2, ".txt": 1}
     assert list_inputs(tmp_path) == listing.videos
     assert scan_inputs(tmp_path / "a.mp4").skipped == {}
+
+
+def test_file_uris_are_the_local_paths_they_spell(tmp_path):
+    spaced = touch(tmp_path / "a b.mp4")
+    assert normalise_uri("file://" + str(tmp_path / "a%20b.mp4")) == str(spaced)
+    assert normalise_uri("file://localhost" + str(spaced).replace(" ", "%20")) == str(spaced)
+    with pytest.raises(InputError, match="host 'server'"):
+        normalise_uri("file://server/share/x.mp4")
+
+
+def test_a_name_starting_with_a_hash_is_a_file_and_a_hash_with_a_space_a_comment(tmp_path):
+    take = touch(tmp_path / "#take1.mp4")
+    lst = tmp_path / "list.txt"
+    lst.write_text("# takes of the day\n#\n#take1.mp4\n#\tanother comment\n")
+    assert [v.uri for v in list_inputs(lst)] == [str(take)]
+
+
+def test_a_video_listed_twice_is_named_once_and_two_videos_with_one_id_are_both_named(tmp_path):
+    touch(tmp_path / "x.mp4")
+    lst = tmp_path / "list.txt"
+    lst.write_text("x.mp4\n./x.mp4\n")
+    with pytest.raises(InputError, match="x.mp4 is listed twice") as e:
+        list_inputs(lst)
+    assert str(e.value).count(str(tmp_path / "x.mp4")) == 1
+    pq.write_table(pa.table({"uri": ["a.mp4", "b.mp4"], "id": ["same", "same"]}), tmp_path / "dup.parquet")
+    with pytest.raises(InputError, match="used twice") as e:
+        list_inputs(tmp_path / "dup.parquet")
+    assert str(tmp_path / "a.mp4") in str(e.value) and str(tmp_path / "b.mp4") in str(e.value)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/list.csv", "https://example.org/videos.txt"])
+def test_a_remote_input_list_is_refused_by_its_uri_not_mangled(uri):
+    with pytest.raises(InputError, match=re.escape(repr(uri)) + ".*local folder, list or table"):
+        list_inputs(uri)

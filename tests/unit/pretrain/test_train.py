@@ -117,6 +117,25 @@ def test_code_head_needs_a_tokenizer(tmp_path):
         train(config("pretrain.code_head=true"), store_uri=uri, out_dir=tmp_path / "out")
 
 
+@pytest.mark.parametrize("segments, ratio", [(1, 0.75), (2, 0.25)], ids=["one-segment", "two-segments-low-ratio"])
+def test_a_store_no_window_of_which_can_hide_anything_is_refused(tmp_path, segments, ratio):
+    """Videos too short to hide a segment under the ratio: every step's loss would be 0 and the run useless."""
+    uri = str(tmp_path / "short")
+    write_procedure_store(uri, videos=4, segments=(segments, segments))
+    with pytest.raises(
+        PretrainError, match=f"hides none.*pretrain.mask_ratio|pretrain.mask_ratio {ratio:g} hides none"
+    ):
+        train(config(f"pretrain.mask_ratio={ratio}"), store_uri=uri, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / MODEL).exists()
+    # One segment more and the same ratio hides one: it trains.
+    uri = str(tmp_path / "long-enough")
+    write_procedure_store(uri, videos=4, segments=(segments + 2, segments + 2))
+    assert (
+        train(config(f"pretrain.mask_ratio={ratio}", "pretrain.steps=2"), store_uri=uri, out_dir=tmp_path / "ok").steps
+        == 2
+    )
+
+
 def test_save_state_replaces_whole_files(tmp_path):
     path = tmp_path / "x.pt"
     save_state({"a": torch.ones(3)}, path)
