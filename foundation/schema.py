@@ -358,7 +358,8 @@ class RetrievalConfig:
     k: int = 10
     """Moments returned per query."""
     per_video: int = 3
-    """At most this many moments of one video per query (0: no limit)."""
+    """Moments of one video in a query's top before other videos' strong answers (0: no limit); its
+    further moments come after those, never after a weaker one."""
     depth: int = 256
     """Segments fetched per query before they are merged into moments."""
     merge_margin: float = 0.1

@@ -7,7 +7,9 @@ next to a moment (the adjacent row of the same video, spans touching) joins it w
 `tolerance` of the moment's best; a hit between two moments within `tolerance` of both merges them (a flat
 stretch with noisy scores is one moment, not three). A hit that no moment takes starts its own. So a
 step is one moment, two steps with a dip in score between them stay two, and a moment never spans two
-videos, nor a gap: rows that are not adjacent, or adjacent rows whose spans do not touch (a stretch the
+videos, nor a gap, nor (given each hit's `label`, the caption bank's best caption for the segment) a
+change of what is on screen — two adjacent steps of near captions ("a purple star" then "an orange
+star") that both score close to a query stay two moments: rows that are not adjacent, or adjacent rows whose spans do not touch (a stretch the
 decoder could not read), stay apart.
 
 The tolerance is in score units, and the caller sets it from the query's own scale: `retrieval.search`
@@ -57,6 +59,7 @@ def merge_hits(
     per_video: int = 0,
     tolerance: float | None = None,
     exclude: tuple[str, float] | None = None,
+    label: np.ndarray | None = None,
 ) -> list[Moment]:
     """The top `k` moments of one query's hits, best first.
 
@@ -65,12 +68,14 @@ def merge_hits(
     twice counts once, at its best score. Adjacent hits join a moment within `tolerance` (score units;
     default MARGIN times the hits' own score range) of its best. `per_video` > 0 keeps at most that many moments of one video.
     `exclude=(video_id, seconds)` drops the moment holding that instant (a query by example is not its
-    own answer).
+    own answer). `label` (h,), when given, is what each segment shows (its best caption's index): a hit
+    joins only a neighbour with the same label.
     """
     if k is not None and k < 1:
         raise ValueError(f"k must be at least 1; got {k}")
     keep = np.isfinite(score) & (position >= 0)
     vid, r, a, b, s, p = (np.asarray(x)[keep] for x in (video_id, row, t_start, t_end, score, position))
+    lab = None if label is None else np.asarray(label)[keep]
     order = np.argsort(-s, kind="stable")  # best first; a duplicate (video, row) meets its best copy first
     if tolerance is None:
         tolerance = MARGIN * float(s.max() - s.min()) if len(s) else 0.0
@@ -89,6 +94,9 @@ def merge_hits(
     def touching(i: int, j: int) -> bool:  # hit j is the row after hit i, with no gap in time
         return abs(float(b[i]) - float(a[j])) <= SPAN_TOUCH_S
 
+    def alike(i: int, j: int) -> bool:  # the two segments show the same thing, as far as labels tell
+        return lab is None or lab[i] == lab[j]
+
     for i in order:
         key = (str(vid[i]), int(r[i]))
         if key in hit_of:
@@ -96,9 +104,9 @@ def merge_hits(
         hit_of[key] = i
         near = []
         left, right = hit_of.get((key[0], key[1] - 1)), hit_of.get((key[0], key[1] + 1))
-        if left is not None and touching(left, i):
+        if left is not None and touching(left, i) and alike(left, i):
             near.append(find(owner[left]))
-        if right is not None and touching(i, right):
+        if right is not None and touching(i, right) and alike(i, right):
             near.append(find(owner[right]))
         near = [m for m in dict.fromkeys(near) if s[i] >= s[peak[m]] - tolerance]
         if not near:  # a peak of its own
@@ -137,43 +145,71 @@ def merge_hits(
 
 
 def select(
-    moments: list[Moment], *, k: int | None, per_video: int = 0, exclude: tuple[str, float] | None = None
+    moments: list[Moment],
+    *,
+    k: int | None,
+    per_video: int = 0,
+    exclude: tuple[str, float] | None = None,
+    strong: float | None = None,
 ) -> list[Moment]:
     """The top `k` (None: all) of `moments`, best first: moments of one video that overlap are one (the
     better one's score and best segment, the union of their spans: a moment grown past its hits can
-    reach into another of the same step; moments that only touch stay two), at most `per_video` (> 0)
-    of a video, and none
-    holding the instant `exclude=(video_id, seconds)`."""
+    reach into another of the same step; moments that only touch stay two), so no two moments of an
+    answer overlap, also when a union reaches a third; none holding the instant `exclude=(video_id, seconds)`.
+
+    `per_video` (> 0) makes room for other videos without losing answers: a video's moments past its
+    first `per_video` wait behind the other videos' strong moments (score >= `strong`: true answers
+    of the query, not its background), and come before anything weaker. So one long video that shows
+    the query six times gives all six when nothing else shows it, and shares the top with the videos
+    that do; a better moment is never dropped for a worse one. Without `strong`, they wait behind
+    every moment of the other videos."""
     kept: list[Moment] = []
-    of_video: dict[str, list[int]] = {}  # video -> indices into kept
+    folded: set[int] = set()  # indices into kept merged into a better moment
+    of_video: dict[str, list[int]] = {}  # video -> indices into kept, best first
     for m in sorted(moments, key=lambda m: (-m.score, m.video_id, m.start)):
-        for i in of_video.setdefault(m.video_id, []):
-            other = kept[i]  # scores at least as high
-            if (
-                other.video_id == m.video_id
-                and m.start < other.end - SPAN_TOUCH_S
-                and other.start < m.end - SPAN_TOUCH_S
-            ):
-                rows = (min(other.rows[0], m.rows[0]), max(other.rows[1], m.rows[1]))
-                kept[i] = replace(
-                    other,
-                    start=min(other.start, m.start),
-                    end=max(other.end, m.end),
-                    rows=rows,
-                    segments=rows[1] - rows[0] + 1,  # overlapping runs of rows: their union is one run
-                )
-                break
-        else:
-            of_video[m.video_id].append(len(kept))
+        mine = of_video.setdefault(m.video_id, [])
+        target = next((i for i in mine if _overlap(kept[i], m)), None)
+        if target is None:
+            mine.append(len(kept))
             kept.append(m)
+            continue
+        merged = _union(kept[target], m)
+        while True:  # the union may now reach a moment it did not before: fold that in too
+            other = next((i for i in mine if i != target and _overlap(kept[i], merged)), None)
+            if other is None:
+                break
+            merged = _union(merged, kept[other])
+            folded.add(other)
+            mine.remove(other)
+        kept[target] = merged
+    ordered = [m for i, m in enumerate(kept) if i not in folded]
     if exclude is not None:
-        kept = [m for m in kept if not (m.video_id == exclude[0] and m.start <= exclude[1] < m.end)]
+        ordered = [m for m in ordered if not (m.video_id == exclude[0] and m.start <= exclude[1] < m.end)]
     if per_video > 0:
         seen: dict[str, int] = {}
-        limited = []
-        for m in kept:
+        first, waiting = [], []
+        for m in ordered:
             seen[m.video_id] = seen.get(m.video_id, 0) + 1
-            if seen[m.video_id] <= per_video:
-                limited.append(m)
-        kept = limited
-    return kept if k is None else kept[:k]
+            (first if seen[m.video_id] <= per_video else waiting).append(m)
+        floor = -np.inf if strong is None else strong
+        ahead = [m for m in first if m.score >= floor]  # best first, as `ordered` is
+        rest = sorted([m for m in first if m.score < floor] + waiting, key=lambda m: (-m.score, m.video_id, m.start))
+        ordered = ahead + rest
+    return ordered if k is None else ordered[:k]
+
+
+def _overlap(a: Moment, b: Moment) -> bool:
+    """Two moments of one video share some time (touching is not sharing)."""
+    return a.video_id == b.video_id and b.start < a.end - SPAN_TOUCH_S and a.start < b.end - SPAN_TOUCH_S
+
+
+def _union(better: Moment, other: Moment) -> Moment:
+    """One moment of two that overlap: the better one's score and best segment, the union of their spans."""
+    rows = (min(better.rows[0], other.rows[0]), max(better.rows[1], other.rows[1]))
+    return replace(
+        better,
+        start=min(better.start, other.start),
+        end=max(better.end, other.end),
+        rows=rows,
+        segments=rows[1] - rows[0] + 1,  # overlapping runs of rows: their union is one run
+    )

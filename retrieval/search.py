@@ -192,11 +192,24 @@ class Searcher:
     GROW_STEP = 8  # segments scored at a time while a moment grows
     GROW_MAX = 512  # segments a moment grows by on each side, at most
 
+    STRONG = 0.5
+    """A strong answer scores at least this fraction of the way from the query's background to its best."""
+
+    def _labels(self, positions: np.ndarray) -> np.ndarray | None:
+        """What the segments at index `positions` show: their best caption's index in the bank (None
+        without a bank). Moments do not grow across a change of it."""
+        bank = self.bank
+        if bank is None or not len(positions):
+            return None
+        return bank.best(self.index.vectors(np.asarray(positions)), k=1)[1][:, 0]
+
     def _grow(self, m: Moment, q: np.ndarray, tolerance: float) -> Moment:
         """`m` extended over the adjacent segments of its video (rows next to it, spans touching) whose
-        score stays within `tolerance` of its best: the hits are the top `depth` of the whole index, so a
-        long step may have only some of its segments among them."""
+        score stays within `tolerance` of its best and that show what its best segment shows (the same
+        best caption, when there is a bank): the hits are the top `depth` of the whole index, so a long
+        step may have only some of its segments among them."""
         ids, floor = self.index.ids, m.score - tolerance
+        shows = self._labels(np.asarray([m.best_position]))
         best_row = int(ids.row[m.best_position])
         first = m.best_position - (best_row - m.rows[0])  # a video's rows sit at consecutive positions
         last = m.best_position + (m.rows[1] - best_row)
@@ -213,6 +226,8 @@ class Searcher:
                 adjacent = (ids.video[steps] == ids.video[edge]) & (ids.row[steps] == ids.row[prev] + side)
                 touch = np.where(side < 0, ids.t_end[steps] - ids.t_start[prev], ids.t_start[steps] - ids.t_end[prev])
                 good = np.einsum("sd,d->s", normalized(self.index.vectors(steps)), q) >= floor  # no BLAS threads
+                if shows is not None:
+                    good &= self._labels(steps) == shows[0]
                 ok = np.cumprod(adjacent & (np.abs(touch) <= SPAN_TOUCH_S) & good).astype(bool)
                 edge = int(steps[ok][-1]) if ok.any() else edge
                 if not ok.all() or len(steps) < self.GROW_STEP:
@@ -264,16 +279,20 @@ class Searcher:
             positions,
             k=None,
             tolerance=tolerance,
+            label=self._labels(positions),
         )
         # A query whose true matches outnumber its hits (a caption shown for an hour) has only part of each
         # step among them: the best moments grow along their videos over the segments the hits left out.
         # Grown best first until k moments stand after merging, limits and exclusion: the rest score lower.
+        # The per-video cap makes way only for other videos' strong answers: those standing at least
+        # STRONG of the way from the background to the best.
+        strong = background + self.STRONG * max(float(scores.max()) - background, 0.0) if len(scores) else None
         grown: list[Moment] = []
         for m in moments:
             grown.append(self._grow(m, query_vector, tolerance))
-            if len(select(grown, k=k, per_video=per_video, exclude=exclude)) == k:
+            if len(select(grown, k=k, per_video=per_video, exclude=exclude, strong=strong)) == k:
                 break
-        moments = select(grown, k=k, per_video=per_video, exclude=exclude)
+        moments = select(grown, k=k, per_video=per_video, exclude=exclude, strong=strong)
         bank = self.bank
         captions: list[str | None] = [None] * len(moments)
         if bank is not None and moments:

@@ -24,7 +24,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--per-video",
         type=int,
-        help="at most this many moments of one video (default: retrieval.per_video; 0: no limit)",
+        help="moments of one video before other videos' strong answers; its others come after those, never after a "
+        "weaker one (default: retrieval.per_video; 0: no limit)",
     )
     add_caption_options(parser, truth=False)
     parser.add_argument("--json", action="store_true", help="one JSON object a line per moment instead of a table")

@@ -125,3 +125,61 @@ def test_a_step_longer_than_the_hits_grows_into_one_whole_moment(tmp_path):
     top = searcher.like("a", 41.0, k=2)  # a's own step is excluded: b's is the answer
     assert top[0].moment.video_id == "b"
     assert (top[0].moment.start, top[0].moment.end) == (10.0, 70.0) and top[0].moment.segments == 30
+
+
+def caption_searcher(tmp_path, encoder, videos):
+    """A searcher over a store whose segments are the text tower's vectors of captions (plus noise), a
+    caption a segment, as a perfect image encoder would give: `videos` is {video_id: [caption, ...]}."""
+    from lvmae.store import Store
+    from tests.unit.retrieval.stores import identity
+
+    bank_file = tmp_path / "bank.txt"
+    bank_file.write_text("\n".join(caption_bank()) + "\n")
+    rng = np.random.default_rng(0)
+    store = Store.create(tmp_path / "captioned", identity())
+    with store.shard_writer("s0") as w:
+        for video_id, captions in videos.items():
+            emb = encoder.encode_text(captions) + 0.01 * rng.standard_normal((len(captions), 128))
+            t0 = np.arange(len(captions), dtype=np.float32) * 2
+            w.add_video(
+                video_id=video_id,
+                uri=f"/{video_id}.mp4",
+                duration=float(t0[-1] + 2),
+                fps=8.0,
+                emb=(emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32),
+                importance=np.ones(len(captions), np.float32),
+                span=np.stack([t0, t0 + 2], 1),
+            )
+    index = SegmentIndex.build(Store.open(tmp_path / "captioned"), CFG, kind="flat", progress=False)
+    return Searcher(index, CFG, text_tower=lambda: encoder, bank=CaptionBank.load(bank_file, encoder))
+
+
+def no_overlaps(answer):
+    for a in answer:
+        for b in answer:
+            same = a.moment.video_id == b.moment.video_id
+            assert a is b or not (same and a.moment.start < b.moment.end and b.moment.start < a.moment.end)
+
+
+def test_a_moment_stops_where_the_segments_change_to_another_captions_match(encoder, tmp_path):
+    """A video showing a purple star for 20 s, then an orange one (near captions, near embeddings): the
+    answer to "a orange star ..." is the orange step alone, and no moment runs across the change."""
+    purple, orange = "a purple star on a white background", "a orange star on a white background"
+    searcher = caption_searcher(tmp_path, encoder, {"v": [purple] * 10 + [orange] * 10})
+    answer = searcher.text([orange], k=5, per_video=0)[0]
+    assert (answer[0].moment.start, answer[0].moment.end) == (20.0, 40.0) and answer[0].caption == orange
+    assert all(not (r.moment.start < 20.0 < r.moment.end) for r in answer)
+    no_overlaps(answer)
+
+
+def test_a_caption_shown_six_times_in_one_long_video_gives_all_six_with_the_default_cap(encoder, tmp_path):
+    target, others = "a red circle on a blue background", caption_bank()[100:106]
+    long = []
+    for other in others:  # six steps of the target, each between steps of other captions
+        long += [other] * 4 + [target] * 3
+    videos = {"long": long, "x": [caption_bank()[150]] * 12, "y": [caption_bank()[200]] * 12}
+    answer = caption_searcher(tmp_path, encoder, videos).text([target], k=10)[0]  # retrieval.per_video: 3
+    assert CFG.per_video == 3
+    assert [r.moment.video_id for r in answer[:6]] == ["long"] * 6 and all(r.caption == target for r in answer[:6])
+    assert sorted(r.moment.start for r in answer[:6]) == [8.0 + 14 * i for i in range(6)]
+    no_overlaps(answer)
