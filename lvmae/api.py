@@ -187,10 +187,14 @@ def build_index(
 ) -> SegmentIndex:
     """Build the FAISS index of the store's segment embeddings (`kind`: flat, hnsw, ivfpq or auto; default
     `retrieval.index`) and save it in `out` (default `retrieval.index_dir`)."""
-    from lvmae.retrieval.index import SegmentIndex
+    from lvmae.foundation.locks import folder_lock
+    from lvmae.retrieval.index import SegmentIndex, check_index_folder
 
-    index = SegmentIndex.build(open_store(_store_uri(cfg, store)), cfg.retrieval, kind=kind)
-    index.save(out if out is not None else cfg.retrieval.index_dir)
+    folder = Path(out if out is not None else cfg.retrieval.index_dir)
+    check_index_folder(folder)  # before the lock file goes in: a folder of other files is refused as it is
+    with folder_lock(folder, "index build"):  # a second build into the folder is refused now, not after its work
+        index = SegmentIndex.build(open_store(_store_uri(cfg, store)), cfg.retrieval, kind=kind)
+        index.save(folder)
     return index
 
 
@@ -199,27 +203,31 @@ def update_index(
 ) -> tuple[SegmentIndex, list[str]]:
     """Add to the index in `folder` the shards its store committed since it was built; returns the index
     and the ids of the shards added (saved when there are any). The store must be the index's own."""
+    from lvmae.foundation.locks import folder_lock
     from lvmae.retrieval.errors import RetrievalError
-    from lvmae.retrieval.index import SegmentIndex, store_address
+    from lvmae.retrieval.index import SegmentIndex, read_header, store_address
 
     folder = Path(folder if folder is not None else cfg.retrieval.index_dir)
-    index = SegmentIndex.load(folder, writable=True)
-    source = open_store(store if store is not None else index.store_uri)
-    if index.store_uri != store_address(source):
-        raise RetrievalError(
-            f"index {folder} covers store {index.store_uri}, not {store_address(source)}: name its store, or another folder"
-        )
-    added = index.update(source)
-    if added:
-        index.save(folder)
+    read_header(folder)  # an index is there (else the error says so, and no lock file is left)
+    with folder_lock(folder, "index build"):
+        index = SegmentIndex.load(folder, writable=True)
+        source = open_store(store if store is not None else index.store_uri)
+        if index.store_uri != store_address(source):
+            raise RetrievalError(
+                f"index {folder} covers store {index.store_uri}, not {store_address(source)}: name its store, or another folder"
+            )
+        added = index.update(source)
+        if added:
+            index.save(folder)
     return index, added
 
 
-def open_index(folder: str | Path) -> SegmentIndex:
-    """The saved index in `folder` (read-only; large ones memory-mapped)."""
+def open_index(folder: str | Path, *, verify: bool = False) -> SegmentIndex:
+    """The saved index in `folder` (read-only; large ones memory-mapped); `verify` checks every file's
+    sha256 against its header, not only its size."""
     from lvmae.retrieval.index import SegmentIndex
 
-    return SegmentIndex.load(folder)
+    return SegmentIndex.load(folder, verify=verify)
 
 
 def open_searcher(cfg: Config, *, index: str | Path | None = None, captions: str | Path | None = None) -> Searcher:

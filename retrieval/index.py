@@ -10,13 +10,19 @@ On disk an index is a folder:
 
     index.json                the header, written last: store URI and identity, the committed shards
                               (and their generations) it covers with their fingerprint, kind, factory
-                              and parameters, counts, build time and updates
+                              and parameters, counts, build time and updates, and each file's size
+                              and sha256
     segments-<gen>.faiss      the FAISS index
     ids-<gen>.parquet         position -> video_id, row, t_start, t_end
+    .lock                     held by the build writing the folder (`foundation.locks`)
 
 Each write is a new generation whose files the header names, so a reader, or a build killed half way,
 sees the old index or the new one whole; files of other generations are removed once a header no
-longer names them. Loading compares the header with the store: an index that misses shards committed
+longer names them, never one the header on disk names. One build writes a folder at a time: a second
+is refused at once, naming the first and since when. Loading checks each file's size against the
+header (a truncated or swapped file is an error, not wrong neighbours), and its sha256 when asked
+(`lvmae index info --verify`) or when a killed save left its temp files behind; the next save removes
+those. Loading compares the header with the store: an index that misses shards committed
 since, or holds shards re-extracted or removed since, is stale, and the error names the command that
 updates it. Large indexes are memory-mapped (`faiss.IO_FLAG_MMAP_IFC`).
 """
@@ -39,7 +45,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvmae.foundation.files import atomic_write, atomic_write_json
+from lvmae.foundation.files import atomic_write, atomic_write_json, sha256_file, stale_temp_files
+from lvmae.foundation.locks import folder_lock
 from lvmae.foundation.progress import bar
 from lvmae.foundation.provenance import lvmae_version
 from lvmae.foundation.schema import RetrievalConfig
@@ -417,29 +424,42 @@ class SegmentIndex:
     # ---- disk ----------------------------------------------------------------------------------
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the index as a new generation in `folder` (created if needed), header last."""
+        """Write the index as a new generation in `folder` (created if needed), header last, under the
+        folder's lock (one build at a time: another is refused, naming the holder). The header records
+        each file's size and sha256; the temp files of a save that was killed are removed."""
         folder = Path(folder)
-        _check_index_folder(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        gen = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        files = {"index": f"segments-{gen}.faiss", "ids": f"ids-{gen}.parquet"}
-        write_faiss(self.cpu_index, folder / files["index"])
-        atomic_write(folder / files["ids"], lambda f: pq.write_table(self.ids.to_table(), f))
-        self.header["files"] = files
-        self.header["bytes"] = (folder / files["index"]).stat().st_size
-        atomic_write_json(folder / HEADER, self.header)
-        for old in folder.iterdir():  # the generations no header names any more
-            if old.name.startswith(("segments-", "ids-")) and old.name not in files.values():
-                old.unlink(missing_ok=True)
+        check_index_folder(folder)
+        with folder_lock(folder, "index build"):
+            for stale in stale_temp_files(folder):  # a save cut short: no other build writes here now
+                stale.unlink(missing_ok=True)
+            gen = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            files = {"index": f"segments-{gen}.faiss", "ids": f"ids-{gen}.parquet"}
+            write_faiss(self.cpu_index, folder / files["index"])
+            atomic_write(folder / files["ids"], lambda f: pq.write_table(self.ids.to_table(), f))
+            self.header["files"] = files
+            self.header["checks"] = {name: file_check(folder / name) for name in files.values()}
+            self.header["bytes"] = self.header["checks"][files["index"]]["bytes"]
+            atomic_write_json(folder / HEADER, self.header)
+            named = set(files.values()) | set(read_header(folder)["files"].values())  # never what a header names
+            for old in folder.iterdir():  # the generations no header names any more
+                if old.name.startswith(("segments-", "ids-")) and old.name not in named:
+                    old.unlink(missing_ok=True)
         self.folder = folder
         return folder
 
     @classmethod
     def load(
-        cls, folder: str | os.PathLike, *, device: str = "cpu", mmap: bool | None = None, writable: bool = False
+        cls,
+        folder: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        mmap: bool | None = None,
+        writable: bool = False,
+        verify: bool = False,
     ) -> SegmentIndex:
         """Open the index in `folder`. `mmap` None: memory-map files of MMAP_BYTES or more (read-only);
-        `writable` reads it whole (to update it)."""
+        `writable` reads it whole (to update it). Each file's size is checked against the header; its
+        sha256 too with `verify`, or when a save was cut short in the folder (its temp files are there)."""
         folder = Path(folder)
         header = read_header(folder)
         path = folder / header["files"]["index"]
@@ -447,6 +467,7 @@ class SegmentIndex:
         for p in (path, ids_path):
             if not p.is_file():
                 raise RetrievalError(f"index {folder}: {p.name}, which its {HEADER} names, is missing")
+        check_files(folder, header, hashes=verify or bool(stale_temp_files(folder)))
         import faiss
 
         use_mmap = (path.stat().st_size >= MMAP_BYTES if mmap is None else mmap) and not writable
@@ -540,6 +561,29 @@ def _set_search_params(index: Any, kind: str, cfg: RetrievalConfig, h: int) -> N
         faiss.downcast_index(index).k_factor = max(cfg.refine_factor * min(h, 10), h) / h
 
 
+def file_check(path: Path) -> dict[str, Any]:
+    """What the header records of a file it names: its size and sha256."""
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def check_files(folder: Path, header: dict, *, hashes: bool) -> None:
+    """The files the header names are the ones it wrote: their sizes (always) and sha256 (`hashes`), or
+    a RetrievalError naming the file (a header of an older lvmae, without checks, passes)."""
+    for name, want in header.get("checks", {}).items():
+        path = folder / name
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            raise RetrievalError(
+                f"index {folder}: {name} is {size:,} bytes; its {HEADER} says {want['bytes']:,}: the file is "
+                f"damaged; rebuild the index ({build_command('STORE', folder)})"
+            )
+        if hashes and sha256_file(path) != want["sha256"]:
+            raise RetrievalError(
+                f"index {folder}: {name} does not have the sha256 its {HEADER} records: the file is damaged; "
+                f"rebuild the index ({build_command('STORE', folder)})"
+            )
+
+
 def read_header(folder: Path) -> dict:
     """The header of the index in `folder`; a folder that is not one is a RetrievalError saying so."""
     path = folder / HEADER
@@ -562,7 +606,7 @@ def read_header(folder: Path) -> dict:
     return header
 
 
-def _check_index_folder(folder: Path) -> None:
+def check_index_folder(folder: Path) -> None:
     """An index is written into an empty or absent folder, or over an index."""
     if not folder.exists():
         return

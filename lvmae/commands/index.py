@@ -61,6 +61,9 @@ def _describe(summary: Summary, index) -> None:
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", type=Path, help="index folder")
+    parser.add_argument(
+        "--verify", action="store_true", help="also check every file's sha256 against the header (sizes always are)"
+    )
 
 
 def _info(args: argparse.Namespace, cfg: Config) -> int:
@@ -68,9 +71,11 @@ def _info(args: argparse.Namespace, cfg: Config) -> int:
     from lvmae.retrieval.index import build_command
     from lvmae.store import Store, StoreError
 
-    index = open_index(args.dir)
+    index = open_index(args.dir, verify=args.verify)
     summary = Summary(f"index {args.dir}", timed=False)
     _describe(summary, index)
+    checks = "sizes and sha256" if args.verify else "sizes (--verify: sha256 too)"
+    summary.add("files", f"as the header records them: {checks}" if "checks" in index.header else "no checks recorded")
     try:
         stale = index.staleness(Store.open(index.store_uri))
     except StoreError as exc:

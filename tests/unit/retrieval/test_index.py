@@ -131,3 +131,62 @@ def test_a_missing_index_file_is_named(make_store, tmp_path):
     (tmp_path / "idx" / index.header["files"]["index"]).unlink()
     with pytest.raises(RetrievalError, match=r"segments-.*\.faiss, which its index.json names, is missing"):
         SegmentIndex.load(tmp_path / "idx")
+
+
+def test_a_byte_flipped_index_file_is_caught_by_verify_and_a_truncated_one_always(make_store, tmp_path):
+    index = SegmentIndex.build(make_store({"a": (40, 1), "b": (30, 2)}), CFG, kind="flat", progress=False)
+    folder = index.save(tmp_path / "idx")
+    name = index.header["files"]["index"]
+    data = bytearray((folder / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte of a vector: FAISS reads it happily and answers other neighbours
+    (folder / name).write_bytes(bytes(data))
+    SegmentIndex.load(folder)  # the size is right: a cheap load does not hash
+    with pytest.raises(RetrievalError, match=f"{name} does not have the sha256 its index.json records"):
+        SegmentIndex.load(folder, verify=True)
+    (folder / name).write_bytes(bytes(data[:-8]))
+    with pytest.raises(RetrievalError, match=f"{name} is {len(data) - 8:,} bytes; its index.json says {len(data):,}"):
+        SegmentIndex.load(folder)
+
+
+def test_a_save_killed_mid_write_is_checked_on_load_and_its_temp_file_removed_by_the_next(make_store, tmp_path):
+    index = SegmentIndex.build(make_store({"a": (40, 1)}), CFG, kind="flat", progress=False)
+    folder = index.save(tmp_path / "idx")
+    stale = folder / ".segments-20260101T000000-dead.faiss.tmp-4242"  # what a killed write_faiss leaves
+    stale.write_bytes(b"half an index")
+    name = index.header["files"]["index"]
+    good = (folder / name).read_bytes()
+    (folder / name).write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])  # and damage, same size
+    with pytest.raises(RetrievalError, match="does not have the sha256"):  # a crash happened here: hashed
+        SegmentIndex.load(folder)
+    (folder / name).write_bytes(good)
+    SegmentIndex.load(folder).save(folder)
+    assert not stale.exists() and not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_two_builds_into_one_folder_are_exclusive_and_a_save_keeps_what_the_header_names(make_store, tmp_path):
+    import threading
+
+    from lvmae.foundation.locks import Locked, folder_lock
+
+    index = SegmentIndex.build(make_store({"a": (40, 1)}), CFG, kind="flat", progress=False)
+    folder = tmp_path / "idx"
+    holding, done = threading.Event(), threading.Event()
+
+    def other_build():  # holds the folder as a build does, until told to finish
+        with folder_lock(folder, "index build"):
+            holding.set()
+            assert done.wait(30)
+
+    thread = threading.Thread(target=other_build)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(Locked, match=r"another index build holds it since \d{4}-\d\d-\d\d .*\(pid \d+\)"):
+            index.save(folder)
+    finally:
+        done.set()
+        thread.join(30)
+    index.save(folder)
+    named = set(json.loads((folder / "index.json").read_text())["files"].values())
+    assert named <= {p.name for p in folder.iterdir()}
+    SegmentIndex.load(folder, verify=True)
