@@ -48,8 +48,11 @@ function status(text, isError = false) {
 // --- search -------------------------------------------------------------------------------------------
 
 function card(m) {
-  const video = el("video", { class: "clip", src: m.media, preload: "metadata", playsinline: "" });
+  // The player opens at the moment, not at the video's first frame: a media fragment, and a seek once the
+  // metadata is in for a browser that ignores fragments.
+  const video = el("video", { class: "clip", src: `${m.media}#t=${m.start}`, preload: "metadata", playsinline: "" });
   video.muted = true;
+  playFrom(video, m.start, false);
   const strip = el(
     "div",
     { class: "strip" },

@@ -295,6 +295,11 @@ def test_the_page_searches_plays_the_moment_and_opens_the_timeline(live, browser
             "() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)"
         )
         _shot(page, "search")
+        # Before any click, every card's player shows its moment, not the video's first frame.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.card')].every(c => { const v = c.querySelector('video');"
+            " return v.readyState >= 1 && !v.seeking && Math.abs(v.currentTime - Number(c.dataset.start)) < 1.0; })"
+        )
 
         # the card whose moment starts latest: playing it from its start is then not playing from 0
         starts = [float(s) for s in cards.evaluate_all("cs => cs.map(c => c.dataset.start)")]
