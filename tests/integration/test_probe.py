@@ -48,6 +48,12 @@ def test_every_row_of_the_table_in_one_run(run, capsys):
         assert len(row["accuracies"]) == 2 and 0 <= row["accuracy_mean"] <= 1 and row["test_videos"] == 8
         assert set(row["per_group"]) == {"0", "1"}  # the store's group column, found by name
     assert "trained on this store's videos" in err  # the summary says these are not held-out figures
+    by_row = {(r["features"], r["head"], r["labels_per_class"]): r for r in report["rows"]}
+    for row in report["rows"]:
+        assert row["accuracy_mean"] == pytest.approx(sum(row["accuracies"]) / len(row["accuracies"]))
+    # The trained encoder's rows are its own, not the random init's: some accuracy differs.
+    pairs = [(h, n) for h in ("linear", "attentive") for n in ("all", 1, 2, 4)]
+    assert any(by_row[("lvmae", h, n)]["accuracies"] != by_row[("lvmae-init", h, n)]["accuracies"] for h, n in pairs)
 
 
 def test_table_and_errors(run, capsys):

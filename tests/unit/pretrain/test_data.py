@@ -112,10 +112,16 @@ def test_window_source_is_a_function_of_seed_rank_step(store):
 
 
 def test_iterate_stops_cleanly_when_abandoned_and_reraises_errors(store):
+    import threading
+
     source = WindowSource(store, ok_videos(store), batch_size=2, min_segments=4, max_segments=16, seed=0)
+    before = set(threading.enumerate())
     it = source.iterate(0, 1000, prefetch=2)
     next(it)
-    it.close()  # the producer thread must not hang
+    (producer,) = [t for t in threading.enumerate() if t.name == "window-prefetch" and t not in before]
+    it.close()  # the producer thread must end, not keep reading batches for a consumer that has gone
+    producer.join(timeout=20)
+    assert not producer.is_alive()
     bad = WindowSource(store, [Video("nope", 50)], batch_size=2, min_segments=4, max_segments=16, seed=0)
     with pytest.raises(Exception, match="nope"):
         list(bad.iterate(0, 3))
