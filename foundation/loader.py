@@ -18,10 +18,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
 import json
 import math
-import textwrap
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -361,13 +362,36 @@ def _plain(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
+    """`ast.parse`, tried again on CPython 3.11's spurious "AST constructor recursion depth mismatch"
+    (a fault of the interpreter, python/cpython#106905, seen here now and then in long test runs: the
+    same source parses on the next try)."""
+    for attempt in range(3):
+        try:
+            return ast.parse(source, filename)
+        except SystemError as exc:
+            if "recursion depth mismatch" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@functools.cache
+def _module_classes(module: str) -> dict[str, ast.ClassDef]:
+    """The top-level classes of a module's source, parsed once a process."""
+    source = inspect.getsource(sys.modules[module])
+    return {node.name: node for node in parse_python(source, module).body if isinstance(node, ast.ClassDef)}
+
+
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field of a config dataclass (or of a dataclass it extends),
     by field name."""
     docs: dict[str, str] = {}
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
-        source = textwrap.dedent(inspect.getsource(klass))
-        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        definition = _module_classes(klass.__module__).get(klass.__name__)
+        if definition is None:  # a class made at run time: no source to read
+            continue
+        body = definition.body
         for node, nxt in zip(body, body[1:]):
             if (
                 isinstance(node, ast.AnnAssign)

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from lvmae.foundation.loader import parse_python
+
 ROOT = Path(__file__).resolve().parents[2]
 LOWER = ("foundation", "store", "extract", "pretrain", "retrieval", "evaluation", "toyworld")
 ALLOWED = {
@@ -67,16 +69,9 @@ def project_modules(root: Path) -> dict[str, Path]:
 
 
 def parse(path: Path) -> ast.Module:
-    """`ast.parse` of the file, tried again on CPython 3.11's spurious "AST constructor recursion depth
-    mismatch", a known CPython 3.11 fault outside this code (e.g. python/cpython#106905), seen once in
-    a full `make test` and not again on its own."""
-    for attempt in range(3):
-        try:
-            return ast.parse(path.read_text(), str(path))
-        except SystemError as exc:
-            if "recursion depth mismatch" not in str(exc) or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """The file's syntax tree (through the loader's `parse_python`, which rides out CPython 3.11's
+    spurious "AST constructor recursion depth mismatch")."""
+    return parse_python(path.read_text(), str(path))
 
 
 def imports_of(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
