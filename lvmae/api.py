@@ -23,8 +23,9 @@ take only the config sections they read, are one floor down (`lvmae.extract.runn
     app = lvmae.create_app(cfg)                                # FastAPI: uvicorn.run(app)
 
 The stages' subpackages own the short names (`lvmae.extract`, `lvmae.pretrain` are modules), so the
-entry points that run them are `extract_videos` and `train`. Defaults follow the CLI's: a store argument left out is `paths.store`, an index folder
-`retrieval.index_dir`, a checkpoint `pretrain.checkpoint_dir/model.pt`, a device `pretrain.device`.
+entry points that run them are `extract_videos` and `train`. Defaults follow the CLI's: a store left
+out is `paths.store`, an index folder `retrieval.index_dir`, a checkpoint
+`pretrain.checkpoint_dir/model.pt`, a device `pretrain.device`.
 """
 
 from __future__ import annotations
