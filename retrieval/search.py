@@ -195,13 +195,13 @@ class Searcher:
     STRONG = 0.5
     """A strong answer scores at least this fraction of the way from the query's background to its best."""
 
-    def _labels(self, positions: np.ndarray) -> np.ndarray | None:
-        """What the segments at index `positions` show: their best caption's index in the bank (None
-        without a bank). Moments do not grow across a change of it."""
+    def _labels(self, vectors: np.ndarray) -> np.ndarray | None:
+        """What segments with these vectors (n, D) show: their best caption's index in the bank (None
+        without a bank). Moments neither merge nor grow across a change of it."""
         bank = self.bank
-        if bank is None or not len(positions):
+        if bank is None or not len(vectors):
             return None
-        return bank.best(self.index.vectors(np.asarray(positions)), k=1)[1][:, 0]
+        return bank.best(vectors, k=1)[1][:, 0]
 
     def _grow(self, m: Moment, q: np.ndarray, tolerance: float) -> Moment:
         """`m` extended over the adjacent segments of its video (rows next to it, spans touching) whose
@@ -209,12 +209,12 @@ class Searcher:
         best caption, when there is a bank): the hits are the top `depth` of the whole index, so a long
         step may have only some of its segments among them."""
         ids, floor = self.index.ids, m.score - tolerance
-        shows = self._labels(np.asarray([m.best_position]))
         best_row = int(ids.row[m.best_position])
         first = m.best_position - (best_row - m.rows[0])  # a video's rows sit at consecutive positions
         last = m.best_position + (m.rows[1] - best_row)
         if not (0 <= first <= last < len(ids)) or ids.video[first] != ids.video[last]:
             return m
+        shows = self._labels(self.index.vectors(np.asarray([m.best_position])))
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         ends = {}
         for side, edge in ((-1, first), (1, last)):
@@ -225,9 +225,10 @@ class Searcher:
                 prev = np.concatenate([[edge], steps[:-1]])
                 adjacent = (ids.video[steps] == ids.video[edge]) & (ids.row[steps] == ids.row[prev] + side)
                 touch = np.where(side < 0, ids.t_end[steps] - ids.t_start[prev], ids.t_start[steps] - ids.t_end[prev])
-                good = np.einsum("sd,d->s", normalized(self.index.vectors(steps)), q) >= floor  # no BLAS threads
+                vectors = self.index.vectors(steps)  # (s, D), read once for the score and the label
+                good = np.einsum("sd,d->s", normalized(vectors), q) >= floor  # no BLAS threads
                 if shows is not None:
-                    good &= self._labels(steps) == shows[0]
+                    good &= self._labels(vectors) == shows[0]
                 ok = np.cumprod(adjacent & (np.abs(touch) <= SPAN_TOUCH_S) & good).astype(bool)
                 edge = int(steps[ok][-1]) if ok.any() else edge
                 if not ok.all() or len(steps) < self.GROW_STEP:
@@ -279,7 +280,7 @@ class Searcher:
             positions,
             k=None,
             tolerance=tolerance,
-            label=self._labels(positions),
+            label=self._labels(self.index.vectors(positions)) if self.bank is not None and len(positions) else None,
         )
         # A query whose true matches outnumber its hits (a caption shown for an hour) has only part of each
         # step among them: the best moments grow along their videos over the segments the hits left out.
